@@ -1,0 +1,444 @@
+"""The residual unit of He et al. (2016), in every ordering the paper compares."""
+
+import keras
+from keras import ops
+
+from keras_preact.layers.drop_path import DropPath
+from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
+from keras_preact.layers.options import SHORTCUTS
+from keras_preact.layers.options import STRIDE_POSITIONS
+from keras_preact.layers.options import UNIT_ORDERINGS
+from keras_preact.layers.options import he_normal_fan_out
+from keras_preact.layers.options import standardize_data_format
+from keras_preact.layers.options import validate_choice
+
+
+@keras.saving.register_keras_serializable(package="keras_preact")
+class ResidualUnit(keras.layers.Layer):
+    """A residual unit: `x_{l+1} = f(h(x_l) + F(x_l))`.
+
+    By default this is the paper's full pre-activation unit: BN and ReLU
+    come before each convolution, the shortcut `h` is the identity and
+    nothing follows the addition. Where the unit changes the channel count
+    or the resolution, `h` is a bias-free 1x1 projection that takes the same
+    pre-activated tensor as the residual branch (BN-ReLU computed once).
+
+    `unit_ordering` and `shortcut` select the alternatives of the paper's
+    Table 2 (Fig. 4) and Table 1 (Fig. 2), so its ablations can be rebuilt:
+
+    - `"original"`: conv-BN-ReLU-...-conv-BN, add, ReLU.
+    - `"bn_after_addition"`: conv-BN-ReLU-...-conv, add, BN, ReLU.
+    - `"relu_before_addition"`: conv-BN-ReLU-...-conv-BN-ReLU, add.
+    - `"relu_only_preact"`: ReLU-conv-BN-...-ReLU-conv-BN, add.
+    - `"full_preact"`: BN-ReLU-conv-...-BN-ReLU-conv, add.
+
+    Shortcut variants (applied where shapes match; a unit that changes
+    shape always uses the projection):
+
+    - `"identity"`: `h(x) = x`.
+    - `"constant_scaling"`: `shortcut_scale * x + (1 - shortcut_scale) * F`.
+    - `"exclusive_gating"`: `g * F + (1 - g) * x`, `g = sigmoid(conv1x1(x))`.
+    - `"shortcut_only_gating"`: `F + (1 - g) * x`.
+    - `"conv1x1"`: a 1x1 convolution on every shortcut.
+    - `"dropout"`: `dropout(x) + F` with rate `shortcut_dropout_rate`.
+
+    Post-activation orderings put a BN after the projection convolution, as
+    the original ResNet does; pre-activation orderings do not.
+
+    Args:
+        filters: int. Width of the unit's convolutions; a bottleneck unit
+            outputs `filters * expansion` channels.
+        bottleneck: bool. 1x1-3x3-1x1 bottleneck instead of two 3x3
+            convolutions. Defaults to `False`.
+        strides: int. Spatial stride of the unit, 1 or 2. Defaults to `1`.
+        unit_ordering: str. One of the orderings above. Defaults to
+            `"full_preact"`.
+        shortcut: str. One of the shortcut variants above. Defaults to
+            `"identity"`.
+        preactivate: bool. For pre-activation orderings: whether the unit
+            applies its first (BN-)ReLU. `False` for a unit whose input
+            already went through BN-ReLU, such as the first unit after the
+            ImageNet stem. Defaults to `True`.
+        preactivated_shortcut: bool or `None`. Whether the shortcut takes
+            the pre-activated tensor. `None` means: only when it is a
+            projection. `True` for the first unit after a bare conv stem
+            (the CIFAR nets). Defaults to `None`.
+        stride_on: str. Bottleneck only: put the stride on the first
+            `"1x1"` convolution (the authors' CIFAR code) or on the `"3x3"`
+            (fb.resnet.torch, timm). Defaults to `"3x3"`.
+        expansion: int. Bottleneck output expansion. Defaults to `4`.
+        drop_path_rate: float. Stochastic depth rate of the residual branch.
+            Defaults to `0.0`.
+        shortcut_scale: float. Scale of `"constant_scaling"`. Defaults to
+            `0.5`.
+        gate_bias: float. Initial bias of the gating 1x1 convolution.
+            Defaults to `-6.0` (the paper's best setting).
+        shortcut_dropout_rate: float. Rate of `"dropout"`. Defaults to `0.5`.
+        kernel_initializer: initializer for the convolutions. Defaults to He
+            normal over fan-out.
+        kernel_regularizer: optional regularizer for convolution kernels.
+        bn_momentum: float. Defaults to `0.9` (Torch's 0.1).
+        bn_epsilon: float. Defaults to `1e-5`.
+        data_format: `"channels_last"` or `"channels_first"`. Defaults to
+            `keras.config.image_data_format()`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Example:
+
+    >>> unit = ResidualUnit(16, bottleneck=True, strides=2)
+    >>> unit(keras.ops.ones((1, 32, 32, 64))).shape
+    (1, 16, 16, 64)
+    """
+
+    def __init__(
+        self,
+        filters,
+        bottleneck=False,
+        strides=1,
+        unit_ordering="full_preact",
+        shortcut="identity",
+        preactivate=True,
+        preactivated_shortcut=None,
+        stride_on="3x3",
+        expansion=4,
+        drop_path_rate=0.0,
+        shortcut_scale=0.5,
+        gate_bias=-6.0,
+        shortcut_dropout_rate=0.5,
+        kernel_initializer=None,
+        kernel_regularizer=None,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(
+                f"Invalid filters={filters!r}. Expected a positive int."
+            )
+        if strides not in (1, 2):
+            raise ValueError(f"Invalid strides={strides!r}. Expected 1 or 2.")
+        validate_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
+        validate_choice("shortcut", shortcut, SHORTCUTS)
+        validate_choice("stride_on", stride_on, STRIDE_POSITIONS)
+
+        self.filters = filters
+        self.bottleneck = bool(bottleneck)
+        self.strides = strides
+        self.unit_ordering = unit_ordering
+        self.shortcut = shortcut
+        self.preactivate = bool(preactivate)
+        self.preactivated_shortcut = preactivated_shortcut
+        self.stride_on = stride_on
+        self.expansion = expansion
+        self.drop_path_rate = float(drop_path_rate)
+        self.shortcut_scale = float(shortcut_scale)
+        self.gate_bias = float(gate_bias)
+        self.shortcut_dropout_rate = float(shortcut_dropout_rate)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or he_normal_fan_out()
+        )
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.data_format = standardize_data_format(data_format)
+        self.channel_axis = -1 if self.data_format == "channels_last" else 1
+        self.output_channels = filters * expansion if bottleneck else filters
+        self.is_pre_activation = unit_ordering in PRE_ACTIVATION_ORDERINGS
+
+        # === Residual branch ===
+        self.convs = []
+        self.paddings = []
+        for index, (kernel_size, conv_filters, conv_strides) in enumerate(
+            self._conv_specs()
+        ):
+            # Torch pads a strided 3x3 by one pixel on every side; Keras'
+            # "same" would pad only bottom/right, so pad explicitly.
+            explicit_pad = kernel_size == 3 and conv_strides > 1
+            self.paddings.append(
+                keras.layers.ZeroPadding2D(
+                    1,
+                    data_format=self.data_format,
+                    dtype=self.dtype_policy,
+                    name=f"pad{index + 1}",
+                )
+                if explicit_pad
+                else None
+            )
+            self.convs.append(
+                self._conv(
+                    conv_filters,
+                    kernel_size,
+                    conv_strides,
+                    padding="valid" if explicit_pad else "same",
+                    name=f"conv{index + 1}",
+                )
+            )
+
+        num_convs = len(self.convs)
+        self.preact_bn = None
+        if unit_ordering == "full_preact":
+            if self.preactivate:
+                self.preact_bn = self._batch_norm("preact_bn")
+            num_branch_bns = num_convs - 1
+        elif unit_ordering == "bn_after_addition":
+            num_branch_bns = num_convs - 1
+        else:
+            num_branch_bns = num_convs
+        self.bns = [
+            self._batch_norm(f"bn{index + 1}") for index in range(num_branch_bns)
+        ]
+        self.post_add_bn = (
+            self._batch_norm("post_add_bn")
+            if unit_ordering == "bn_after_addition"
+            else None
+        )
+        self.drop_path = (
+            DropPath(self.drop_path_rate, dtype=self.dtype_policy, name="drop_path")
+            if self.drop_path_rate > 0
+            else None
+        )
+        # Shortcut layers depend on the input's channel count: see `build`.
+        self.projection = None
+        self.projection_bn = None
+        self.gate = None
+        self.shortcut_dropout = None
+
+    # === Layers ===
+
+    def _conv_specs(self):
+        """(kernel size, filters, strides) of each convolution, in order."""
+        if not self.bottleneck:
+            return [(3, self.filters, self.strides), (3, self.filters, 1)]
+        stride_1x1 = self.strides if self.stride_on == "1x1" else 1
+        stride_3x3 = self.strides if self.stride_on == "3x3" else 1
+        return [
+            (1, self.filters, stride_1x1),
+            (3, self.filters, stride_3x3),
+            (1, self.output_channels, 1),
+        ]
+
+    def _conv(self, filters, kernel_size, strides, name, padding="same"):
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _batch_norm(self, name):
+        return keras.layers.BatchNormalization(
+            axis=self.channel_axis,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, input_shape):
+        input_channels = input_shape[self.channel_axis]
+        self.uses_projection = (
+            self.shortcut == "conv1x1"
+            or self.strides != 1
+            or input_channels != self.output_channels
+        )
+        if self.uses_projection:
+            self.projection = self._conv(
+                self.output_channels, 1, self.strides, name="projection"
+            )
+            self.projection.build(input_shape)
+            if not self.is_pre_activation:
+                self.projection_bn = self._batch_norm("projection_bn")
+                self.projection_bn.build(
+                    self.projection.compute_output_shape(input_shape)
+                )
+        elif self.shortcut in ("exclusive_gating", "shortcut_only_gating"):
+            self.gate = keras.layers.Conv2D(
+                self.output_channels,
+                1,
+                kernel_initializer=self.kernel_initializer,
+                kernel_regularizer=self.kernel_regularizer,
+                bias_initializer=keras.initializers.Constant(self.gate_bias),
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="gate",
+            )
+            self.gate.build(input_shape)
+        elif self.shortcut == "dropout":
+            self.shortcut_dropout = keras.layers.Dropout(
+                self.shortcut_dropout_rate,
+                dtype=self.dtype_policy,
+                name="shortcut_dropout",
+            )
+
+        # Build the branch by chaining shapes; each BN sees its input shape.
+        shape = input_shape
+        if self.preact_bn is not None:
+            self.preact_bn.build(shape)
+        bn_index = 0
+        for index, conv in enumerate(self.convs):
+            if self.unit_ordering == "full_preact" and index > 0:
+                self.bns[bn_index].build(shape)
+                bn_index += 1
+            if self.paddings[index] is not None:
+                shape = self.paddings[index].compute_output_shape(shape)
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            if self.unit_ordering != "full_preact" and bn_index < len(self.bns):
+                self.bns[bn_index].build(shape)
+                bn_index += 1
+        if self.post_add_bn is not None:
+            self.post_add_bn.build(shape)
+        self.built = True
+
+    # === Forward pass ===
+
+    def call(self, inputs, training=None):
+        shortcut_input = inputs
+        x = inputs
+        if self.is_pre_activation and self.preactivate:
+            x = self._first_activation(inputs, training)
+            takes_preactivated = self.preactivated_shortcut
+            if takes_preactivated is None:
+                takes_preactivated = self.uses_projection
+            if takes_preactivated:
+                shortcut_input = x
+        residual = self._residual_branch(x, training)
+        if self.drop_path is not None:
+            residual = self.drop_path(residual, training=training)
+        outputs = self._merge(shortcut_input, residual, training)
+        if self.unit_ordering == "original":
+            outputs = ops.relu(outputs)
+        elif self.unit_ordering == "bn_after_addition":
+            outputs = ops.relu(self.post_add_bn(outputs, training=training))
+        return outputs
+
+    def _first_activation(self, x, training):
+        if self.preact_bn is not None:
+            x = self.preact_bn(x, training=training)
+        return ops.relu(x)
+
+    def _residual_branch(self, x, training):
+        ordering = self.unit_ordering
+        last = len(self.convs) - 1
+        bns = iter(self.bns)
+        for index, conv in enumerate(self.convs):
+            if index > 0 and ordering == "full_preact":
+                x = ops.relu(next(bns)(x, training=training))
+            elif index > 0 and ordering == "relu_only_preact":
+                x = ops.relu(x)
+            if self.paddings[index] is not None:
+                x = self.paddings[index](x)
+            x = conv(x)
+            if ordering == "full_preact":
+                continue
+            if not (ordering == "bn_after_addition" and index == last):
+                x = next(bns)(x, training=training)
+            if ordering != "relu_only_preact" and (
+                index < last or ordering == "relu_before_addition"
+            ):
+                x = ops.relu(x)
+        return x
+
+    def _merge(self, shortcut_input, residual, training):
+        if self.projection is not None:
+            shortcut = self.projection(shortcut_input)
+            if self.projection_bn is not None:
+                shortcut = self.projection_bn(shortcut, training=training)
+            return shortcut + residual
+        if self.shortcut == "constant_scaling":
+            scale = self.shortcut_scale
+            return scale * shortcut_input + (1.0 - scale) * residual
+        if self.gate is not None:
+            gate = ops.sigmoid(self.gate(shortcut_input))
+            if self.shortcut == "exclusive_gating":
+                residual = gate * residual
+            return (1.0 - gate) * shortcut_input + residual
+        if self.shortcut_dropout is not None:
+            shortcut_input = self.shortcut_dropout(
+                shortcut_input, training=training
+            )
+        return shortcut_input + residual
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        spatial = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        for axis in spatial:
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // self.strides)
+        shape[self.channel_axis] = self.output_channels
+        return tuple(shape)
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "bottleneck": self.bottleneck,
+                "strides": self.strides,
+                "unit_ordering": self.unit_ordering,
+                "shortcut": self.shortcut,
+                "preactivate": self.preactivate,
+                "preactivated_shortcut": self.preactivated_shortcut,
+                "stride_on": self.stride_on,
+                "expansion": self.expansion,
+                "drop_path_rate": self.drop_path_rate,
+                "shortcut_scale": self.shortcut_scale,
+                "gate_bias": self.gate_bias,
+                "shortcut_dropout_rate": self.shortcut_dropout_rate,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bn_momentum": self.bn_momentum,
+                "bn_epsilon": self.bn_epsilon,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_preact")
+class PreActBasicUnit(ResidualUnit):
+    """Full pre-activation basic unit: BN-ReLU-conv3x3, BN-ReLU-conv3x3.
+
+    A `ResidualUnit` with `bottleneck=False`; see it for all arguments.
+
+    Example:
+
+    >>> PreActBasicUnit(16)(keras.ops.ones((1, 8, 8, 16))).shape
+    (1, 8, 8, 16)
+    """
+
+    def __init__(self, filters, **kwargs):
+        kwargs.pop("bottleneck", None)
+        super().__init__(filters, bottleneck=False, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_preact")
+class PreActBottleneckUnit(ResidualUnit):
+    """Full pre-activation bottleneck: BN-ReLU-conv1x1, -conv3x3, -conv1x1.
+
+    A `ResidualUnit` with `bottleneck=True`; see it for all arguments. It
+    outputs `filters * expansion` channels (expansion 4 by default).
+
+    Example:
+
+    >>> PreActBottleneckUnit(16)(keras.ops.ones((1, 8, 8, 64))).shape
+    (1, 8, 8, 64)
+    """
+
+    def __init__(self, filters, **kwargs):
+        kwargs.pop("bottleneck", None)
+        super().__init__(filters, bottleneck=True, **kwargs)
