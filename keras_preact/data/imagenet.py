@@ -1,0 +1,479 @@
+"""tf.data input pipeline for ImageNet (ILSVRC-2012) JPEGs.
+
+Sources: TensorFlow Datasets `imagenet2012` (prepared from a manual
+download), TFRecord shards in the common `image/encoded` /
+`image/class/label` format (TF Model Garden, `imagenet_to_gcs.py`), or a
+folder of class sub-folders of image files.
+
+Images that fail to decode are skipped and counted in a `SkipCounter`
+(never a crash); files in a class folder without an image extension are
+left out when listing and recorded in `SkipCounter.ignored_files`.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_preact import preprocessing
+from keras_preact.data import augment as aug
+
+AUTOTUNE = tf.data.AUTOTUNE
+VALID_SOURCES = ("tfds", "tfrecord", "folder")
+VALID_AUGMENTS = ("inception", "scale", "none")
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
+_EVAL_FALLBACK_FRACTION = 224 / 256
+
+
+class SkipCounter:
+    """Counts images that a pipeline could not decode and skipped.
+
+    The counts live in `tf.Variable`s updated from inside the tf.data
+    pipeline. `seen` counts elements entering the decode step and `kept`
+    those that came out; `skipped = seen - kept` is exact after a full pass
+    (while iterating it can include a few images still in flight). With
+    `repeat=True`, counts grow with every epoch.
+
+    Attributes:
+        seen: number of images handed to the decoder so far.
+        kept: number decoded successfully.
+        skipped: `seen - kept`, the corrupt / undecodable images.
+        ignored_files: paths (folder source) left out when listing because
+            they have no image extension (e.g. a stray `.txt`).
+
+    Example:
+
+    >>> counter = SkipCounter()
+    >>> ds = imagenet_dataset("folder", "/data/imagenet", "train",
+    ...                       training=False, batch_size=64, counter=counter)
+    >>> for images, labels in ds: ...
+    >>> print(counter.skipped, len(counter.ignored_files))
+    """
+
+    def __init__(self):
+        self._seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="seen")
+        self._kept = tf.Variable(0, dtype=tf.int64, trainable=False, name="kept")
+        self.ignored_files = []
+
+    @property
+    def seen(self):
+        return int(self._seen.numpy())
+
+    @property
+    def kept(self):
+        return int(self._kept.numpy())
+
+    @property
+    def skipped(self):
+        return self.seen - self.kept
+
+    def reset(self):
+        """Sets the counts back to zero (keeps `ignored_files`)."""
+        self._seen.assign(0)
+        self._kept.assign(0)
+
+    def __repr__(self):
+        return (
+            f"SkipCounter(seen={self.seen}, kept={self.kept}, skipped={self.skipped}, "
+            f"ignored_files={len(self.ignored_files)})"
+        )
+
+
+# ----------------------------------------------------------------------------
+# Decoding and cropping (one image, inside the tf.data graph).
+
+
+def _decode_crop(image_bytes, window_fn):
+    """Decodes only the crop window of an image, as RGB uint8.
+
+    JPEGs use the fused `decode_and_crop_jpeg` (decodes only the window's
+    blocks); other formats (PNG files with a .JPEG name exist in ImageNet)
+    are decoded whole and sliced. `window_fn(shape)` returns
+    `[offset_y, offset_x, height, width]` from the int32 `[h, w, c]` shape.
+    """
+
+    def jpeg():
+        window = window_fn(tf.image.extract_jpeg_shape(image_bytes))
+        return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+    def other():
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        window = window_fn(tf.shape(image))
+        return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], 3])
+
+    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _center_window(shape, image_size, resize_size):
+    """Window equal to "resize shorter side to resize_size, center crop".
+
+    Cropping `image_size * short / resize_size` pixels from the original
+    and resizing to `image_size` equals resizing first and cropping
+    `image_size`, up to interpolation, and decodes less.
+    """
+    h, w = shape[0], shape[1]
+    short = tf.cast(tf.minimum(h, w), tf.float32)
+    crop = tf.cast(tf.round(short * (image_size / resize_size)), tf.int32)
+    crop = tf.maximum(crop, 1)
+    crop_h, crop_w = tf.minimum(crop, h), tf.minimum(crop, w)
+    return tf.stack([(h - crop_h + 1) // 2, (w - crop_w + 1) // 2, crop_h, crop_w])
+
+
+def _inception_window(shape, seed, area_range, aspect_ratio_range, image_size):
+    """Random-sized crop (Szegedy et al. 2015), as in the TF Model Garden.
+
+    Falls back to the evaluation center crop when no valid box is found in
+    10 attempts (the sampler then returns the whole image).
+    """
+    bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=bbox,
+        seed=seed,
+        min_object_covered=0.1,
+        aspect_ratio_range=aspect_ratio_range,
+        area_range=area_range,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    # The sampler returns the whole image when it found no box.
+    failed = tf.logical_and(tf.equal(size[0], shape[0]), tf.equal(size[1], shape[1]))
+    return tf.cond(
+        failed,
+        lambda: _center_window(shape, image_size, image_size / _EVAL_FALLBACK_FRACTION),
+        lambda: window,
+    )
+
+
+def _scale_window(shape, seed, scale_range, image_size):
+    """The paper's scale augmentation as a crop window.
+
+    Shorter side resized to `s ~ U{scale_range}`, then a random
+    `image_size` crop: in original pixels, a square of
+    `image_size * short / s` at a random offset.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    h, w = shape[0], shape[1]
+    s = tf.random.stateless_uniform(
+        [], seeds[0], scale_range[0], scale_range[1] + 1, dtype=tf.int32
+    )
+    short = tf.minimum(h, w)
+    crop = tf.cast(
+        tf.round(tf.cast(short, tf.float32) * image_size / tf.cast(s, tf.float32)), tf.int32
+    )
+    crop = tf.clip_by_value(crop, 1, short)
+    oy = tf.random.stateless_uniform([], seeds[1], 0, h - crop + 1, dtype=tf.int32)
+    ox = tf.random.stateless_uniform([], seeds[2], 0, w - crop + 1, dtype=tf.int32)
+    return tf.stack([oy, ox, crop, crop])
+
+
+def _resize(image, image_size):
+    return tf.image.resize(image, [image_size, image_size], method="bilinear")
+
+
+# ----------------------------------------------------------------------------
+# Sources: each returns a dataset of (encoded image bytes or path, label).
+
+
+def _list_folder(directory, counter):
+    classes = sorted(
+        d for d in os.listdir(directory)
+        if os.path.isdir(os.path.join(directory, d)) and not d.startswith(".")
+    )
+    if not classes:
+        raise ValueError(f"No class sub-folders in {directory!r}.")
+    paths, labels = [], []
+    for index, cls in enumerate(classes):
+        folder = os.path.join(directory, cls)
+        for root, dirs, files in os.walk(folder, followlinks=True):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if name.startswith("."):
+                    continue
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(path)
+                    labels.append(index)
+                else:
+                    counter.ignored_files.append(path)
+    if not paths:
+        raise ValueError(f"No image files ({IMAGE_EXTENSIONS}) under {directory!r}.")
+    return classes, np.array(paths), np.array(labels, np.int64)
+
+
+def _folder_directory(data_dir, split):
+    if split is None:
+        return data_dir
+    tried = [os.path.join(data_dir, split)]
+    if split == "validation":
+        tried.append(os.path.join(data_dir, "val"))
+    for d in tried:
+        if os.path.isdir(d):
+            return d
+    raise ValueError(
+        f"No folder for split={split!r}: tried {tried}. Use split=None to read "
+        "class sub-folders directly under data_dir."
+    )
+
+
+def _parse_tfrecord(serialized):
+    features = tf.io.parse_single_example(
+        serialized,
+        {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    return features["image/encoded"], features["image/class/label"]
+
+
+def imagenet_dataset(
+    source="tfrecord",
+    data_dir=None,
+    split="train",
+    *,
+    training,
+    batch_size,
+    image_size=224,
+    eval_resize=256,
+    augment="inception",
+    scale_range=(256, 480),
+    area_range=(0.08, 1.0),
+    aspect_ratio_range=(3 / 4, 4 / 3),
+    flip=True,
+    mean=preprocessing.IMAGENET_MEAN,
+    std=preprocessing.IMAGENET_STD,
+    label_offset=0,
+    file_pattern=None,
+    manual_dir=None,
+    shuffle_buffer=10_000,
+    seed=None,
+    repeat=False,
+    drop_remainder=None,
+    counter=None,
+    input_context=None,
+    cycle_length=16,
+    num_parallel_calls=AUTOTUNE,
+):
+    """Builds an ImageNet `tf.data.Dataset` for training or evaluation.
+
+    Training crops: `augment="inception"` samples a random-sized crop
+    (area `area_range` of the image, aspect ratio `aspect_ratio_range`)
+    and resizes it to `image_size` (fb.resnet.torch / Model Garden);
+    `augment="scale"` is the paper's scale augmentation (shorter side
+    random in `scale_range`, random `image_size` crop); `"none"` uses the
+    evaluation crop. Both are computed as a crop window and decoded with the
+    fused `tf.image.decode_and_crop_jpeg`. Then a random horizontal flip.
+    Evaluation: shorter side resized to `eval_resize`, center crop
+    `image_size` (done as the equivalent fused center-crop + resize).
+    Images are decoded to 3 channels (greyscale / CMYK JPEGs become RGB)
+    and normalized with `mean` / `std`.
+
+    Undecodable images are skipped, never raised: read the count from
+    `counter` (pass your own `SkipCounter`, or read `dataset.skip_counter`).
+
+    Args:
+        source: `"tfds"`, `"tfrecord"` or `"folder"`.
+        data_dir: `"tfds"`: tfds data folder (`None` for the default);
+            `"tfrecord"`: folder of shards named `{split}-*` (e.g.
+            `train-00000-of-01024`), or use `file_pattern`;
+            `"folder"`: root holding `{split}/<class>/<image>` (for
+            `split="validation"` also `val/`), or the class folders
+            themselves with `split=None`. Class index = position of the
+            folder name in sorted order (`dataset.class_names`).
+        split: `"train"` or `"validation"` (any tfds split string for
+            `"tfds"`; `None` for a bare class-folder root).
+        training: `True` for the shuffled, augmented pipeline.
+        batch_size: batch size (per replica if `input_context` is given).
+        image_size: output height and width.
+        eval_resize: shorter side before the evaluation center crop.
+        augment: `"inception"`, `"scale"` or `"none"`.
+        scale_range: `(min, max)` shorter side for `augment="scale"`.
+        area_range, aspect_ratio_range: `augment="inception"` ranges.
+        flip: random horizontal flips in training.
+        mean, std: per-channel statistics on the 0-255 scale.
+        label_offset: added to every label. TF Model Garden /
+            `imagenet_to_gcs.py` TFRecords store labels 1..1000 (0 is
+            "background"): pass `label_offset=-1` to get 0..999. tfds and
+            folder labels are already 0-based.
+        file_pattern: `"tfrecord"` only: a glob overriding
+            `data_dir/{split}-*`.
+        manual_dir: `"tfds"` only: folder holding the manually downloaded
+            `ILSVRC2012_img_train.tar` / `ILSVRC2012_img_val.tar`; when given,
+            the dataset is prepared (once) if it is not yet.
+        shuffle_buffer: elements in the shuffle buffer (encoded images or
+            paths, before decoding).
+        seed: int for reproducible shuffling and augmentation, or `None`.
+        repeat: repeat forever (before batching, as in the Model Garden).
+        drop_remainder: default `training`.
+        counter: a `SkipCounter` to update; a new one is made if `None`.
+        input_context: a `tf.distribute.InputContext` to shard files (or
+            examples) across input pipelines.
+        cycle_length: TFRecord files read in parallel.
+        num_parallel_calls: parallelism of the decode map.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`: float32
+        `(B, image_size, image_size, 3)` normalized images and int64 `(B,)`
+        labels. It has attributes `skip_counter` (the `SkipCounter`) and,
+        for `"folder"`, `class_names`.
+
+    Example:
+
+    >>> counter = SkipCounter()
+    >>> train = imagenet_dataset("tfrecord", "/data/imagenet-tfrecords", "train",
+    ...                          training=True, batch_size=256, label_offset=-1,
+    ...                          counter=counter, repeat=True)
+    >>> model.fit(train, steps_per_epoch=5005, epochs=90)
+    >>> counter.skipped  # images that failed to decode so far
+    """
+    if source not in VALID_SOURCES:
+        raise ValueError(f"Unknown source={source!r}. Expected one of {VALID_SOURCES}.")
+    if augment not in VALID_AUGMENTS:
+        raise ValueError(f"Unknown augment={augment!r}. Expected one of {VALID_AUGMENTS}.")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
+    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"Expected image_size to be a positive int. Received: {image_size!r}")
+    if eval_resize < image_size:
+        raise ValueError(
+            f"Expected eval_resize >= image_size. Received eval_resize={eval_resize}, "
+            f"image_size={image_size}."
+        )
+    if not (0 < scale_range[0] <= scale_range[1]) or scale_range[0] < image_size:
+        raise ValueError(
+            f"Expected image_size <= scale_range[0] <= scale_range[1]. Received "
+            f"scale_range={scale_range!r}, image_size={image_size}."
+        )
+    if not (0 < area_range[0] <= area_range[1] <= 1):
+        raise ValueError(f"Expected 0 < area_range[0] <= area_range[1] <= 1. Received {area_range!r}")
+    if source != "tfds" and data_dir is None and not (source == "tfrecord" and file_pattern):
+        raise ValueError(f"source={source!r} needs data_dir. Received: data_dir=None.")
+    mean = preprocessing._check_stats("mean", mean, 3)
+    std = preprocessing._check_stats("std", std, 3)
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    counter = counter if counter is not None else SkipCounter()
+    class_names = None
+    deterministic = not training or seed is not None
+
+    # 1. Source -> (encoded bytes or path, label) records.
+    if source == "tfrecord":
+        pattern = file_pattern or os.path.join(os.fspath(data_dir), f"{split}-*")
+        if not tf.io.gfile.glob(pattern):
+            raise ValueError(f"No TFRecord files match {pattern!r}.")
+        # List shard files; shuffled per epoch in training so every epoch
+        # reads shards in a different order.
+        ds = tf.data.Dataset.list_files(pattern, shuffle=training, seed=seed)
+        # Shard by file across input pipelines (multi-worker): each worker
+        # reads disjoint files instead of reading and discarding records.
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        # Interleave records from several shards in parallel: hides file
+        # read latency and mixes shards (a first level of shuffling).
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, buffer_size=8 * 1024 * 1024),
+            cycle_length=cycle_length,
+            block_length=1,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        ds = ds.map(_parse_tfrecord, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        is_path = False
+    elif source == "folder":
+        directory = _folder_directory(os.fspath(data_dir), split)
+        class_names, paths, labels = _list_folder(directory, counter)
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        is_path = True
+    else:
+        ds = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
+        is_path = False
+
+    # 2. Shuffle the small records (bytes or paths), not decoded images, so
+    # the buffer stays cheap; reshuffled every epoch.
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    # 3. Repeat before batching, so batches span epoch boundaries and are
+    # always full.
+    if repeat:
+        ds = ds.repeat()
+
+    # 4. Decode, crop, flip, normalize in parallel (the expensive step);
+    # every element gets its own stateless seed, different on every pass.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def count_seen(record, s):
+        with tf.control_dependencies([counter._seen.assign_add(1)]):
+            return tf.identity(record[0]), tf.identity(record[1]), s
+
+    ds = ds.map(count_seen)
+
+    area_range = tuple(float(a) for a in area_range)
+    aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
+
+    def decode(data, label, s):
+        image_bytes = tf.io.read_file(data) if is_path else data
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(s, 2))
+        if training and augment == "inception":
+            window_fn = lambda shape: _inception_window(  # noqa: E731
+                shape, crop_seed, area_range, aspect_ratio_range, image_size
+            )
+        elif training and augment == "scale":
+            window_fn = lambda shape: _scale_window(  # noqa: E731
+                shape, crop_seed, scale_range, image_size
+            )
+        else:
+            window_fn = lambda shape: _center_window(shape, image_size, eval_resize)  # noqa: E731
+        image = _resize(_decode_crop(image_bytes, window_fn), image_size)
+        if training and flip:
+            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        image = aug.tf_normalize(image, mean, std)
+        image.set_shape([image_size, image_size, 3])
+        return image, tf.cast(label, tf.int64) + label_offset
+
+    ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    # 5. Skip images that fail to decode (corrupt, truncated, not an image)
+    # instead of stopping training; `counter` records how many.
+    ds = ds.ignore_errors()
+
+    def count_kept(image, label):
+        with tf.control_dependencies([counter._kept.assign_add(1)]):
+            return tf.identity(image), tf.identity(label)
+
+    ds = ds.map(count_kept)
+    # 6. Batch; training drops the last partial batch (static shapes).
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # 7. Prefetch so decoding overlaps the training step.
+    ds = ds.prefetch(AUTOTUNE)
+    ds.skip_counter = counter
+    if class_names is not None:
+        ds.class_names = class_names
+    return ds
+
+
+def _tfds_records(split, data_dir, manual_dir, training, seed, input_context):
+    """`imagenet2012` from tfds as (encoded JPEG bytes, label) records."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("imagenet2012", data_dir=data_dir)
+    if manual_dir is not None:
+        # Prepared once: tfds extracts the manually downloaded tars into
+        # TFRecords under data_dir; later calls find them and skip this.
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+        )
+    read_config = tfds.ReadConfig(shuffle_seed=seed, input_context=input_context)
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=training,
+        read_config=read_config,
+        # Keep the JPEG bytes: the pipeline decodes only the crop window.
+        decoders={"image": tfds.decode.SkipDecoding()},
+    )
+    return ds.map(lambda ex: (ex["image"], ex["label"]), num_parallel_calls=AUTOTUNE)

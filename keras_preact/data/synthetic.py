@@ -1,0 +1,65 @@
+"""Synthetic input for benchmarks: measures the model, not the input."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def synthetic_dataset(
+    batch_size,
+    image_size=224,
+    num_classes=1000,
+    *,
+    channels=3,
+    num_batches=None,
+    one_hot=False,
+    dtype="float32",
+    seed=0,
+):
+    """A dataset repeating one random batch, for throughput benchmarks.
+
+    One batch of standard-normal images (the scale of normalized inputs)
+    and uniform labels is generated once and repeated, so the input
+    pipeline costs next to nothing (as the TF Model Garden's synthetic
+    input does).
+
+    Args:
+        batch_size: images per batch.
+        image_size: int (square) or `(height, width)`.
+        num_classes: labels are drawn from `[0, num_classes)`.
+        channels: image channels.
+        num_batches: number of batches; `None` repeats forever.
+        one_hot: float32 one-hot labels instead of int64.
+        dtype: image dtype (e.g. `"float32"`, `"bfloat16"`).
+        seed: numpy seed for the batch.
+
+    Returns:
+        A `tf.data.Dataset` of `(images (B, H, W, C), labels)`.
+
+    Example:
+
+    >>> ds = synthetic_dataset(64, 32, 10, num_batches=100)
+    >>> model.fit(ds, epochs=1)
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
+    if isinstance(image_size, (int, np.integer)):
+        image_size = (int(image_size), int(image_size))
+    image_size = tuple(image_size)
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise ValueError(
+            f"Expected image_size to be a positive int or (height, width). "
+            f"Received: {image_size!r}"
+        )
+    if num_classes < 1:
+        raise ValueError(f"Expected num_classes >= 1. Received: {num_classes!r}")
+    if num_batches is not None and num_batches < 0:
+        raise ValueError(f"Expected num_batches >= 0 or None. Received: {num_batches!r}")
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, *image_size, channels), dtype=np.float32)
+    labels = rng.integers(0, num_classes, size=(batch_size,), dtype=np.int64)
+    images = tf.cast(tf.constant(images), dtype)
+    labels = tf.constant(labels)
+    if one_hot:
+        labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    ds = tf.data.Dataset.from_tensors((images, labels)).repeat(num_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
