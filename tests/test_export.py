@@ -1,0 +1,667 @@
+"""Tests for keras_preact.export (TensorFlow Serving SavedModels).
+
+TF Serving's binary is not installable here, so the tests exercise what it
+relies on, in a FRESH process: `tf.compat.v1.saved_model.loader.load` in a
+Session fed/fetched through the SignatureDef tensor names (the C++ server's
+path), `tf.saved_model.load`, and `saved_model_cli show --all`. Export runs on
+the backends that support it (TensorFlow, JAX); torch checks the clear error
+and the CLI route (save `.keras` under torch, export from a TF process).
+"""
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_preact
+from keras_preact import export as kpe
+from keras_preact.preprocessing import CIFAR100_MEAN
+from keras_preact.preprocessing import CIFAR100_STD
+from keras_preact.preprocessing import IMAGENET_MEAN
+from keras_preact.preprocessing import IMAGENET_STD
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+CIFAR_NPZ = DATA / "cifar100" / "test.npz"
+IMAGENET_DIR = DATA / "imagenet_sample"
+# RGB, RGB and a greyscale (mode "L") JPEG from the ImageNet sample.
+JPEGS = ("n01440764_tench.JPEG", "n01860187_black_swan.JPEG", "n02692877_airship.JPEG")
+
+BACKEND = keras.backend.backend()
+CAN_EXPORT = BACKEND in ("tensorflow", "jax")
+needs_export_backend = pytest.mark.skipif(
+    not CAN_EXPORT, reason=f"SavedModel export needs tensorflow/jax, not {BACKEND}"
+)
+ATOL = 1e-5  # float32 probabilities: exported graph vs the Keras model
+CLASSES = 100
+MAX_IMAGE_BYTES = 16384  # CIFAR PNGs are ~3 KB; the oversized test sends ~50 KB
+
+
+def _tiny_model(classes=CLASSES, seed=0):
+    """PreActResNet-8 at width 4 with random, non-trivial weights and BN stats."""
+    keras.utils.set_random_seed(seed)
+    model = keras_preact.PreActResNet(
+        depth=8, base_width=4, classes=classes, input_shape=(32, 32, 3), name="tiny"
+    )
+    rng = np.random.default_rng(seed)
+    weights = []
+    for var in model.weights:
+        w = np.asarray(keras.ops.convert_to_numpy(var))
+        if "moving_variance" in var.path:
+            w = rng.uniform(0.5, 2.0, w.shape)
+        elif "moving_mean" in var.path or "beta" in var.path or "bias" in var.path:
+            w = rng.normal(0.0, 0.2, w.shape)
+        elif "gamma" in var.path:
+            w = rng.uniform(0.5, 1.5, w.shape)
+        weights.append(w.astype(var.dtype))
+    model.set_weights(weights)
+    return model
+
+
+def _keras_probs(model, pixels, mean=CIFAR100_MEAN, std=CIFAR100_STD):
+    x = (np.asarray(pixels, "float32") - np.float32(mean)) * (1.0 / np.float32(std))
+    return np.asarray(keras.ops.convert_to_numpy(model(x.astype("float32"), training=False)))
+
+
+def _cifar_images(n=7):
+    if CIFAR_NPZ.exists():
+        return np.load(CIFAR_NPZ)["x"][:n]
+    return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def _png(image):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+# Runs in a fresh process: only TensorFlow, as a server would.
+CHECKER = r"""
+import json, sys, traceback
+import numpy as np
+import tensorflow as tf
+
+path, spec_file, out_file = sys.argv[1:4]
+spec = json.load(open(spec_file))
+arrays = dict(np.load(spec["arrays"]))
+encoded = {k: [open(p, "rb").read() for p in v] for k, v in spec["files"].items()}
+out, errors, info = {}, {}, {}
+
+def feed_value(kind):
+    return encoded[kind] if kind in encoded else arrays[kind]
+
+# 1. TF1 Session through SignatureDef tensor names (TF Serving's path).
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+    meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+    for name, sig in meta.signature_def.items():
+        if name.startswith("__"):  # __saved_model_init_op
+            continue
+        info[name] = {
+            "method": sig.method_name,
+            "inputs": {k: [v.name, tf.dtypes.as_dtype(v.dtype).name,
+                           [d.size for d in v.tensor_shape.dim]] for k, v in sig.inputs.items()},
+            "outputs": {k: [v.name, tf.dtypes.as_dtype(v.dtype).name,
+                            [d.size for d in v.tensor_shape.dim]] for k, v in sig.outputs.items()},
+        }
+    for name, kind, sizes in spec["v1_calls"]:
+        sig = meta.signature_def[name]
+        fetch = {k: v.name for k, v in sig.outputs.items()}
+        for n in sizes:
+            value = feed_value(kind)[:n]
+            res = sess.run(fetch, {sig.inputs["images"].name: value})
+            for k, v in res.items():
+                out[f"v1/{name}/{kind}/{n}/{k}"] = v
+    for label, name, kind in spec["v1_errors"]:
+        sig = meta.signature_def[name]
+        fetch = {k: v.name for k, v in sig.outputs.items()}
+        try:
+            sess.run(fetch, {sig.inputs["images"].name: feed_value(kind)})
+            errors[label] = "NO ERROR"
+        except Exception as e:
+            errors[label] = f"{type(e).__name__}: {e}"[:2000]
+
+# 2. TF2 tf.saved_model.load (signatures).
+loaded = tf.saved_model.load(path)
+for name, kind, sizes in spec["v2_calls"]:
+    fn = loaded.signatures[name]
+    for n in sizes:
+        res = fn(images=tf.constant(feed_value(kind)[:n]))
+        for k, v in res.items():
+            out[f"v2/{name}/{kind}/{n}/{k}"] = v.numpy()
+for label, name, kind, dtype in spec["v2_errors"]:
+    try:
+        loaded.signatures[name](images=tf.constant(feed_value(kind), dtype=dtype))
+        errors[label] = "NO ERROR"
+    except Exception as e:
+        errors[label] = f"{type(e).__name__}: {e}"[:2000]
+
+np.savez(out_file, **out)
+json.dump({"errors": errors, "signatures": info}, open(out_file + ".json", "w"))
+"""
+
+
+def _run_checker(tmp, path, arrays, files, v1_calls, v2_calls=(), v1_errors=(), v2_errors=()):
+    tmp = Path(tmp)
+    np.savez(tmp / "arrays.npz", **arrays)
+    spec = {
+        "arrays": str(tmp / "arrays.npz"),
+        "files": files,
+        "v1_calls": v1_calls,
+        "v2_calls": v2_calls,
+        "v1_errors": v1_errors,
+        "v2_errors": v2_errors,
+    }
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    out_file = str(tmp / "out.npz")
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECKER, str(path), str(tmp / "spec.json"), out_file],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    meta = json.loads(Path(out_file + ".json").read_text())
+    return dict(np.load(out_file)), meta["errors"], meta["signatures"]
+
+
+# ----------------------------------------------------------------------------
+# Shared export (CIFAR-style, 100 classes) and one fresh-process check of it.
+
+
+@pytest.fixture(scope="module")
+def cifar_export(tmp_path_factory):
+    if not CAN_EXPORT:
+        pytest.skip(f"SavedModel export needs tensorflow/jax, not {BACKEND}")
+    base = tmp_path_factory.mktemp("export_base")
+    model = _tiny_model()
+    path = kpe.export_saved_model(
+        model, base, "tiny", preprocessing="cifar100", max_image_bytes=MAX_IMAGE_BYTES
+    )
+    return model, base, path
+
+
+@pytest.fixture(scope="module")
+def cifar_checked(cifar_export, tmp_path_factory):
+    model, base, path = cifar_export
+    tmp = tmp_path_factory.mktemp("checker")
+    pixels = _cifar_images(7)
+    pngs = []
+    for i, image in enumerate(pixels):
+        pngs.append(str(tmp / f"cifar{i}.png"))
+        Path(pngs[-1]).write_bytes(_png(image))
+    big = np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    (tmp / "big.png").write_bytes(_png(big))
+    assert (tmp / "big.png").stat().st_size > MAX_IMAGE_BYTES
+    normalized = ((pixels.astype("float32") - np.float32(CIFAR100_MEAN))
+                  * (1.0 / np.float32(CIFAR100_STD))).astype("float32")
+    arrays = {
+        "u8": pixels,
+        "f32": pixels.astype("float32"),
+        "normalized": normalized,
+        "rank3": pixels[0].astype("float32"),
+        "wrong_size": np.zeros((2, 30, 30, 3), "float32"),
+        "garbage": np.array([b"definitely not an image"]),
+        "empty": np.array([b""]),
+        "two_channels": np.zeros((1, 32, 32, 2), "float32"),
+    }
+    files = {"png": pngs, "big": [str(tmp / "big.png")]}
+    calls = [
+        ["serving_default", "f32", [1, 7]],
+        ["serving_uint8", "u8", [1, 7]],
+        ["serving_bytes", "png", [1, 7]],
+        ["serving_normalized", "normalized", [1, 7]],
+    ]
+    v1_errors = [
+        ["v1_garbage", "serving_bytes", "garbage"],
+        ["v1_empty", "serving_bytes", "empty"],
+        ["v1_oversized", "serving_bytes", "big"],
+        ["v1_wrong_rank", "serving_default", "rank3"],
+        ["v1_wrong_size", "serving_default", "wrong_size"],
+    ]
+    v2_errors = [
+        ["v2_wrong_dtype", "serving_uint8", "f32", "float32"],
+        ["v2_wrong_rank", "serving_default", "rank3", "float32"],
+        ["v2_two_channels", "serving_default", "two_channels", "float32"],
+        ["v2_garbage", "serving_bytes", "garbage", "string"],
+    ]
+    out, errors, sigs = _run_checker(tmp, path, arrays, files, calls, calls, v1_errors, v2_errors)
+    return {"model": model, "pixels": pixels, "out": out, "errors": errors, "sigs": sigs,
+            "ref": _keras_probs(model, pixels), "path": path, "base": base}
+
+
+@needs_export_backend
+def test_layout_version_and_no_temp_dirs(cifar_export):
+    _, base, path = cifar_export
+    assert path == os.path.join(str(base), "tiny", "1")
+    assert sorted(os.listdir(os.path.join(base, "tiny"))) == ["1"]  # no leftover temp dir
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
+    assert info["image_size"] == [32, 32] and info["top_k"] == 5
+    assert info["mean"] == pytest.approx(CIFAR100_MEAN)
+
+
+@needs_export_backend
+def test_signature_defs_names_dtypes_shapes(cifar_checked):
+    sigs = cifar_checked["sigs"]
+    assert set(sigs) == {"serving_default", "serving_uint8", "serving_bytes",
+                         "serving_normalized"}
+    expected_in = {"serving_default": ["float32", [-1, 32, 32, 3]],
+                   "serving_uint8": ["uint8", [-1, 32, 32, 3]],
+                   "serving_bytes": ["string", [-1]],
+                   "serving_normalized": ["float32", [-1, 32, 32, 3]]}
+    for name, (dtype, shape) in expected_in.items():
+        assert sigs[name]["method"] == "tensorflow/serving/predict"
+        assert list(sigs[name]["inputs"]) == ["images"]
+        assert sigs[name]["inputs"]["images"][1:] == [dtype, shape]
+    for name in ("serving_default", "serving_uint8", "serving_bytes"):
+        outs = {k: v[1:] for k, v in sigs[name]["outputs"].items()}
+        assert outs == {"probabilities": ["float32", [-1, CLASSES]],
+                        "classes": ["int32", [-1, 5]],
+                        "scores": ["float32", [-1, 5]]}
+    assert {k: v[1:] for k, v in sigs["serving_normalized"]["outputs"].items()} == {
+        "probabilities": ["float32", [-1, CLASSES]]}
+
+
+@needs_export_backend
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize("signature,kind", [("serving_default", "f32"), ("serving_uint8", "u8"),
+                                            ("serving_normalized", "normalized")])
+def test_predictions_match_keras_batch_1_and_7(cifar_checked, api, signature, kind):
+    ref, out = cifar_checked["ref"], cifar_checked["out"]
+    for n in (1, 7):
+        probs = out[f"{api}/{signature}/{kind}/{n}/probabilities"]
+        assert probs.dtype == np.float32 and probs.shape == (n, CLASSES)
+        np.testing.assert_allclose(probs, ref[:n], atol=ATOL, rtol=0)
+
+
+@needs_export_backend
+def test_top_k_outputs_are_sorted_indices_and_probabilities(cifar_checked):
+    ref, out = cifar_checked["ref"], cifar_checked["out"]
+    classes = out["v1/serving_default/f32/7/classes"]
+    scores = out["v1/serving_default/f32/7/scores"]
+    assert classes.dtype == np.int32 and classes.shape == (7, 5)
+    np.testing.assert_array_equal(classes, np.argsort(-ref, axis=1)[:, :5])
+    np.testing.assert_allclose(scores, np.take_along_axis(ref, classes, 1), atol=ATOL)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+@needs_export_backend
+def test_bytes_signature_png_matches_pixel_signature(cifar_checked):
+    out = cifar_checked["out"]
+    for api in ("v1", "v2"):
+        for n in (1, 7):
+            np.testing.assert_array_equal(out[f"{api}/serving_bytes/png/{n}/classes"],
+                                          out[f"{api}/serving_uint8/u8/{n}/classes"])
+            np.testing.assert_allclose(out[f"{api}/serving_bytes/png/{n}/probabilities"],
+                                       cifar_checked["ref"][:n], atol=ATOL, rtol=0)
+
+
+@needs_export_backend
+def test_bad_requests_raise_clear_errors(cifar_checked):
+    errors = cifar_checked["errors"]
+    assert errors["v1_garbage"].startswith("InvalidArgumentError")
+    assert "Unknown image file format" in errors["v1_garbage"]
+    assert errors["v1_empty"].startswith("InvalidArgumentError")
+    assert "empty" in errors["v1_empty"]
+    assert errors["v1_oversized"].startswith("InvalidArgumentError")
+    assert f"max_image_bytes={MAX_IMAGE_BYTES}" in errors["v1_oversized"]
+    # The Session client checks the SignatureDef shape before running.
+    assert "Cannot feed value of shape (32, 32, 3)" in errors["v1_wrong_rank"]
+    assert "Cannot feed value of shape (2, 30, 30, 3)" in errors["v1_wrong_size"]
+    assert "NO ERROR" not in errors["v2_wrong_dtype"]
+    assert "uint8" in errors["v2_wrong_dtype"]
+    # A tf.saved_model.load caller (like the C++ server) is not checked
+    # before running: the in-graph tf.ensure_shape gives InvalidArgument.
+    for label in ("v2_wrong_rank", "v2_two_channels"):
+        assert errors[label].startswith("InvalidArgumentError"), errors[label]
+        assert "is not compatible with expected shape [?,32,32,3]" in errors[label]
+    assert "Unknown image file format" in errors["v2_garbage"]
+
+
+@needs_export_backend
+@pytest.mark.slow
+def test_saved_model_cli_show_all(cifar_export):
+    _, _, path = cifar_export
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    if not cli.exists():
+        pytest.skip("saved_model_cli not installed next to the interpreter")
+    text = subprocess.run([str(cli), "show", "--all", "--dir", path], capture_output=True,
+                          text=True, env=_env(), timeout=300, check=True).stdout
+    for name in ("serving_default", "serving_uint8", "serving_bytes", "serving_normalized"):
+        assert f"signature_def['{name}']:" in text
+    block = text.split("signature_def['serving_bytes']:")[1].split("signature_def[")[0]
+    assert "inputs['images'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in block
+    assert "outputs['classes'] tensor_info:\n        dtype: DT_INT32\n        shape: (-1, 5)" in block
+    assert (f"outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n"
+            f"        shape: (-1, {CLASSES})") in block
+    block = text.split("signature_def['serving_uint8']:")[1].split("signature_def[")[0]
+    assert "dtype: DT_UINT8\n        shape: (-1, 32, 32, 3)" in block
+
+
+# ----------------------------------------------------------------------------
+# Versioning, atomicity, argument checks (cheap: no second full export).
+
+
+@needs_export_backend
+def test_existing_version_is_never_overwritten(cifar_export):
+    model, base, path = cifar_export
+    before = Path(path, "saved_model.pb").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists.*never overwrite"):
+        kpe.export_saved_model(model, base, "tiny", version=1)
+    assert Path(path, "saved_model.pb").read_bytes() == before
+    assert kpe.next_version(os.path.join(base, "tiny")) == 2
+
+
+def test_next_version_ignores_non_integer_dirs(tmp_path):
+    for name in ("1", "7", "3", ".tmp-8-abc", "notes", "12x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "9").write_text("a file, not a version")
+    assert kpe.existing_versions(tmp_path) == [1, 3, 7]
+    assert kpe.next_version(tmp_path) == 8
+    assert kpe.next_version(tmp_path / "missing") == 1
+
+
+@needs_export_backend
+def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    from keras_preact.export import saved_model as sm
+
+    def failing_write(model, path, **kwargs):
+        os.makedirs(os.path.join(path, "variables"))
+        Path(path, "saved_model.pb").write_bytes(b"half written")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sm, "_write_archive", failing_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        kpe.export_saved_model(_tiny_model(classes=10), tmp_path, "m")
+    assert os.listdir(tmp_path / "m") == []
+
+
+@needs_export_backend
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"preprocessing": "cifar"}, "Unknown preprocessing='cifar'"),
+        ({"serving_dtype": "float64"}, "Unknown serving_dtype='float64'"),
+        ({"model_name": "a/b"}, "Invalid model_name='a/b'"),
+        ({"model_name": "123"}, "Invalid model_name='123'"),
+        ({"version": 0}, "positive int"),
+        ({"top_k": 0}, "top_k"),
+        ({"mean": (1.0, 2.0)}, "one value per channel"),
+        ({"std": (1.0, 0.0, 1.0)}, "std values > 0"),
+        ({"image_size": (64, 64)}, "does not match the model input shape"),
+        ({"eval_resize": 16}, "eval_resize=16 must be >="),
+        ({"max_image_bytes": 0}, "max_image_bytes"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    model = _tiny_model(classes=10)
+    kwargs = {"model_name": "m", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        kpe.export_saved_model(model, tmp_path, **kwargs)
+    assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
+
+
+# ----------------------------------------------------------------------------
+# ImageNet-style bytes pipeline on real JPEGs, features, mixed precision.
+
+
+@needs_export_backend
+@pytest.mark.slow
+def test_imagenet_bytes_jpeg_resize_crop_matches_pixels(tmp_path):
+    if not IMAGENET_DIR.exists():
+        pytest.skip(f"real JPEGs not found at {IMAGENET_DIR}")
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_preact.export import image_ops
+
+    model = _tiny_model(classes=10)
+    path = kpe.export_saved_model(model, tmp_path, "inet", preprocessing="imagenet", top_k=3)
+    files = [str(IMAGENET_DIR / f) for f in JPEGS]
+    # Reference pixels: same TF decode + the module's resize/crop, and an
+    # independent PIL decode + resize(shorter side 37) + center crop 32.
+    ref_pixels, pil_pixels = [], []
+    for f in files:
+        data = Path(f).read_bytes()
+        ref_pixels.append(image_ops.decode_and_resize(tf.constant(data), (32, 32), 37, 1 << 24).numpy())
+        im = Image.open(f).convert("RGB")
+        w, h = im.size
+        s = 37 / min(w, h)
+        im = im.resize((max(32, round(w * s)), max(32, round(h * s))), Image.BILINEAR)
+        left, top = (im.size[0] - 32) // 2, (im.size[1] - 32) // 2
+        pil_pixels.append(np.asarray(im.crop((left, top, left + 32, top + 32)), "float32"))
+    ref_pixels = np.stack(ref_pixels)
+    assert np.abs(ref_pixels - np.stack(pil_pixels)).mean() < 4.0  # same geometry, 0-255 scale
+    calls = [["serving_bytes", "jpeg", [3]], ["serving_default", "ref", [3]]]
+    out, _, sigs = _run_checker(tmp_path, path, {"ref": ref_pixels}, {"jpeg": files}, calls)
+    assert sigs["serving_bytes"]["outputs"]["classes"][1:] == ["int32", [-1, 3]]
+    np.testing.assert_array_equal(out["v1/serving_bytes/jpeg/3/classes"],
+                                  out["v1/serving_default/ref/3/classes"])
+    np.testing.assert_allclose(out["v1/serving_bytes/jpeg/3/probabilities"],
+                               _keras_probs(model, ref_pixels, IMAGENET_MEAN, IMAGENET_STD),
+                               atol=ATOL, rtol=0)
+
+
+@needs_export_backend
+@pytest.mark.slow
+def test_features_only_exports_pooled_features(tmp_path):
+    model = _tiny_model(classes=10)
+    path = kpe.export_saved_model(model, tmp_path, "feat", features_only=True,
+                                  include_encoded_image_signature=False)
+    pixels = _cifar_images(3)
+    headless = keras.Model(model.inputs, model.get_layer("avg_pool").output)
+    x = (pixels.astype("float32") - np.float32(CIFAR100_MEAN)) * (1.0 / np.float32(CIFAR100_STD))
+    ref = np.asarray(keras.ops.convert_to_numpy(headless(x.astype("float32"))))
+    out, _, sigs = _run_checker(tmp_path, path, {"u8": pixels}, {},
+                                [["serving_uint8", "u8", [3]]])
+    assert "serving_bytes" not in sigs
+    assert {k: v[1:] for k, v in sigs["serving_uint8"]["outputs"].items()} == {
+        "features": ["float32", [-1, ref.shape[1]]]}
+    np.testing.assert_allclose(out["v1/serving_uint8/u8/3/features"], ref, atol=ATOL, rtol=0)
+
+
+@needs_export_backend
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_model_exports_float32(tmp_path, policy):
+    reference = _tiny_model(classes=10)  # float32, same weights
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        mixed = keras_preact.PreActResNet(depth=8, base_width=4, classes=10,
+                                          input_shape=(32, 32, 3), name="tiny")
+    finally:
+        keras.config.set_dtype_policy(old)
+    mixed.set_weights(reference.get_weights())
+    assert mixed.get_layer("stem_conv").compute_dtype != "float32"
+    path = kpe.export_saved_model(mixed, tmp_path, "mixed", include_encoded_image_signature=False)
+    pixels = _cifar_images(7)
+    out, _, sigs = _run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [7]]])
+    assert sigs["serving_uint8"]["outputs"]["probabilities"][1] == "float32"
+    probs = out["v1/serving_uint8/u8/7/probabilities"]
+    np.testing.assert_allclose(probs, _keras_probs(reference, pixels), atol=ATOL, rtol=0)
+    # Same predictions as the mixed model itself, up to its half precision.
+    np.testing.assert_allclose(probs, _keras_probs(mixed, pixels), atol=0.05, rtol=0)
+    # The mixed model is left untouched.
+    assert mixed.get_layer("stem_conv").compute_dtype != "float32"
+
+
+# ----------------------------------------------------------------------------
+# Torch: clear error, and the CLI route through a .keras file.
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="checks the torch backend's error")
+def test_torch_backend_gives_clear_error(tmp_path):
+    with pytest.raises(kpe.UnsupportedBackendError) as info:
+        kpe.export_saved_model(_tiny_model(classes=10), tmp_path, "m")
+    message = str(info.value)
+    assert "'torch'" in message and "tensorflow, jax" in message
+    assert "KERAS_BACKEND=tensorflow python -m keras_preact.export" in message
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
+    """Under torch the CLI re-launches itself under TensorFlow."""
+    model = _tiny_model(classes=10)
+    model_file = tmp_path / "model.keras"
+    model.save(model_file)
+    pixels = _cifar_images(3)
+    ref = _keras_probs(model, pixels)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=BACKEND)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "keras_preact.export", "--model", str(model_file),
+           "--export-base", str(tmp_path / "models"), "--model-name", "cli",
+           "--preprocessing", "cifar100", "--version", "3", "--no-bytes-signature"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    path = str(tmp_path / "models" / "cli" / "3")
+    assert proc.stdout.strip().splitlines()[-1] == path
+    if BACKEND == "torch":
+        assert "re-running with KERAS_BACKEND=tensorflow" in proc.stderr
+    out, _, _ = _run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [3]]])
+    np.testing.assert_allclose(out["v1/serving_uint8/u8/3/probabilities"], ref, atol=ATOL, rtol=0)
+    # Same version again: refused with a clear message and exit status 2.
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "already exists" in proc.stderr
+
+
+# ----------------------------------------------------------------------------
+# examples/serving_client.py against fake servers that run the SavedModel.
+
+
+def _load_client():
+    spec = importlib.util.spec_from_file_location("serving_client", REPO / "examples" / "serving_client.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FakeRestServing(BaseHTTPRequestHandler):
+    """Minimal TF Serving REST predict API ("instances" row format)."""
+
+    loaded = None
+    model_name = None
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        import tensorflow as tf
+
+        if self.path != f"/v1/models/{self.model_name}:predict":
+            return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        name = request.get("signature_name", "serving_default")
+        fn = self.loaded.signatures[name]
+        spec = fn.structured_input_signature[1]["images"]
+        values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v
+                  for v in request["instances"]]
+        try:
+            outputs = fn(images=tf.constant(values, dtype=spec.dtype))
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            return self._reply(400, {"error": getattr(e, "message", str(e))})
+        outputs = {k: v.numpy().tolist() for k, v in outputs.items()}
+        rows = [{k: outputs[k][i] for k in outputs} for i in range(len(values))]
+        self._reply(200, {"predictions": rows})
+
+
+@needs_export_backend
+def test_serving_client_rest_request_format(cifar_checked):
+    import tensorflow as tf
+
+    client = _load_client()
+    handler = type("Handler", (_FakeRestServing,), {
+        "loaded": tf.saved_model.load(cifar_checked["path"]), "model_name": "tiny"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
+        body = client.rest_request_body([b"\x89PNG"], "serving_bytes")
+        assert body == {"signature_name": "serving_bytes", "instances": [{"b64": "iVBORw=="}]}
+        preds = client.predict_rest([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
+        assert [sorted(p) for p in preds] == [["classes", "probabilities", "scores"]] * 3
+        np.testing.assert_array_equal([p["classes"] for p in preds], np.argsort(-ref, 1)[:, :5])
+        np.testing.assert_allclose([p["probabilities"] for p in preds], ref, atol=ATOL)
+        preds = client.predict_rest(pixels, "tiny", "127.0.0.1", port,
+                                    signature_name="serving_default")
+        np.testing.assert_allclose([p["probabilities"] for p in preds], ref, atol=ATOL)
+        with pytest.raises(RuntimeError, match="(?s)HTTP 400.*Unknown image file format"):
+            client.predict_rest([b"garbage"], "tiny", "127.0.0.1", port)
+        line = client.format_top_k(preds[0]["classes"], preds[0]["scores"])
+        assert line.startswith(f"{preds[0]['classes'][0]} (")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@needs_export_backend
+def test_serving_client_grpc_request_format(cifar_checked):
+    grpc = pytest.importorskip("grpc")
+    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc",
+                        reason="tensorflow-serving-api not installed")
+    from concurrent import futures
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    loaded = tf.saved_model.load(cifar_checked["path"])
+    seen = []
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            seen.append((request.model_spec.name, request.model_spec.signature_name))
+            images = tf.make_ndarray(request.inputs["images"])
+            outputs = loaded.signatures[request.model_spec.signature_name](images=tf.constant(images))
+            response = predict_pb2.PredictResponse()
+            for k, v in outputs.items():
+                response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = _load_client()
+        pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
+        out = client.predict_grpc([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
+        assert seen == [("tiny", "serving_bytes")]
+        assert out["classes"].dtype == np.int32
+        np.testing.assert_array_equal(out["classes"], np.argsort(-ref, 1)[:, :5])
+        out = client.predict_grpc(pixels, "tiny", "127.0.0.1", port, signature_name="serving_uint8")
+        np.testing.assert_allclose(out["probabilities"], ref, atol=ATOL)
+    finally:
+        server.stop(0)
