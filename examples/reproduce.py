@@ -1,0 +1,543 @@
+"""Reproduce the paper's ablations: unit orderings (Table 2) or shortcuts (Table 1).
+
+Trains every variant of one table at one depth on CIFAR-10/100 with ONE
+shared recipe (the paper's: SGD momentum 0.9, coupled L2 weight decay 1e-4,
+batch 128, lr 0.1 divided by 10 at 1/2 and 3/4 of the run, 64k iterations,
+pad-crop-flip augmentation) and the same seed, then writes a Markdown table of
+its own test errors next to the paper's figures and one figure with the
+training loss (dashed) and test error (solid) against iterations for every
+variant (like the paper's Fig. 1 / Fig. 6).
+
+    python examples/reproduce.py --table 2 --depth 110 --dataset cifar10 \
+        --source tfds --out runs/table2_c10_110            # the paper's run
+    python examples/reproduce.py --table 2 --depth 20 --dataset cifar100 \
+        --source npz --data-dir ../shared/data/cifar100 \
+        --schedule-scale 0.002 --out runs/smoke            # a quick look
+
+Output folder (`--out`):
+    recipe.json            the shared recipe; a rerun must use the same one
+    results/<variant>.json one file per finished variant, written atomically
+                           as soon as it finishes; a rerun skips it
+    work/<variant>/        BackupAndRestore state (`backup/`) and the
+                           per-epoch log (`log.csv`); a crashed run resumes
+                           from the last finished epoch
+    table.md, curves.png   the comparison (rewritten at the end of each run)
+
+`--schedule-scale s` multiplies every iteration count of the schedule (the
+length of the run, the lr drops, the warm-up); s < 1 is a quick look, NOT
+a reproduction, and the table says so. Table 1's variants use the ORIGINAL
+unit (as in the paper); Table 2's use the identity shortcut.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_preact import paper_results  # noqa: E402
+
+# Paper order (Table 2 lists the original unit first, full pre-activation last).
+TABLE2_VARIANTS = {
+    name: {"unit_ordering": name, "shortcut": "identity"}
+    for name in (
+        "original",
+        "bn_after_addition",
+        "relu_before_addition",
+        "relu_only_preact",
+        "full_preact",
+    )
+}
+TABLE1_VARIANTS = {
+    name: {"unit_ordering": paper_results.TABLE1_UNIT_ORDERING, "shortcut": name}
+    for name in (
+        "identity",
+        "constant_scaling",
+        "exclusive_gating",
+        "shortcut_only_gating",
+        "conv1x1",
+        "dropout",
+    )
+}
+TABLES = {"1": TABLE1_VARIANTS, "2": TABLE2_VARIANTS}
+SOURCES = ("npz", "archive", "tfds")
+DATASETS = ("cifar10", "cifar100")
+
+PAPER_TOTAL_STEPS = 64000
+PAPER_BATCH_SIZE = 128
+CIFAR_TRAIN_EXAMPLES = 50000
+
+
+@dataclasses.dataclass
+class Recipe:
+    """The shared recipe: every variant of a run is trained with it.
+
+    `total_steps`, `steps_per_epoch` and `epochs` are derived (see
+    `Recipe.derive`); evaluation on the test set happens after every epoch.
+    """
+
+    table: str = "2"
+    depth: int = 110
+    dataset: str = "cifar10"
+    source: str = "tfds"
+    data_dir: object = None
+    batch_size: int = PAPER_BATCH_SIZE
+    schedule_scale: float = 1.0
+    seed: int = 0
+    warmup: bool = False
+    learning_rate: float = 0.1
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    train_examples: object = None
+    eval_examples: object = None
+    eval_batch_size: int = 500
+    base_width: object = None
+    steps_per_epoch: object = None
+    total_steps: int = 0
+    epochs: int = 0
+
+    def validate(self):
+        if self.table not in TABLES:
+            raise ValueError(f"Unknown table={self.table!r}. Expected one of {sorted(TABLES)}.")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"Unknown dataset={self.dataset!r}. Expected one of {list(DATASETS)}.")
+        if self.source not in SOURCES:
+            raise ValueError(f"Unknown source={self.source!r}. Expected one of {list(SOURCES)}.")
+        if not (isinstance(self.schedule_scale, (int, float)) and self.schedule_scale > 0):
+            raise ValueError(
+                f"Expected schedule_scale > 0. Received: schedule_scale={self.schedule_scale!r}"
+            )
+        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
+            raise ValueError(f"Expected batch_size > 0. Received: batch_size={self.batch_size!r}")
+        return self
+
+    def derive(self, num_train):
+        """Fills `total_steps`, `steps_per_epoch`, `epochs` for `num_train` images.
+
+        The paper's 64k iterations at batch 128, expressed at `batch_size`,
+        times `schedule_scale`. An epoch is one pass over the training images
+        (capped at the run length); the number of steps per epoch is evened
+        out so that `epochs * steps_per_epoch` overshoots the run by less
+        than `epochs` steps.
+        """
+        self.validate()
+        total = max(
+            1,
+            round(PAPER_TOTAL_STEPS * PAPER_BATCH_SIZE / self.batch_size * self.schedule_scale),
+        )
+        per_pass = self.steps_per_epoch or max(1, math.ceil(num_train / self.batch_size))
+        epochs = max(1, math.ceil(total / min(per_pass, total)))
+        self.total_steps = total
+        self.epochs = epochs
+        self.steps_per_epoch = math.ceil(total / epochs)
+        return self
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+# --- small helpers -----------------------------------------------------------
+
+
+def _write_json_atomically(path, data):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_text_atomically(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _log(msg):
+    print(f"[reproduce] {msg}", flush=True)
+
+
+# --- data ------------------------------------------------------------------
+
+
+def load_data(recipe):
+    """(x_train, y_train, x_test, y_test) uint8/int arrays via keras_preact.data."""
+    from keras_preact.data import load_cifar
+
+    kwargs = {"source": recipe.source, "data_dir": recipe.data_dir}
+    x_train, y_train = load_cifar(recipe.dataset, split="train", **kwargs)
+    x_test, y_test = load_cifar(recipe.dataset, split="test", **kwargs)
+    if recipe.train_examples:
+        x_train, y_train = x_train[: recipe.train_examples], y_train[: recipe.train_examples]
+    if recipe.eval_examples:
+        x_test, y_test = x_test[: recipe.eval_examples], y_test[: recipe.eval_examples]
+    return x_train, y_train, x_test, y_test
+
+
+def _num_classes(dataset):
+    return 100 if dataset == "cifar100" else 10
+
+
+def make_datasets(recipe, data):
+    """Training (shuffled, augmented, repeated) and test tf.data pipelines."""
+    from keras_preact.data import cifar_dataset
+
+    x_train, y_train, x_test, y_test = data
+    classes = _num_classes(recipe.dataset)
+    train = cifar_dataset(
+        x_train, y_train, training=True, batch_size=recipe.batch_size,
+        num_classes=classes, seed=recipe.seed, repeat=True,
+    )
+    test = cifar_dataset(
+        x_test, y_test, training=False, batch_size=recipe.eval_batch_size,
+        num_classes=classes,
+    )
+    return train, test
+
+
+# --- one variant ---------------------------------------------------------------
+
+
+def _optimizer(recipe):
+    from keras_preact.training.optimizers import PaperSGD
+    from keras_preact.training.schedules import PaperCIFARSchedule
+
+    # The paper's drops (1/2, 3/4 of the run) and warm-up (400/64000) at this
+    # run length; the rates are the recipe's (0.1, warm-up 0.01).
+    shape = PaperCIFARSchedule.for_run(
+        batch_size=recipe.batch_size,
+        total_steps=recipe.total_steps,
+        warmup=recipe.warmup,
+        scale_learning_rate=False,
+    )
+    schedule = PaperCIFARSchedule(
+        initial_learning_rate=recipe.learning_rate,
+        boundaries=shape.boundaries,
+        warmup_steps=shape.warmup_steps,
+        warmup_learning_rate=recipe.learning_rate / 10.0,
+        total_steps=shape.total_steps,
+    )
+    return PaperSGD(
+        learning_rate=schedule,
+        momentum=recipe.momentum,
+        l2_weight_decay=recipe.weight_decay,
+    ), schedule
+
+
+def build_model(recipe, spec):
+    import keras_preact
+
+    kwargs = dict(
+        layout="cifar",
+        classes=_num_classes(recipe.dataset),
+        classifier_activation=None,
+        input_shape=(32, 32, 3),
+        unit_ordering=spec["unit_ordering"],
+        shortcut=spec["shortcut"],
+    )
+    if recipe.base_width:
+        kwargs["base_width"] = recipe.base_width
+    return keras_preact.PreActResNet(recipe.depth, **kwargs)
+
+
+class _FirstEpoch(keras.callbacks.Callback):
+    """Records the epoch fit starts from (> 0 after BackupAndRestore resumes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+
+def read_log(path, steps_per_epoch):
+    """Per-epoch curves from a CSVLogger file (last row wins per epoch)."""
+    rows = {}
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    rows[int(row["epoch"])] = row
+                except (KeyError, ValueError):
+                    continue
+    curves = {"iterations": [], "train_loss": [], "test_error": []}
+    for epoch in sorted(rows):
+        row = rows[epoch]
+        curves["iterations"].append((epoch + 1) * steps_per_epoch)
+        curves["train_loss"].append(float(row.get("loss", "nan") or "nan"))
+        acc = float(row.get("val_accuracy", "nan") or "nan")
+        curves["test_error"].append(1.0 - acc)
+    return curves
+
+
+def train_variant(recipe, name, spec, out_dir, data, extra_callbacks=()):
+    """Trains one variant (resuming if a backup exists); returns its result dict."""
+    work = os.path.join(out_dir, "work", name)
+    os.makedirs(work, exist_ok=True)
+    keras.utils.set_random_seed(recipe.seed)
+    model = build_model(recipe, spec)
+    optimizer, schedule = _optimizer(recipe)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    train_ds, test_ds = make_datasets(recipe, data)
+    first = _FirstEpoch()
+    log_path = os.path.join(work, "log.csv")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(work, "backup"), save_freq="epoch", delete_checkpoint=False
+        ),
+        keras.callbacks.CSVLogger(log_path, append=True),
+        keras.callbacks.TerminateOnNaN(),
+        first,
+        *extra_callbacks,
+    ]
+    start = time.time()
+    model.fit(
+        train_ds,
+        epochs=recipe.epochs,
+        steps_per_epoch=recipe.steps_per_epoch,
+        validation_data=test_ds,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=2,
+    )
+    wall = time.time() - start
+    curves = read_log(log_path, recipe.steps_per_epoch)
+    diverged = (not curves["train_loss"]) or (not np.isfinite(curves["train_loss"][-1]))
+    epochs_done = len(curves["iterations"])
+    figure = paper_results.paper_figure(
+        recipe.dataset, recipe.depth, spec["unit_ordering"], spec["shortcut"]
+    )
+    return {
+        "variant": name,
+        "unit_ordering": spec["unit_ordering"],
+        "shortcut": spec["shortcut"],
+        "depth": recipe.depth,
+        "dataset": recipe.dataset,
+        "seed": recipe.seed,
+        "backend": keras.backend.backend(),
+        "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "iterations": epochs_done * recipe.steps_per_epoch,
+        "epochs_done": epochs_done,
+        "resumed_from_epoch": first.first_epoch or 0,
+        "final_test_error": None if diverged else curves["test_error"][-1],
+        "final_train_loss": curves["train_loss"][-1] if curves["train_loss"] else None,
+        "status": "diverged" if diverged else "ok",
+        "wall_time_s_last_session": round(wall, 2),
+        "curves": curves,
+        "schedule": schedule.get_config(),
+        "paper_error": None if figure is None else figure.error,
+        "paper_status": None if figure is None else figure.status,
+    }
+
+
+# --- the run -----------------------------------------------------------------
+
+
+def result_path(out_dir, name):
+    return os.path.join(out_dir, "results", f"{name}.json")
+
+
+def _check_recipe(out_dir, recipe):
+    path = os.path.join(out_dir, "recipe.json")
+    current = recipe.as_dict()
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved != json.loads(json.dumps(current)):
+            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise ValueError(
+                f"{out_dir!r} holds results of a different recipe (differs in "
+                f"{diff}). Use another --out, or the same settings."
+            )
+    else:
+        _write_json_atomically(path, current)
+
+
+def select_variants(table, names=None):
+    variants = TABLES[str(table)]
+    if not names:
+        return dict(variants)
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        raise ValueError(
+            f"Unknown variants {unknown} for table {table}. Expected some of {list(variants)}."
+        )
+    return {n: variants[n] for n in names}
+
+
+def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
+    """Trains each variant not finished yet; returns all finished results.
+
+    Args:
+        recipe: a `Recipe` (derived with `Recipe.derive` here).
+        out_dir: str. The run's folder.
+        variants: list of variant names or None (the whole table).
+        data: optional `(x_train, y_train, x_test, y_test)` arrays; loaded
+            from `recipe.source` when None.
+        extra_callbacks: additional Keras callbacks for every fit.
+
+    Returns:
+        dict {variant: result dict}, in table order.
+    """
+    recipe.validate()
+    selected = select_variants(recipe.table, variants)
+    if data is None:
+        data = load_data(recipe)
+    if not recipe.total_steps:
+        recipe.derive(len(data[0]))
+    _check_recipe(out_dir, recipe)
+    _log(
+        f"table {recipe.table}, depth {recipe.depth}, {recipe.dataset}: "
+        f"{recipe.total_steps} iterations = {recipe.epochs} epochs x "
+        f"{recipe.steps_per_epoch} steps, batch {recipe.batch_size}, "
+        f"backend {keras.backend.backend()}"
+    )
+    results = {}
+    for name, spec in selected.items():
+        path = result_path(out_dir, name)
+        if os.path.exists(path):
+            _log(f"{name}: done already, skipped ({path})")
+        else:
+            _log(f"{name}: training ({spec})")
+            result = train_variant(recipe, name, spec, out_dir, data, extra_callbacks)
+            _write_json_atomically(path, result)
+            # The result is safe on disk: the backup is no longer needed.
+            shutil.rmtree(os.path.join(out_dir, "work", name, "backup"), ignore_errors=True)
+            _log(f"{name}: test error {result['final_test_error']} ({result['status']})")
+            keras.backend.clear_session()
+        with open(path) as f:
+            results[name] = json.load(f)
+    write_report(out_dir, recipe, results)
+    return results
+
+
+def results_table(recipe, results):
+    """Markdown table: our test error next to the paper's figure ('n/a' if none)."""
+    lines = [
+        f"Table {recipe.table} variants, ResNet-{recipe.depth}, {recipe.dataset}, "
+        f"{recipe.total_steps} iterations at batch {recipe.batch_size} "
+        f"(schedule scale {recipe.schedule_scale}), seed {recipe.seed}, one run each.",
+        "",
+    ]
+    if recipe.schedule_scale < 1 or recipe.train_examples or recipe.eval_examples:
+        lines += [
+            "**Shortened run (schedule scale < 1 or subset of the data): NOT a "
+            "reproduction; the paper's figures are after 64k iterations, median of 5 runs.**",
+            "",
+        ]
+    lines += [
+        "| variant | unit ordering | shortcut | test error % (ours) | paper % | final train loss | iterations |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        figure = paper_results.paper_figure(
+            recipe.dataset, recipe.depth, r["unit_ordering"], r["shortcut"]
+        )
+        paper = "n/a" if figure is None else figure.display()
+        ours = "diverged" if r["status"] != "ok" else f"{100 * r['final_test_error']:.2f}"
+        loss = "nan" if r["final_train_loss"] is None else f"{r['final_train_loss']:.4f}"
+        lines.append(
+            f"| {name} | {r['unit_ordering']} | {r['shortcut']} | {ours} | {paper} | "
+            f"{loss} | {r['iterations']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir, recipe, results):
+    """Writes table.md and curves.png for the finished results."""
+    from keras_preact.diagnostics import plot_training_curves
+
+    if not results:
+        return
+    table = results_table(recipe, results)
+    _write_text_atomically(os.path.join(out_dir, "table.md"), table)
+    curves = {name: r["curves"] for name, r in results.items() if r["curves"]["iterations"]}
+    if curves:
+        plot_training_curves(
+            curves,
+            os.path.join(out_dir, "curves.png"),
+            title=f"ResNet-{recipe.depth} {recipe.dataset}, table {recipe.table} variants",
+        )
+    print(table, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--table", choices=sorted(TABLES), default="2",
+                   help="2: unit orderings (identity shortcut); 1: shortcuts (original unit).")
+    p.add_argument("--variants", default=None,
+                   help="Comma-separated subset of the table's variants.")
+    p.add_argument("--depth", type=int, default=110)
+    p.add_argument("--dataset", choices=DATASETS, default="cifar10")
+    p.add_argument("--source", choices=SOURCES, default="tfds")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=PAPER_BATCH_SIZE)
+    p.add_argument("--schedule-scale", type=float, default=1.0,
+                   help="Multiplies every iteration count (1.0 = the paper's 64k).")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", action="store_true",
+                   help="lr 0.01 for the first 400/64000 of the run (the paper's ResNet-110 warm-up).")
+    p.add_argument("--learning-rate", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--train-examples", type=int, default=None,
+                   help="Use only the first N training images (quick looks).")
+    p.add_argument("--eval-examples", type=int, default=None,
+                   help="Evaluate on the first N test images (quick looks).")
+    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="Iterations between evaluations (default: one pass over the data).")
+    p.add_argument("--base-width", type=int, default=None,
+                   help="Narrower nets for smoke tests (default: the paper's 16).")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    recipe = Recipe(
+        table=args.table, depth=args.depth, dataset=args.dataset, source=args.source,
+        data_dir=args.data_dir, batch_size=args.batch_size,
+        schedule_scale=args.schedule_scale, seed=args.seed, warmup=args.warmup,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        train_examples=args.train_examples, eval_examples=args.eval_examples,
+        eval_batch_size=args.eval_batch_size, base_width=args.base_width,
+        steps_per_epoch=args.steps_per_epoch,
+    )
+    variants = args.variants.split(",") if args.variants else None
+    run(recipe, args.out, variants=variants)
+
+
+if __name__ == "__main__":
+    main()
