@@ -1,0 +1,34 @@
+"""Training recipes of the pre-activation ResNet paper for Keras 3.
+
+Public API:
+    Schedules: PaperCIFARSchedule, ImageNetStepSchedule, WarmupCosineDecay
+        (the last is not the paper's).
+    Optimizer: PaperSGD (SGD + momentum, coupled L2 on kernels only),
+        decayed_variables.
+    compile_for_paper, accuracy_metrics.
+    Precision: resolve_precision, set_precision, accelerator_info.
+    Distribution: setup_distribution, DistributionSetup.
+    Callbacks: AtomicBackupAndRestore, AtomicModelCheckpoint, MetricsWriter,
+        TrainingCurvesPlot, plot_training_curves, make_callbacks.
+
+Nothing here imports TensorFlow at import time.
+"""
+
+from keras_preact.training.callbacks import AtomicBackupAndRestore
+from keras_preact.training.callbacks import AtomicModelCheckpoint
+from keras_preact.training.callbacks import MetricsWriter
+from keras_preact.training.callbacks import TrainingCurvesPlot
+from keras_preact.training.callbacks import make_callbacks
+from keras_preact.training.callbacks import plot_training_curves
+from keras_preact.training.compile import accuracy_metrics
+from keras_preact.training.compile import compile_for_paper
+from keras_preact.training.distribute import DistributionSetup
+from keras_preact.training.distribute import setup_distribution
+from keras_preact.training.optimizers import PaperSGD
+from keras_preact.training.optimizers import decayed_variables
+from keras_preact.training.precision import accelerator_info
+from keras_preact.training.precision import resolve_precision
+from keras_preact.training.precision import set_precision
+from keras_preact.training.schedules import ImageNetStepSchedule
+from keras_preact.training.schedules import PaperCIFARSchedule
+from keras_preact.training.schedules import WarmupCosineDecay

@@ -1,0 +1,251 @@
+"""Shared command-line plumbing of the example training scripts.
+
+`examples/train_cifar100.py` and `examples/train_imagenet.py` differ only in
+their data, model and schedule; the rest (arguments, precision, distribution,
+run length, callbacks, resume, final evaluation, export) lives here.
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+import keras
+
+from keras_preact.training.callbacks import _atomic_write_text
+from keras_preact.training.callbacks import make_callbacks
+from keras_preact.training.compile import compile_for_paper
+from keras_preact.training.distribute import VALID_DISTRIBUTE
+from keras_preact.training.distribute import setup_distribution
+from keras_preact.training.precision import VALID_PRECISIONS
+from keras_preact.training.precision import set_precision
+
+
+def add_common_arguments(parser, *, default_batch_size, default_output_dir):
+    """Adds the arguments both example scripts share to `parser`."""
+    g = parser.add_argument_group("run length")
+    g.add_argument("--batch-size", type=int, default=default_batch_size,
+                   help="Per-replica batch size; the global batch is this x replicas "
+                        f"(default {default_batch_size}).")
+    g.add_argument("--epochs", type=int, default=None, help="Number of epochs.")
+    g.add_argument("--steps", type=int, default=None,
+                   help="Total training iterations (alternative to --epochs; rounded "
+                        "up to whole epochs).")
+    g.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="Iterations per epoch (default: one pass over the training set). "
+                        "Small values give quick runs.")
+    g.add_argument("--validation-steps", type=int, default=None,
+                   help="Batches per validation / final evaluation (default: all).")
+    g = parser.add_argument_group("optimization")
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="Base learning rate at the reference batch size (default: 0.1).")
+    g.add_argument("--no-lr-scaling", action="store_true",
+                   help="Do not scale the learning rate linearly with the global batch.")
+    g.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="Coupled L2 weight decay on conv/dense kernels (default 1e-4).")
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum.")
+    g.add_argument("--schedule", choices=("paper", "cosine"), default="paper",
+                   help="'paper': the paper's step schedule; 'cosine': warm-up + cosine "
+                        "(not the paper's).")
+    g = parser.add_argument_group("hardware")
+    g.add_argument("--mixed-precision", choices=VALID_PRECISIONS, default="off",
+                   help="'auto' = bfloat16 on TPU / GPUs with compute capability >= 8, "
+                        "else float32.")
+    g.add_argument("--jit-compile", nargs="?", const="on", default="auto",
+                   choices=("auto", "on", "off"),
+                   help="XLA / jit compilation of the train step (default: Keras' auto).")
+    g.add_argument("--distribute", choices=VALID_DISTRIBUTE, default="none",
+                   help="mirrored|multiworker|tpu on TensorFlow, data_parallel|tpu|"
+                        "multiworker on JAX, none on torch.")
+    g.add_argument("--tpu", default=None, help="TPU name/address (TensorFlow, --distribute tpu).")
+    g = parser.add_argument_group("outputs")
+    g.add_argument("--output-dir", default=default_output_dir,
+                   help="Checkpoints, TensorBoard logs, metrics.csv/json, curves.png.")
+    g.add_argument("--resume", action="store_true",
+                   help="Back up every --backup-every steps and at each epoch end; rerunning "
+                        "the same command continues from the last backup.")
+    g.add_argument("--backup-every", type=int, default=100,
+                   help="Steps between backups with --resume (default 100).")
+    g.add_argument("--export", action="store_true",
+                   help="Export a SavedModel to OUTPUT_DIR/export at the end.")
+    g.add_argument("--no-tensorboard", action="store_true")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="Keras fit verbosity (1 = progress bars).")
+    return parser
+
+
+def check_common_arguments(parser, args):
+    """Validates the shared arguments; `parser.error` on bad values."""
+    for name in ("batch_size", "epochs", "steps", "steps_per_epoch",
+                 "validation_steps", "backup_every"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if args.epochs is not None and args.steps is not None:
+        parser.error("give --epochs or --steps, not both")
+
+
+def jit_compile_value(flag):
+    return {"auto": "auto", "on": True, "off": False}[flag]
+
+
+def prepare(args):
+    """Seed, precision policy and distribution, in that order.
+
+    Returns:
+        dict with "setup" (`DistributionSetup`), "policy" (str) and
+        "global_batch_size" (int).
+    """
+    keras.utils.set_random_seed(args.seed)
+    policy = set_precision(args.mixed_precision)
+    setup = setup_distribution(args.distribute, tpu=getattr(args, "tpu", None))
+    return {
+        "setup": setup,
+        "policy": policy,
+        "global_batch_size": args.batch_size * setup.num_replicas,
+    }
+
+
+def run_length(args, num_examples, global_batch_size, default_total_steps):
+    """(steps_per_epoch, epochs, total_steps) from the arguments.
+
+    `default_total_steps` is used when neither --epochs nor --steps is given.
+    """
+    steps_per_epoch = args.steps_per_epoch or math.ceil(num_examples / global_batch_size)
+    if args.epochs is not None:
+        epochs = args.epochs
+    else:
+        total = args.steps if args.steps is not None else default_total_steps
+        epochs = max(1, math.ceil(total / steps_per_epoch))
+    return steps_per_epoch, epochs, steps_per_epoch * epochs
+
+
+def fit_and_evaluate(
+    args,
+    *,
+    prep,
+    build_model,
+    learning_rate,
+    train_ds,
+    val_ds,
+    steps_per_epoch,
+    epochs,
+    one_hot=False,
+    run_info=None,
+    model_name="model",
+    export_preprocessing=None,
+):
+    """Builds, compiles, trains (resumable), evaluates and optionally exports.
+
+    Args:
+        args: parsed arguments (see `add_common_arguments`).
+        prep: result of `prepare(args)`.
+        build_model: callable returning an uncompiled `keras.Model`; called
+            inside the distribution scope.
+        learning_rate: float or `LearningRateSchedule`.
+        train_ds: repeated training `tf.data.Dataset` (global batches).
+        val_ds: finite validation `tf.data.Dataset` or None.
+        steps_per_epoch: int.
+        epochs: int.
+        one_hot: bool. Labels are one-hot (mixup / cutmix).
+        run_info: dict. Stored in metrics.json.
+        model_name: str. Name used for the SavedModel export.
+        export_preprocessing: str or None. `preprocessing=` of
+            `keras_preact.export.export_saved_model` ("cifar10", "cifar100",
+            "imagenet").
+
+    Returns:
+        dict: the final evaluation metrics (empty when `val_ds` is None).
+    """
+    setup = prep["setup"]
+    os.makedirs(args.output_dir, exist_ok=True)
+    with setup.scope():
+        model = build_model()
+        compile_for_paper(
+            model,
+            learning_rate,
+            momentum=args.momentum,
+            nesterov=args.nesterov,
+            weight_decay=args.weight_decay,
+            one_hot=one_hot,
+            jit_compile=jit_compile_value(args.jit_compile),
+        )
+    callbacks = make_callbacks(
+        args.output_dir,
+        backup_save_freq=args.backup_every if args.resume else None,
+        tensorboard=not args.no_tensorboard,
+        run_info=run_info,
+    )
+    print(
+        f"Training {model.name} ({model.count_params():,} params): "
+        f"{epochs} epochs x {steps_per_epoch} steps, global batch "
+        f"{prep['global_batch_size']} ({args.batch_size} x {setup.num_replicas} "
+        f"replicas), policy {prep['policy']}, distribute {setup.kind}, "
+        f"backend {keras.backend.backend()}",
+        flush=True,
+    )
+    start = time.time()
+    model.fit(
+        train_ds,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val_ds,
+        validation_steps=args.validation_steps,
+        callbacks=callbacks,
+        verbose=args.verbose,
+    )
+    train_seconds = time.time() - start
+    final = {}
+    if val_ds is not None:
+        final = model.evaluate(
+            val_ds, steps=args.validation_steps, return_dict=True, verbose=0
+        )
+        final = {k: float(v) for k, v in final.items()}
+        top1 = final.get("top1", float("nan"))
+        top5 = final.get("top5", float("nan"))
+        print(
+            f"Final evaluation: loss={final.get('loss', float('nan')):.4f} "
+            f"top1={100 * top1:.2f}% (error {100 * (1 - top1):.2f}%) "
+            f"top5={100 * top5:.2f}% (error {100 * (1 - top5):.2f}%)",
+            flush=True,
+        )
+    iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    summary = {
+        "final": final,
+        "iterations": iterations,
+        "epochs": epochs,
+        "train_seconds_this_process": round(train_seconds, 2),
+        "run": run_info or {},
+    }
+    _atomic_write_text(
+        os.path.join(args.output_dir, "final_metrics.json"), json.dumps(summary, indent=1)
+    )
+    print(f"Optimizer iterations: {iterations}", flush=True)
+    if args.export:
+        export_model(
+            model, os.path.join(args.output_dir, "export"), model_name,
+            preprocessing=export_preprocessing,
+        )
+    return final
+
+
+def export_model(model, export_base, model_name, preprocessing=None):
+    """SavedModel export through `keras_preact.export` (when available)."""
+    try:
+        from keras_preact.export import export_saved_model
+    except ImportError as e:
+        print(f"--export skipped: keras_preact.export is not available ({e}).")
+        return None
+    path = export_saved_model(model, export_base, model_name, preprocessing=preprocessing)
+    print(f"Exported SavedModel: {path}", flush=True)
+    return path
+
+
+def make_parser(description):
+    return argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )

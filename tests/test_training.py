@@ -1,0 +1,462 @@
+"""Tests of keras_preact.training: schedules, PaperSGD, precision, distribution,
+callbacks and compile_for_paper."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_preact.training import AtomicBackupAndRestore
+from keras_preact.training import ImageNetStepSchedule
+from keras_preact.training import MetricsWriter
+from keras_preact.training import PaperCIFARSchedule
+from keras_preact.training import PaperSGD
+from keras_preact.training import WarmupCosineDecay
+from keras_preact.training import accuracy_metrics
+from keras_preact.training import compile_for_paper
+from keras_preact.training import decayed_variables
+from keras_preact.training import plot_training_curves
+from keras_preact.training import resolve_precision
+from keras_preact.training import setup_distribution
+
+REPO = Path(__file__).resolve().parents[1]
+BACKEND = keras.backend.backend()
+
+
+def lr_at(schedule, steps):
+    return [float(ops.convert_to_numpy(schedule(s))) for s in steps]
+
+
+# --- Schedules -------------------------------------------------------------
+
+
+def test_paper_cifar_schedule_boundaries():
+    s = PaperCIFARSchedule()
+    got = lr_at(s, [0, 399, 400, 31999, 32000, 47999, 48000, 63999, 64000])
+    want = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.001]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert s.total_steps == 64000
+
+
+def test_paper_cifar_schedule_warmup():
+    s = PaperCIFARSchedule(warmup_steps=400)
+    got = lr_at(s, [0, 399, 400, 32000])
+    np.testing.assert_allclose(got, [0.01, 0.01, 0.1, 0.01], rtol=1e-6)
+
+
+def test_paper_cifar_for_run_batch_scaling():
+    s = PaperCIFARSchedule.for_run(batch_size=256)
+    assert s.boundaries == (16000, 24000)
+    assert s.total_steps == 32000
+    assert s.initial_learning_rate == pytest.approx(0.2)
+    assert s.warmup_steps == 0
+    s = PaperCIFARSchedule.for_run(batch_size=64, scale_learning_rate=False, warmup=True)
+    assert s.boundaries == (64000, 96000)
+    assert s.total_steps == 128000
+    assert s.warmup_steps == 800
+    np.testing.assert_allclose(lr_at(s, [0, 799, 800, 64000]), [0.01, 0.01, 0.1, 0.01],
+                               rtol=1e-6)
+    # Paper's batch, the usual 164 epochs x 391 steps: drops at 1/2 and 3/4.
+    s = PaperCIFARSchedule.for_run(batch_size=128, epochs=164, steps_per_epoch=391)
+    assert s.total_steps == 64124
+    assert s.boundaries == (32062, 48093)
+    # Only epochs: steps per epoch from the 50k CIFAR training images.
+    s = PaperCIFARSchedule.for_run(batch_size=1000, epochs=10)
+    assert s.total_steps == 500
+    assert s.boundaries == (250, 375)
+    assert s.initial_learning_rate == pytest.approx(0.78125)
+    # Tiny runs keep strictly increasing boundaries.
+    s = PaperCIFARSchedule.for_run(total_steps=2)
+    assert s.boundaries == (1, 2)
+
+
+def test_imagenet_step_schedule():
+    s = ImageNetStepSchedule(steps_per_epoch=5005, batch_size=256)
+    assert s.boundaries == (150150, 300300, 450450)
+    got = lr_at(s, [0, 150149, 150150, 300299, 300300, 450450])
+    np.testing.assert_allclose(got, [0.1, 0.1, 0.01, 0.01, 0.001, 0.0001], rtol=1e-5)
+    s = ImageNetStepSchedule(steps_per_epoch=1252, batch_size=1024, warmup_epochs=5)
+    assert s.peak_learning_rate == pytest.approx(0.4)
+    got = lr_at(s, [0, 6259, 6260, 37560])
+    np.testing.assert_allclose(got, [0.4 / 6260, 0.4, 0.4, 0.04], rtol=1e-5)
+
+
+def test_warmup_cosine_decay():
+    s = WarmupCosineDecay(0.1, total_steps=100, warmup_steps=10, alpha=0.0)
+    np.testing.assert_allclose(lr_at(s, [0, 9, 10, 55, 100, 200]),
+                               [0.01, 0.1, 0.1, 0.05, 0.0, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        PaperCIFARSchedule.for_run(batch_size=64, warmup=True),
+        ImageNetStepSchedule(steps_per_epoch=100, batch_size=512, warmup_epochs=1),
+        WarmupCosineDecay(0.2, total_steps=1000, warmup_steps=50, alpha=0.01),
+    ],
+)
+def test_schedule_serialization_round_trip(schedule):
+    config = keras.saving.serialize_keras_object(schedule)
+    assert config["registered_name"].startswith("keras_preact>")
+    restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
+    assert type(restored) is type(schedule)
+    steps = [0, 49, 50, 100, 999, 64000]
+    np.testing.assert_allclose(lr_at(restored, steps), lr_at(schedule, steps))
+
+
+def test_schedule_bad_input():
+    with pytest.raises(ValueError, match="boundaries"):
+        PaperCIFARSchedule(boundaries=(48000, 32000))
+    with pytest.raises(ValueError, match="batch_size"):
+        PaperCIFARSchedule.for_run(batch_size=0)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        ImageNetStepSchedule(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        WarmupCosineDecay(0.1, total_steps=10, warmup_steps=10)
+
+
+# --- PaperSGD: coupled L2 on kernels only -----------------------------------
+
+
+def small_model():
+    return keras.Sequential(
+        [
+            keras.Input((4, 4, 2)),
+            keras.layers.Conv2D(3, 3, use_bias=False, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, name="fc"),
+        ],
+        name="small",
+    )
+
+
+def test_weight_decay_rule_selects_kernels_only():
+    model = small_model()
+    opt = PaperSGD()
+    assert decayed_variables(model, opt) == ["small/conv/kernel", "small/fc/kernel"]
+    opt = PaperSGD(l2_exclude=[r"fc/"])
+    assert decayed_variables(model, opt) == ["small/conv/kernel"]
+    assert decayed_variables(model, PaperSGD(l2_weight_decay=0.0)) == []
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_paper_sgd_matches_hand_computation(nesterov):
+    model = small_model()
+    lr, m, wd = 0.5, 0.9, 0.1
+    opt = PaperSGD(learning_rate=lr, momentum=m, nesterov=nesterov, l2_weight_decay=wd)
+    variables = model.trainable_variables
+    rng = np.random.default_rng(0)
+    w = [ops.convert_to_numpy(v).astype("float64") for v in variables]
+    velocity = [np.zeros_like(x) for x in w]
+    decays = [v.path.endswith("kernel") for v in variables]
+    for _ in range(2):
+        grads = [rng.normal(size=x.shape).astype("float32") for x in w]
+        opt.apply([ops.convert_to_tensor(g) for g in grads], variables)
+        for i, (g, decay) in enumerate(zip(grads, decays)):
+            g = g + wd * w[i] if decay else g.astype("float64")
+            velocity[i] = m * velocity[i] - lr * g
+            w[i] = w[i] + (m * velocity[i] - lr * g if nesterov else velocity[i])
+    for v, expected in zip(variables, w):
+        np.testing.assert_allclose(ops.convert_to_numpy(v), expected, rtol=1e-5,
+                                   atol=1e-6, err_msg=v.path)
+
+
+def zero_loss(y_true, y_pred):
+    return 0.0 * ops.mean(y_pred)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_paper_sgd_in_fit_decays_kernels_not_batchnorm(policy):
+    """A zero loss leaves only the decay: kernels shrink by (1 - lr*wd), BN not."""
+    keras.config.set_dtype_policy(policy)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(4, name="fc1"),
+            keras.layers.BatchNormalization(name="bn", gamma_initializer="random_uniform",
+                                            beta_initializer="random_uniform"),
+            keras.layers.Dense(3, name="fc2", bias_initializer="ones"),
+        ]
+    )
+    lr, wd = 0.5, 0.1
+    model.compile(PaperSGD(learning_rate=lr, l2_weight_decay=wd), loss=zero_loss)
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(model.optimizer.inner_optimizer, PaperSGD)
+    before = {v.path: ops.convert_to_numpy(v).copy() for v in model.trainable_variables}
+    x = np.ones((8, 6), "float32")
+    model.train_on_batch(x, np.zeros((8, 3), "float32"))
+    for v in model.trainable_variables:
+        after = ops.convert_to_numpy(v)
+        if v.path.endswith("kernel"):
+            np.testing.assert_allclose(after, before[v.path] * (1 - lr * wd), rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(after, before[v.path], err_msg=v.path)
+
+
+def test_paper_sgd_serializes_with_model(tmp_path):
+    model = small_model()
+    schedule = PaperCIFARSchedule.for_run(batch_size=64, warmup=True)
+    model.compile(PaperSGD(schedule, nesterov=True, l2_weight_decay=5e-4,
+                           l2_exclude=["fc"]), loss="mse")
+    model.train_on_batch(np.ones((2, 4, 4, 2)), np.ones((2, 5)))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    opt = loaded.optimizer
+    assert isinstance(opt, PaperSGD)
+    assert (opt.l2_weight_decay, opt.nesterov, opt.l2_exclude) == (5e-4, True, ["fc"])
+    restored_schedule = keras.saving.deserialize_keras_object(
+        opt.get_config()["learning_rate"])
+    assert isinstance(restored_schedule, PaperCIFARSchedule)
+    assert restored_schedule.get_config() == schedule.get_config()
+    assert int(ops.convert_to_numpy(opt.iterations)) == 1
+    # The restored optimizer keeps decaying the same variables.
+    assert [p.split("/")[-2:] for p in decayed_variables(loaded, opt)] == [
+        ["conv", "kernel"]]
+
+
+def test_paper_sgd_bad_input():
+    with pytest.raises(ValueError, match="l2_weight_decay"):
+        PaperSGD(l2_weight_decay=-1.0)
+    with pytest.raises(ValueError, match="l2_min_ndim"):
+        PaperSGD(l2_min_ndim="2")
+
+
+def test_training_steps_lower_the_loss():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = (x.mean(axis=(1, 2)) @ rng.normal(size=(3, 10))).argmax(-1)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    compile_for_paper(model, 0.1)
+    first = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(first) == {"loss", "top1", "top5"}
+    for _ in range(15):
+        model.train_on_batch(x, y)
+    last = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert last["loss"] < 0.9 * first["loss"]
+    assert last["top5"] >= last["top1"]
+
+
+def test_compile_for_paper_options():
+    logits_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    compile_for_paper(logits_model, one_hot=True, label_smoothing=0.1)
+    assert logits_model.loss.get_config()["from_logits"] is True
+    assert logits_model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    softmax_model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(10, activation="softmax")]
+    )
+    compile_for_paper(softmax_model)
+    assert softmax_model.loss.get_config()["from_logits"] is False
+    assert [m.name for m in accuracy_metrics(one_hot=True)] == ["top1", "top5"]
+    with pytest.raises(ValueError, match="label_smoothing"):
+        compile_for_paper(softmax_model, label_smoothing=0.1)
+
+
+# --- Precision and distribution ---------------------------------------------
+
+
+def test_resolve_precision():
+    ampere = {"kind": "gpu", "compute_capability": (8, 0)}
+    volta = {"kind": "gpu", "compute_capability": (7, 0)}
+    assert resolve_precision("auto", ampere) == "mixed_bfloat16"
+    assert resolve_precision("auto", volta) == "float32"
+    assert resolve_precision("auto", {"kind": "tpu", "compute_capability": None}) == (
+        "mixed_bfloat16"
+    )
+    assert resolve_precision("auto", {"kind": "cpu", "compute_capability": None}) == "float32"
+    assert resolve_precision("float16") == "mixed_float16"
+    assert resolve_precision("off") == "float32"
+    # This machine has no accelerator.
+    assert resolve_precision("auto") == "float32"
+    with pytest.raises(ValueError, match="mode='fp8'"):
+        resolve_precision("fp8")
+
+
+def test_setup_distribution_none_and_errors():
+    assert setup_distribution("none").num_replicas == 1
+    with pytest.raises(ValueError, match="distribute='horovod'"):
+        setup_distribution("horovod")
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="torch"):
+            setup_distribution("mirrored")
+    if BACKEND == "jax":
+        with pytest.raises(ValueError, match="data_parallel"):
+            setup_distribution("mirrored")
+
+
+DISTRIBUTED_STEP = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    BACKEND = os.environ["KERAS_BACKEND"]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_preact.training import compile_for_paper, setup_distribution
+    setup = setup_distribution(sys.argv[1])
+    assert setup.num_replicas == 2, setup
+    with setup.scope():
+        model = keras.Sequential([keras.Input((4, 4, 3)),
+            keras.layers.Conv2D(4, 3, use_bias=False), keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, activation="softmax")])
+        compile_for_paper(model, 0.1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4, 4, 3)).astype("float32")
+    y = rng.integers(0, 5, size=16)
+    kernel = model.layers[-1].kernel
+    before = keras.ops.convert_to_numpy(kernel).copy()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
+    assert not np.allclose(before, keras.ops.convert_to_numpy(kernel))
+    # The coupled L2 term is added once, after the cross-replica reduction:
+    # with a zero loss the kernel shrinks by exactly (1 - lr * wd).
+    from keras_preact.training import PaperSGD
+    with setup.scope():
+        probe = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        probe.compile(PaperSGD(0.5, l2_weight_decay=0.1),
+                      loss=lambda t, p: 0.0 * keras.ops.mean(p))
+    w0 = keras.ops.convert_to_numpy(probe.layers[0].kernel).copy()
+    probe.fit(np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"), batch_size=8,
+              verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.layers[0].kernel),
+                               0.95 * w0, rtol=1e-6)
+    print("OK", setup.kind, setup.num_replicas, history.history["loss"][0])
+    """
+)
+
+
+def run_distributed_step(backend, kind, extra_env=None):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO),
+               TF_CPP_MIN_LOG_LEVEL="3", **(extra_env or {}))
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED_STEP, kind], env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"OK {kind} 2" in result.stdout
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_two_logical_cpus():
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.distribute runs once, in the TensorFlow-backend suite")
+    run_distributed_step("tensorflow", "mirrored")
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_two_host_devices():
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution.DataParallel runs once, in the JAX-backend suite")
+    run_distributed_step(
+        "jax", "data_parallel",
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"},
+    )
+
+
+# --- Callbacks --------------------------------------------------------------
+
+
+def tiny_compiled_model():
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(6, activation="softmax", name="fc")]
+    )
+    compile_for_paper(model, 0.1)
+    return model
+
+
+def test_backup_and_restore_continues_epoch_and_optimizer(tmp_path):
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = np.arange(8) % 4
+    backup = str(tmp_path / "backup")
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    model = tiny_compiled_model()
+    callbacks = [AtomicBackupAndRestore(backup, save_freq=1), Crash()]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(x, y, batch_size=4, epochs=4, callbacks=callbacks, verbose=0)
+    with open(os.path.join(backup, "training_metadata.json")) as f:
+        metadata = json.load(f)
+    # Epoch 1 ended (and was backed up) before the crash callback ran.
+    assert metadata["epoch"] == 2
+    assert sorted(os.listdir(backup)) == ["backup-6.weights.h5", "training_metadata.json"]
+    saved_kernel = ops.convert_to_numpy(model.get_layer("fc").kernel)
+
+    fresh = tiny_compiled_model()
+    restore = AtomicBackupAndRestore(backup, save_freq=1)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not seen:
+                seen.append(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
+                seen.append(ops.convert_to_numpy(self.model.get_layer("fc").kernel))
+
+    history = fresh.fit(x, y, batch_size=4, epochs=4, callbacks=[restore, Record()],
+                        verbose=0)
+    assert history.epoch == [2, 3]
+    assert seen[0] == 4
+    np.testing.assert_array_equal(seen[1], saved_kernel)
+    assert int(ops.convert_to_numpy(fresh.optimizer.iterations)) == 8
+    assert not os.path.exists(backup)
+
+
+def test_metrics_writer_resume_replaces_redone_epochs(tmp_path):
+    csv_path, json_path = tmp_path / "m.csv", tmp_path / "m.json"
+    writer = MetricsWriter(str(csv_path), str(json_path), extra={"name": "t"})
+    model = tiny_compiled_model()
+    writer.set_model(model)
+    writer.on_train_begin()
+    for epoch in range(3):
+        writer.on_epoch_begin(epoch)
+        writer.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "top1": 0.5})
+    # A resumed run restarting at epoch 2: epoch 2 is replaced, not duplicated.
+    writer = MetricsWriter(str(csv_path), str(json_path))
+    writer.set_model(model)
+    writer.on_train_begin()
+    writer.on_epoch_begin(2)
+    writer.on_epoch_end(2, {"loss": 0.25, "top1": 0.75})
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "epoch,loss,top1,learning_rate,iterations"
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["0", "1.0", "0.5"], ["1", "0.5", "0.5"], ["2", "0.25", "0.75"]]
+    payload = json.loads(json_path.read_text())
+    assert [r["epoch"] for r in payload["epochs"]] == [0, 1, 2]
+    assert payload["epochs"][0]["learning_rate"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="csv_path or json_path"):
+        MetricsWriter()
+
+
+def test_plot_training_curves_writes_png(tmp_path):
+    rows = [{"epoch": e, "loss": 2.0 - e * 0.1, "val_loss": 2.1 - e * 0.1,
+             "top1": 0.1 * e, "val_top1": 0.09 * e, "learning_rate": 0.1}
+            for e in range(5)]
+    path = plot_training_curves(rows, str(tmp_path / "curves.png"), title="t")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curves.png"]
