@@ -249,7 +249,7 @@ def imagenet_dataset(
     label_offset=0,
     file_pattern=None,
     manual_dir=None,
-    shuffle_buffer=10_000,
+    shuffle_buffer=None,
     seed=None,
     repeat=False,
     drop_remainder=None,
@@ -304,8 +304,11 @@ def imagenet_dataset(
         manual_dir: `"tfds"` only: folder holding the manually downloaded
             `ILSVRC2012_img_train.tar` / `ILSVRC2012_img_val.tar`; when given,
             the dataset is prepared (once) if it is not yet.
-        shuffle_buffer: elements in the shuffle buffer (encoded images or
-            paths, before decoding).
+        shuffle_buffer: elements in the shuffle buffer (before decoding).
+            Default: 10,000 encoded images for `"tfrecord"` / `"tfds"` (as
+            the Model Garden); all paths for `"folder"` (paths are small and
+            listings are sorted by class, so a partial buffer would not mix
+            classes).
         seed: int for reproducible shuffling and augmentation, or `None`.
         repeat: repeat forever (before batching, as in the Model Garden).
         drop_remainder: default `training`.
@@ -386,6 +389,8 @@ def imagenet_dataset(
     elif source == "folder":
         directory = _folder_directory(os.fspath(data_dir), split)
         class_names, paths, labels = _list_folder(directory, counter)
+        if shuffle_buffer is None:
+            shuffle_buffer = len(paths)
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -397,7 +402,7 @@ def imagenet_dataset(
     # 2. Shuffle the small records (bytes or paths), not decoded images, so
     # the buffer stays cheap; reshuffled every epoch.
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
     # 3. Repeat before batching, so batches span epoch boundaries and are
     # always full.
     if repeat:
