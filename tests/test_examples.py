@@ -1,0 +1,223 @@
+"""Tests of the training examples: examples/train_cifar100.py,
+examples/train_imagenet.py and examples/colab_cifar100.ipynb."""
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+BACKEND = keras.backend.backend()
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tiny_cifar_args(shared_data, output_dir, *extra):
+    return [
+        "--depth", "8", "--dataset", "cifar100", "--data-source", "npz",
+        "--data-dir", str(shared_data / "cifar100"), "--batch-size", "16",
+        "--max-train-examples", "256", "--max-eval-examples", "64",
+        "--output-dir", str(output_dir), "--verbose", "2", *extra,
+    ]
+
+
+def test_cifar_script_rejects_bad_arguments(capsys):
+    script = load_script("train_cifar100")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--epochs", "2", "--steps", "10"])
+    assert "give --epochs or --steps, not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--batch-size", "0"])
+    assert "--batch-size must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--mixed-precision", "fp8"])
+    args = script.parse_args(["--steps", "100", "--jit-compile"])
+    assert (args.steps, args.jit_compile, args.batch_size) == (100, "on", 128)
+
+
+def test_imagenet_script_arguments(capsys):
+    script = load_script("train_imagenet")
+    args = script.parse_args(["--depth", "200", "--boundary-epochs", "30,60"])
+    assert (args.epochs, args.boundary_epochs, args.batch_size) == (90, (30, 60), 256)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--depth", "42"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--boundary-epochs", "30,x"])
+    assert "--boundary-epochs must be comma-separated ints" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
+    script = load_script("train_cifar100")
+    out = tmp_path / "run"
+    script.main(tiny_cifar_args(shared_data, out, "--epochs", "2",
+                                "--steps-per-epoch", "3", "--export"))
+    printed = capsys.readouterr().out
+    assert "Final evaluation: loss=" in printed
+    rows = read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["iterations"] for r in rows] == ["3", "6"]
+    assert {"loss", "top1", "top5", "val_loss", "val_top1", "val_top5",
+            "learning_rate"} <= set(rows[0])
+    # PaperCIFARSchedule.for_run(16, total_steps=6): 0.1 * 16/128, drops at 3 and 4.
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.00125)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.000125)
+    summary = json.loads((out / "final_metrics.json").read_text())
+    assert summary["iterations"] == 6 and set(summary["final"]) >= {"top1", "top5"}
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "checkpoints" / "last.keras").exists()
+    exported = list((out / "export").glob("*/*/saved_model.pb"))
+    assert len(exported) == 1, list((out / "export").rglob("*"))
+
+
+def script_env():
+    return dict(os.environ, PYTHONPATH=str(REPO), KERAS_BACKEND=BACKEND,
+                TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+
+
+@pytest.mark.slow
+def test_cifar_script_resumes_after_kill_9(shared_data, tmp_path):
+    """kill -9 mid-epoch, rerun the same command: it continues to the end."""
+    out = tmp_path / "run"
+    epochs, steps = 3, 12
+    command = [sys.executable, str(EXAMPLES / "train_cifar100.py"),
+               *tiny_cifar_args(shared_data, out, "--epochs", str(epochs),
+                                "--steps-per-epoch", str(steps), "--resume",
+                                "--backup-every", "2", "--no-tensorboard")]
+    metadata_path = out / "backup" / "training_metadata.json"
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(command, env=script_env(), cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)
+    killed_at = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (OSError, ValueError):
+            metadata = None
+        # Kill during the second epoch, after a mid-epoch backup.
+        if metadata and metadata["epoch"] == 1 and metadata["batch"] > 0:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at = metadata
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    log.close()
+    assert killed_at is not None, (tmp_path / "first.log").read_text()
+    assert proc.returncode == -signal.SIGKILL
+    rows = read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0"]
+
+    result = subprocess.run(command, env=script_env(), cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The weights file named by the metadata at kill time may have been
+    # superseded by one more backup before the process died; read what the
+    # second run restored.
+    line = next(ln for ln in result.stdout.splitlines()
+                if ln.startswith("Restored backup: resuming at epoch"))
+    assert line.startswith("Restored backup: resuming at epoch 2 ")
+    restored_iterations = int(line.rsplit("iterations=", 1)[1].rstrip(")"))
+    assert steps < restored_iterations < 2 * steps
+    rows = read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert int(rows[0]["iterations"]) == steps
+    # Epoch 2 (index 1) restarted from the mid-epoch backup: its steps add to
+    # the restored counter, the optimizer state was not reset.
+    final_iterations = restored_iterations + (epochs - 1) * steps
+    assert [int(r["iterations"]) for r in rows[1:]] == [
+        restored_iterations + steps, final_iterations]
+    assert f"Optimizer iterations: {final_iterations}" in result.stdout
+    assert "Final evaluation: loss=" in result.stdout
+    assert not (out / "backup").exists()
+
+
+def make_imagenet_folder(shared_data, root):
+    """Two class folders of real ImageNet JPEGs (symlinks), train and validation."""
+    images = sorted((shared_data / "imagenet_sample").glob("*.JPEG"))
+    if len(images) < 8:
+        pytest.skip("imagenet_sample has fewer than 8 images")
+    for split, chosen in (("train", images[:6]), ("validation", images[6:8])):
+        for i, image in enumerate(chosen):
+            folder = root / split / f"class{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / image.name).symlink_to(image)
+    return root
+
+
+@pytest.mark.slow
+def test_imagenet_script_tiny_run_on_folder(shared_data, tmp_path, capsys):
+    data = make_imagenet_folder(shared_data, tmp_path / "imagenet")
+    script = load_script("train_imagenet")
+    out = tmp_path / "run"
+    script.main([
+        "--depth", "18", "--num-classes", "2", "--data-source", "folder",
+        "--data-dir", str(data), "--image-size", "64", "--batch-size", "2",
+        "--epochs", "2", "--steps-per-epoch", "2", "--train-examples", "6",
+        "--output-dir", str(out), "--verbose", "2", "--no-tensorboard",
+    ])
+    assert "Final evaluation: loss=" in capsys.readouterr().out
+    rows = read_csv(out / "metrics.csv")
+    assert [r["iterations"] for r in rows] == ["2", "4"]
+    # ImageNetStepSchedule: 0.1 * 2 / 256 before epoch 30.
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.1 * 2 / 256)
+    assert "top5" not in rows[0]  # only 2 classes: top-5 is left out
+
+
+@pytest.mark.slow
+def test_colab_notebook_executes_with_tiny_settings(shared_data, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(EXAMPLES / "colab_cifar100.ipynb", as_version=4)
+    cells = [c for c in notebook.cells if "pip install" not in c.source]
+    settings = nbformat.v4.new_code_cell(
+        "import os\n"
+        f"os.environ['KERAS_BACKEND'] = {BACKEND!r}\n"
+        f"EPOCHS, STEPS, DEPTH, BATCH_SIZE = 1, 2, 8, 16\n"
+        f"DATA_SOURCE, DATA_DIR = 'npz', {str(shared_data / 'cifar100')!r}\n"
+        f"MAX_TRAIN_EXAMPLES, MAX_EVAL_EXAMPLES = 128, 64\n"
+        f"OUTPUT_DIR = {str(tmp_path / 'colab_run')!r}\n"
+    )
+    # Injected after the cell tagged "parameters" (papermill style), before
+    # keras is imported.
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    cells.insert(index + 1, settings)
+    notebook.cells = cells
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3",
+        resources={"metadata": {"path": str(REPO)}},
+    )
+    env_pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + env_pythonpath if env_pythonpath else "")
+    try:
+        client.execute()
+    finally:
+        if env_pythonpath is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = env_pythonpath
+    outputs = "".join(
+        o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "Test top-1 accuracy" in outputs
+    assert (tmp_path / "colab_run" / "metrics.csv").exists()
