@@ -1,0 +1,375 @@
+"""Shared helpers for the benchmark scripts: machine labels, timing, memory, I/O.
+
+Nothing here imports Keras, TensorFlow, JAX or torch at module level, so a worker
+process only pays for the frameworks it actually benchmarks.
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+RESULT_MARKER = "BENCH_RESULT "
+BACKENDS = ("tensorflow", "jax", "torch")
+PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "timm")
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _cpu_model():
+    try:
+        out = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10
+        ).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _gpu_names():
+    """GPU names from nvidia-smi (no framework import); empty list if none."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _versions():
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _mem_total_gb():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine_info():
+    """Returns a dict labelling the machine, library versions and date (UTC)."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    gpus = _gpu_names()
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_cores_usable": affinity,
+        "memory_gb": _mem_total_gb(),
+        "gpus": gpus,
+        "device": gpus[0] if gpus else f"CPU only ({_cpu_model()})",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "versions": _versions(),
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def accelerator_memory(framework):
+    """Peak accelerator memory for `framework` ("tensorflow"|"jax"|"torch").
+
+    Returns:
+        `(peak_mib, label)`, or `(None, None)` when the framework runs on CPU.
+    """
+    if framework == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return (
+                torch.cuda.max_memory_allocated() / 2**20,
+                "GPU peak (torch.cuda.max_memory_allocated)",
+            )
+    elif framework == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            stats = device.memory_stats() or {}
+            if "peak_bytes_in_use" in stats:
+                return (
+                    stats["peak_bytes_in_use"] / 2**20,
+                    "GPU peak (jax memory_stats peak_bytes_in_use)",
+                )
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            info = tf.config.experimental.get_memory_info("GPU:0")
+            return info["peak"] / 2**20, "GPU peak (tf get_memory_info)"
+    return None, None
+
+
+def memory_report(framework, rss_before_mb):
+    """Dict with the peak memory figure for this process and how it was measured."""
+    peak, label = accelerator_memory(framework)
+    if peak is not None:
+        return {
+            "peak_memory_mb": round(peak, 1),
+            "memory_kind": label,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+    peak = peak_rss_mb()
+    return {
+        "peak_memory_mb": round(peak, 1),
+        "memory_kind": "process peak RSS (CPU)",
+        "peak_rss_mb": round(peak, 1),
+        "rss_before_mb": round(rss_before_mb, 1) if rss_before_mb else None,
+    }
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_calls(fn, warmup, steps):
+    """Calls `fn` `warmup` times untimed, then `steps` times timed.
+
+    `fn` must block until its work is done (return a host value). Returns a dict with
+    the first call's time (includes tracing/compilation), the per-step times and median.
+    """
+    first = None
+    for i in range(max(warmup, 1)):
+        t0 = time.perf_counter()
+        fn()
+        if i == 0:
+            first = time.perf_counter() - t0
+    times = []
+    cpu0 = _cpu_seconds()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    cpu_per_step = (_cpu_seconds() - cpu0) / max(steps, 1)
+    return {
+        "first_call_s": round(first, 3),
+        "step_times_s": [round(t, 5) for t in times],
+        "median_step_s": statistics.median(times),
+        # Process CPU time (all threads, user+sys) per timed step: less sensitive
+        # than wall time to other load on a shared machine.
+        "cpu_s_per_step": round(cpu_per_step, 4),
+    }
+
+
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def keras_precision_policy(precision, mixed_policy):
+    """Keras dtype-policy name for a benchmark precision ("float32"|"mixed")."""
+    if precision == "float32":
+        return "float32"
+    if precision == "mixed":
+        return mixed_policy
+    raise ValueError(
+        f"Unknown precision={precision!r}. Expected one of ['float32', 'mixed']."
+    )
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_main(run_config):
+    """Entry point of a worker process: `script.py --worker '<json config>'`."""
+    config = json.loads(sys.argv[sys.argv.index("--worker") + 1])
+    try:
+        result = run_config(config)
+    except Exception as e:  # noqa: BLE001 - reported, not swallowed
+        result = dict(config, status="error", error=f"{type(e).__name__}: {e}")
+        traceback.print_exc()
+    sys.stdout.flush()
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def run_isolated(script, config, timeout_s, env=None):
+    """Runs one config in a fresh process (clean peak-memory counters).
+
+    Returns the worker's result dict, or an error dict on crash / timeout.
+    """
+    cmd = [sys.executable, script, "--worker", json.dumps(config)]
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=full_env
+        )
+    except subprocess.TimeoutExpired:
+        return dict(config, status="error", error=f"timeout after {timeout_s}s")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            result = json.loads(line[len(RESULT_MARKER):])
+            wall = round(time.perf_counter() - t0, 1)
+            for r in result if isinstance(result, list) else [result]:
+                r["process_wall_s"] = wall
+            return result
+    tail = (proc.stdout + proc.stderr)[-2000:]
+    return dict(config, status="error", error=f"worker rc={proc.returncode}: {tail}")
+
+
+def run_configs(script, configs, run_config, isolate, timeout_s, log=True):
+    results = []
+    for i, config in enumerate(configs):
+        label = " ".join(f"{k}={v}" for k, v in config.items() if k != "suite")
+        if log:
+            print(f"[{i + 1}/{len(configs)}] {label}", file=sys.stderr, flush=True)
+        if isolate:
+            result = run_isolated(script, config, timeout_s)
+        else:
+            try:
+                result = run_config(config)
+            except Exception as e:  # noqa: BLE001
+                result = dict(config, status="error", error=f"{type(e).__name__}: {e}")
+        rows = result if isinstance(result, list) else [result]
+        for row in rows:
+            if log:
+                summary = row.get("error") or {
+                    k: row[k]
+                    for k in ("runtime", "batch", "images_per_s", "latency_ms",
+                              "peak_memory_mb", "build_s")
+                    if k in row
+                }
+                print(f"    -> {row.get('status')}: {summary}", file=sys.stderr, flush=True)
+        results.extend(rows)
+    return results
+
+
+# --------------------------------------------------------------------------- output
+
+
+def atomic_write(path, text):
+    """Writes `text` to `path` via a temp file in the same folder and os.replace."""
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_outputs(report, output=None, markdown=None):
+    from markdown_report import compare_train
+
+    if "train" in report["suites"]:
+        train = report["suites"]["train"]
+        train["comparisons"] = compare_train(train["results"])
+    if output:
+        atomic_write(output, json.dumps(report, indent=2, sort_keys=False) + "\n")
+    if markdown:
+        from markdown_report import render_markdown
+
+        atomic_write(markdown, render_markdown(report))
+
+
+def add_common_args(parser):
+    parser.add_argument("--output", help="write results as JSON to this path")
+    parser.add_argument("--markdown", help="write results as a Markdown table to this path")
+    parser.add_argument(
+        "--quick", action="store_true", help="few steps and small batches (CI/CPU)"
+    )
+    parser.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run every config in this process (peak memory is then cumulative)",
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=900, help="seconds per isolated config"
+    )
+    return parser
+
+
+def new_parser(description):
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+
+
+def current_backend():
+    return os.environ.get("KERAS_BACKEND") or _keras_config_backend()
+
+
+def _keras_config_backend():
+    path = os.path.join(
+        os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json"
+    )
+    try:
+        with open(path) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def make_report(suite, args, results, extra_settings=None):
+    settings = {k: v for k, v in vars(args).items() if k not in ("output", "markdown")}
+    settings.update(extra_settings or {})
+    return {
+        "machine": machine_info(),
+        "suites": {suite: {"settings": settings, "results": results}},
+    }

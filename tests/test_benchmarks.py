@@ -1,0 +1,212 @@
+"""Smoke tests for benchmarks/: the scripts run end to end at the smallest settings and
+write valid JSON and Markdown; the comparison arithmetic and the PyTorch reference's
+architecture are pinned."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+import keras_preact
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+import markdown_report  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+
+def _run(script, *args, timeout=600):
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _load(tmp_path):
+    report = json.loads((tmp_path / "r.json").read_text())
+    markdown = (tmp_path / "r.md").read_text()
+    assert report["machine"]["cpu_cores"] >= 1
+    assert report["machine"]["versions"]["keras"] == keras.__version__
+    assert markdown.startswith("# keras_preact benchmarks")
+    assert "- CPU: " in markdown and "- Date: " in markdown
+    return report, markdown
+
+
+def _train_row(model, backend, images_per_s, jit=False, precision="float32", **kw):
+    row = dict(
+        status="ok",
+        model=model,
+        backend=backend,
+        framework="torch" if backend == "pytorch" else "keras",
+        layout="imagenet",
+        depth=50,
+        image_size=224,
+        batch=4,
+        precision=precision,
+        jit=jit,
+        images_per_s=images_per_s,
+        median_step_s=4 / images_per_s,
+        first_call_s=1.0,
+        peak_memory_mb=100.0,
+        cpu_s_per_step=1.0,
+    )
+    row.update(kw)
+    return row
+
+
+def test_compare_train_ratios_and_markdown():
+    results = [
+        _train_row("keras_preact", "torch", 10.0),
+        _train_row("keras_preact", "torch", 12.0, jit=True),
+        _train_row("keras_preact", "jax", 20.0, jit=True),
+        _train_row("keras_resnet50v2", "torch", 8.0),
+        _train_row("pytorch_preact", "pytorch", 15.0, implementation="ref"),
+        dict(status="error", model="keras_resnet50v2", backend="jax", error="boom"),
+    ]
+    rows = markdown_report.compare_train(results)
+    same = {(r["alternative"], r["kind"]): r for r in rows}
+    # Same backend and jit setting: 8 / 10 and 15 / 10 (pytorch vs the torch backend).
+    assert same[("keras.applications.ResNet50V2", "same_setting")]["ratio"] == 0.8
+    assert same[("PyTorch ref PreAct50", "same_setting")]["ratio"] == 1.5
+    # Best vs best: ResNet50V2 within its backend (8 / 12), PyTorch vs any (15 / 20).
+    assert same[("keras.applications.ResNet50V2", "best_same_backend")]["ratio"] == 0.667
+    assert same[("PyTorch ref PreAct50", "best_any_backend")]["ratio"] == 0.75
+    report = {
+        "machine": _common.machine_info(),
+        "suites": {"train": {"settings": {"quick": True}, "results": results}},
+    }
+    text = markdown_report.render_markdown(report)
+    assert "| jax | keras_preact PreActResNet50 | imagenet 224x224 | 4 | fp32 | jit | 20.0 |" in text
+    assert "Failed configs:" in text and "`boom`" in text
+
+
+@pytest.mark.parametrize(
+    "depth, layout, classes, expected",
+    [(20, "cifar", 10, 272_282), (50, "imagenet", 1000, 25_549_352)],
+)
+def test_torch_reference_matches_keras_preact(depth, layout, classes, expected):
+    pytest.importorskip("torch")
+    import torch_reference
+
+    torch_model, impl = torch_reference.build_model(depth, layout, classes, impl="reference")
+    assert impl == "benchmarks/torch_reference.py"
+    torch_params = sum(p.numel() for p in torch_model.parameters())
+    model = keras_preact.PreActResNet(depth, layout=layout, classes=classes)
+    keras_params = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    # 25,549,352 is also timm's resnetv2_50.
+    assert torch_params == keras_params == expected
+
+
+def test_torch_reference_bad_input():
+    pytest.importorskip("torch")
+    import torch_reference
+
+    with pytest.raises(ValueError, match="Unknown layout='mnist'"):
+        torch_reference.PreActResNet(20, layout="mnist")
+    with pytest.raises(ValueError, match="Invalid CIFAR depth=21"):
+        torch_reference.PreActResNet(21, layout="cifar")
+    with pytest.raises(ValueError, match="Unknown impl='x'"):
+        torch_reference.build_model(20, "cifar", 10, impl="x")
+
+
+def test_build_time_writes_json_and_markdown(tmp_path):
+    import build_time
+
+    build_time.main(
+        ["--depths", "20,29", "--repeats", "1", "--output", str(tmp_path / "r.json"),
+         "--markdown", str(tmp_path / "r.md"), "--layout", "cifar"]
+    )
+    report, markdown = _load(tmp_path)
+    rows = report["suites"]["build"]["results"]
+    assert [r["status"] for r in rows] == ["ok", "error"]
+    assert "Invalid depth=29" in rows[1]["error"]
+    assert rows[0]["trainable_params"] == 272_282
+    assert rows[0]["residual_units"] == 9
+    assert f"| {BACKEND} | PreActResNet20 | cifar | 9 |" in markdown
+
+
+def test_bad_cli_arguments_exit_with_message(capsys):
+    import train_throughput
+
+    with pytest.raises(SystemExit):
+        train_throughput.parse_args(["--models", "mnist"])
+    assert "Unknown model 'mnist'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_throughput_end_to_end(tmp_path):
+    args = ["--models", "cifar,imagenet", "--cifar-depth", "20", "--cifar-batch", "2",
+            "--imagenet-size", "32", "--imagenet-batch", "2", "--precisions", "float32",
+            "--jit", "off", "--warmup", "1", "--steps", "2", "--torch-reference",
+            "--torch-impl", "reference"]
+    _run("train_throughput.py", *args, "--output", str(tmp_path / "r.json"),
+         "--markdown", str(tmp_path / "r.md"))
+    report, markdown = _load(tmp_path)
+    rows = report["suites"]["train"]["results"]
+    assert [r.get("error") for r in rows] == [None] * 5
+    models = sorted((r["model"], r["depth"]) for r in rows)
+    assert models == [("keras_preact", 20), ("keras_preact", 50), ("keras_resnet50v2", 50),
+                      ("pytorch_preact", 20), ("pytorch_preact", 50)]
+    for r in rows:
+        assert r["images_per_s"] == pytest.approx(r["batch"] / r["median_step_s"], rel=1e-3)
+        assert len(r["step_times_s"]) == 2 and r["peak_memory_mb"] > 0
+    kp50 = next(r for r in rows if r["model"] == "keras_preact" and r["depth"] == 50)
+    assert kp50["trainable_params"] == 25_549_352
+    ratios = report["suites"]["train"]["comparisons"]
+    assert {c["kind"] for c in ratios} == {"same_setting", "best_same_backend", "best_any_backend"}
+    assert "Ratio = alternative images/s / keras_preact images/s" in markdown
+
+
+@pytest.mark.slow
+def test_inference_end_to_end(tmp_path):
+    import inference
+
+    inference.main(["--no-isolate", "--models", "cifar", "--cifar-depth", "20", "--batch", "2",
+                    "--warmup", "1", "--steps", "2", "--jit", "off",
+                    "--output", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    report, markdown = _load(tmp_path)
+    rows = report["suites"]["inference"]["results"]
+    keras_rows = [r for r in rows if r["runtime"] == "keras"]
+    assert [(r["status"], r["batch"]) for r in keras_rows] == [("ok", 1), ("ok", 2)]
+    saved = [r for r in rows if r["runtime"] == "savedmodel"]
+    if BACKEND == "torch":  # keras_preact.export supports tensorflow and jax only
+        assert len(saved) == 1 and "UnsupportedBackendError" in saved[0]["error"]
+    else:
+        assert [(r["status"], r["batch"]) for r in saved] == [("ok", 1), ("ok", 2)]
+    assert "| savedmodel |" in markdown or BACKEND == "torch"
+
+
+@pytest.mark.slow
+def test_run_all_merges_backend_runs(tmp_path):
+    _run("run_all.py", "--backends", BACKEND, "--suites", "build,remat",
+         "--build-args", "--depths 20 --repeats 1",
+         "--remat-args", "--depths 20 --batches 2 --jit off --warmup 1 --steps 1",
+         "--workdir", str(tmp_path / "runs"),
+         "--output", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"))
+    report, markdown = _load(tmp_path)
+    assert set(report["suites"]) == {"build", "remat"}
+    assert list(report["suites"]["build"]["settings"]["per_backend"]) == [BACKEND]
+    remat = {r["remat"]: r for r in report["suites"]["remat"]["results"]}
+    assert remat[False]["status"] == "ok"
+    assert remat[False]["trainable_params"] == 272_282
+    if BACKEND == "tensorflow" and remat[True]["status"] != "ok":
+        # Known: keras.RematScope -> tf.recompute_grad rejects the `training` keyword
+        # in graph mode (reported to the models owner).
+        assert "custom_gradient decorator" in remat[True]["error"]
+    else:
+        assert remat[True]["status"] == "ok", remat[True].get("error")
+        assert remat[True]["trainable_params"] == 272_282
+    assert "## Rematerialization (remat=True)" in markdown
