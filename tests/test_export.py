@@ -431,33 +431,35 @@ def test_imagenet_bytes_jpeg_resize_crop_matches_pixels(tmp_path):
     if not IMAGENET_DIR.exists():
         pytest.skip(f"real JPEGs not found at {IMAGENET_DIR}")
     import tensorflow as tf
-    from PIL import Image
 
-    from keras_preact.export import image_ops
+    from keras_preact.data import imagenet as data_imagenet
+
+    if not hasattr(data_imagenet, "_center_window"):
+        pytest.skip("keras_preact.data.imagenet eval-crop helpers not found")
 
     model = _tiny_model(classes=10)
     path = kpe.export_saved_model(model, tmp_path, "inet", preprocessing="imagenet", top_k=3)
-    files = [str(IMAGENET_DIR / f) for f in JPEGS]
-    # Reference pixels: same TF decode + the module's resize/crop, and an
-    # independent PIL decode + resize(shorter side 37) + center crop 32.
-    ref_pixels, pil_pixels = [], []
-    for f in files:
-        data = Path(f).read_bytes()
-        ref_pixels.append(image_ops.decode_and_resize(tf.constant(data), (32, 32), 37, 1 << 24).numpy())
-        im = Image.open(f).convert("RGB")
-        w, h = im.size
-        s = 37 / min(w, h)
-        im = im.resize((max(32, round(w * s)), max(32, round(h * s))), Image.BILINEAR)
-        left, top = (im.size[0] - 32) // 2, (im.size[1] - 32) // 2
-        pil_pixels.append(np.asarray(im.crop((left, top, left + 32, top + 32)), "float32"))
-    ref_pixels = np.stack(ref_pixels)
-    assert np.abs(ref_pixels - np.stack(pil_pixels)).mean() < 4.0  # same geometry, 0-255 scale
-    calls = [["serving_bytes", "jpeg", [3]], ["serving_default", "ref", [3]]]
+    info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
+    assert info["eval_resize"] == 37  # round(32 / 0.875)
+    png = tmp_path / "wide.png"  # non-JPEG branch: full decode, then slice
+    png.write_bytes(_png(np.random.default_rng(3).integers(0, 256, (40, 70, 3), dtype=np.uint8)))
+    files = [str(IMAGENET_DIR / f) for f in JPEGS] + [str(png)]
+    # Reference pixels: the ImageNet evaluation pipeline's own decode + center
+    # crop (shorter side 37 -> 32x32 crop) + bilinear resize.
+    ref_pixels = np.stack([
+        data_imagenet._resize(
+            data_imagenet._decode_crop(
+                tf.constant(Path(f).read_bytes()),
+                lambda shape: data_imagenet._center_window(shape, 32, 37)),
+            32).numpy()
+        for f in files
+    ])
+    calls = [["serving_bytes", "jpeg", [4]], ["serving_default", "ref", [4]]]
     out, _, sigs = _run_checker(tmp_path, path, {"ref": ref_pixels}, {"jpeg": files}, calls)
     assert sigs["serving_bytes"]["outputs"]["classes"][1:] == ["int32", [-1, 3]]
-    np.testing.assert_array_equal(out["v1/serving_bytes/jpeg/3/classes"],
-                                  out["v1/serving_default/ref/3/classes"])
-    np.testing.assert_allclose(out["v1/serving_bytes/jpeg/3/probabilities"],
+    np.testing.assert_array_equal(out["v1/serving_bytes/jpeg/4/classes"],
+                                  out["v1/serving_default/ref/4/classes"])
+    np.testing.assert_allclose(out["v1/serving_bytes/jpeg/4/probabilities"],
                                _keras_probs(model, ref_pixels, IMAGENET_MEAN, IMAGENET_STD),
                                atol=ATOL, rtol=0)
 

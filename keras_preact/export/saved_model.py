@@ -232,11 +232,12 @@ def export_saved_model(
       RGB, resized like the evaluation pipeline). Only with
       `include_encoded_image_signature=True`.
     - `serving_normalized`: `images` float32 already normalized (the model's
-      own input contract).
+      own input contract); returns `probabilities` only.
     Outputs: `probabilities` float32 `(None, classes)`, `classes` int32
     `(None, k)` top-k indices, `scores` float32 `(None, k)` their
     probabilities; with `features_only=True` only `features` float32
-    `(None, channels)`.
+    `(None, channels)`. Bad requests (undecodable, empty or oversized images,
+    pixel tensors of the wrong shape) fail with `InvalidArgumentError`.
 
     Args:
         model: functional `keras.Model`, normalized float NHWC input, softmax
