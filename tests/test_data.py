@@ -306,6 +306,19 @@ def test_cifar_mixup_cutmix_soft_labels(mixup, cutmix):
     assert ey.dtype == np.int64 and ey.ndim == 1
 
 
+def test_cifar_mixup_cutmix_fall_back_to_keras_layers(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "keras_cv", None)  # import keras_cv -> ImportError
+    x, y = _images(32), np.arange(32) % 10
+    for kwargs in (dict(mixup_alpha=0.2), dict(cutmix_alpha=1.0)):
+        out_x, out_y = _as_numpy(cifar_dataset(x, y, training=True, batch_size=16, seed=0,
+                                               **kwargs))
+        assert out_x.shape == (32, 32, 32, 3) and out_y.shape == (32, 10)
+        np.testing.assert_allclose(out_y.sum(1), 1.0, atol=1e-5)
+        assert (out_y.max(1) < 1 - 1e-6).any()
+
+
 @pytest.mark.slow
 def test_cifar_randaugment():
     x, y = _images(32), np.arange(32)
@@ -427,6 +440,11 @@ def test_imagenet_folder_eval(jpeg_tree):
     x2, _ = _as_numpy(ds)
     np.testing.assert_array_equal(x, x2)
     assert counter.skipped == 4  # counts accumulate over passes
+    # counter=False: still skipped, not counted.
+    ds = imagenet_dataset("folder", jpeg_tree, "train", training=False, batch_size=3,
+                          counter=False)
+    np.testing.assert_array_equal(_as_numpy(ds)[0], x)
+    assert ds.skip_counter is None
 
 
 def test_imagenet_eval_matches_resize_then_center_crop(shared_data, tmp_path):
@@ -553,6 +571,7 @@ def test_imagenet_batches_fit_a_keras_model(jpeg_tree):
         (dict(split="test"), "No folder for split='test'"),
         (dict(source="tfrecord"), "No TFRecord files match"),
         (dict(data_dir=None), "needs data_dir"),
+        (dict(counter=3), "Expected counter to be a SkipCounter"),
     ],
 )
 def test_imagenet_bad_input(tmp_path, kwargs, match):

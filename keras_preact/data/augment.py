@@ -68,11 +68,3 @@ def random_pad_crop_flip_image(image, seed, pad=4, pad_mode="constant", flip=Tru
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
     return image
-
-
-def sample_beta(shape, alpha, seed):
-    """Beta(alpha, alpha) samples from two stateless gammas."""
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    a = tf.random.stateless_gamma(shape, seeds[0], alpha=alpha)
-    b = tf.random.stateless_gamma(shape, seeds[1], alpha=alpha)
-    return a / (a + b)

@@ -26,10 +26,14 @@ def _keras_cv_or_keras_layer(name, **kwargs):
         if name == "RandAugment":
             kwargs = {
                 "value_range": kwargs["value_range"],
-                "num_ops": kwargs.pop("augmentations_per_image"),
+                "num_ops": kwargs["augmentations_per_image"],
                 "factor": kwargs["magnitude"],
                 "seed": kwargs.get("seed"),
             }
+        elif name == "CutMix":
+            # keras.layers.CutMix draws alpha from U(factor); pin it.
+            alpha = kwargs.pop("alpha")
+            kwargs["factor"] = (alpha, alpha)
         return getattr(keras.layers, name)(**kwargs)
 
 

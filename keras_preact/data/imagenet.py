@@ -178,14 +178,14 @@ def _resize(image, image_size):
 # Sources: each returns a dataset of (encoded image bytes or path, label).
 
 
-def _list_folder(directory, counter):
+def _list_folder(directory):
     classes = sorted(
         d for d in os.listdir(directory)
         if os.path.isdir(os.path.join(directory, d)) and not d.startswith(".")
     )
     if not classes:
         raise ValueError(f"No class sub-folders in {directory!r}.")
-    paths, labels = [], []
+    paths, labels, ignored = [], [], []
     for index, cls in enumerate(classes):
         folder = os.path.join(directory, cls)
         for root, dirs, files in os.walk(folder, followlinks=True):
@@ -198,10 +198,10 @@ def _list_folder(directory, counter):
                     paths.append(path)
                     labels.append(index)
                 else:
-                    counter.ignored_files.append(path)
+                    ignored.append(path)
     if not paths:
         raise ValueError(f"No image files ({IMAGE_EXTENSIONS}) under {directory!r}.")
-    return classes, np.array(paths), np.array(labels, np.int64)
+    return classes, np.array(paths), np.array(labels, np.int64), ignored
 
 
 def _folder_directory(data_dir, split):
@@ -313,6 +313,9 @@ def imagenet_dataset(
         repeat: repeat forever (before batching, as in the Model Garden).
         drop_remainder: default `training`.
         counter: a `SkipCounter` to update; a new one is made if `None`.
+            `False` turns counting off (failures are still skipped): the
+            counter's `tf.Variable`s are state captured by the pipeline,
+            which some setups (e.g. tf.data service) cannot serialize.
         input_context: a `tf.distribute.InputContext` to shard files (or
             examples) across input pipelines.
         cycle_length: TFRecord files read in parallel.
@@ -359,7 +362,12 @@ def imagenet_dataset(
     std = preprocessing._check_stats("std", std, 3)
     if drop_remainder is None:
         drop_remainder = bool(training)
-    counter = counter if counter is not None else SkipCounter()
+    if counter is None:
+        counter = SkipCounter()
+    elif counter is not False and not isinstance(counter, SkipCounter):
+        raise ValueError(
+            f"Expected counter to be a SkipCounter, None or False. Received: {counter!r}"
+        )
     class_names = None
     deterministic = not training or seed is not None
 
@@ -388,7 +396,9 @@ def imagenet_dataset(
         is_path = False
     elif source == "folder":
         directory = _folder_directory(os.fspath(data_dir), split)
-        class_names, paths, labels = _list_folder(directory, counter)
+        class_names, paths, labels, ignored = _list_folder(directory)
+        if counter:
+            counter.ignored_files.extend(ignored)
         if shuffle_buffer is None:
             shuffle_buffer = len(paths)
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
@@ -417,7 +427,10 @@ def imagenet_dataset(
         with tf.control_dependencies([counter._seen.assign_add(1)]):
             return tf.identity(record[0]), tf.identity(record[1]), s
 
-    ds = ds.map(count_seen)
+    if counter:
+        ds = ds.map(count_seen)
+    else:
+        ds = ds.map(lambda record, s: (record[0], record[1], s))
 
     area_range = tuple(float(a) for a in area_range)
     aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
@@ -451,12 +464,13 @@ def imagenet_dataset(
         with tf.control_dependencies([counter._kept.assign_add(1)]):
             return tf.identity(image), tf.identity(label)
 
-    ds = ds.map(count_kept)
+    if counter:
+        ds = ds.map(count_kept)
     # 6. Batch; training drops the last partial batch (static shapes).
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     # 7. Prefetch so decoding overlaps the training step.
     ds = ds.prefetch(AUTOTUNE)
-    ds.skip_counter = counter
+    ds.skip_counter = counter or None
     if class_names is not None:
         ds.class_names = class_names
     return ds
