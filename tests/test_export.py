@@ -598,7 +598,7 @@ class _FakeRestServing(BaseHTTPRequestHandler):
 
 
 @needs_export_backend
-def test_serving_client_rest_request_format(cifar_checked):
+def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
     import tensorflow as tf
 
     client = _load_client()
@@ -623,6 +623,17 @@ def test_serving_client_rest_request_format(cifar_checked):
             client.predict_rest([b"garbage"], "tiny", "127.0.0.1", port)
         line = client.format_top_k(preds[0]["classes"], preds[0]["scores"])
         assert line.startswith(f"{preds[0]['classes'][0]} (")
+        # The command line prints "file: name (score), ..." with --labels names.
+        image_file = tmp_path / "img.png"
+        image_file.write_bytes(_png(pixels[0]))
+        labels = tmp_path / "labels.txt"
+        labels.write_text("\n".join(f"class{i}" for i in range(CLASSES)))
+        assert client.main([str(image_file), "--model-name", "tiny", "--host", "127.0.0.1",
+                            "--port", str(port), "--labels", str(labels)]) == 0
+        printed = capsys.readouterr().out.strip()
+        top = np.argsort(-ref[0])[:5]
+        assert printed.startswith(f"{image_file}: class{top[0]} ({ref[0, top[0]]:.3f}), class{top[1]}")
+        assert printed.count("class") == 5
     finally:
         server.shutdown()
         server.server_close()

@@ -155,8 +155,15 @@ def with_dtype_policy(model, dtype_policy):
     names = {layer.dtype_policy.name for layer in model._flatten_layers()}
     if names <= {dtype_policy}:
         return model
-    config = keras.saving.serialize_keras_object(model)
-    rebuilt = keras.saving.deserialize_keras_object(_rewrite_policies(config, dtype_policy))
+    try:
+        config = keras.saving.serialize_keras_object(model)
+        rebuilt = keras.saving.deserialize_keras_object(_rewrite_policies(config, dtype_policy))
+    except Exception as e:  # e.g. a layer that cannot be re-created from its config
+        raise ValueError(
+            f"Could not rebuild model {model.name!r} under the {dtype_policy!r} dtype "
+            f"policy ({type(e).__name__}: {e}). Pass serving_dtype=None to export it "
+            "with its own policies."
+        ) from e
     rebuilt.set_weights(
         [
             np.asarray(w, dtype=v.dtype)
