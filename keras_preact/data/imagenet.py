@@ -349,7 +349,9 @@ def imagenet_dataset(
             f"Expected eval_resize >= image_size. Received eval_resize={eval_resize}, "
             f"image_size={image_size}."
         )
-    if not (0 < scale_range[0] <= scale_range[1]) or scale_range[0] < image_size:
+    if augment == "scale" and (
+        not (0 < scale_range[0] <= scale_range[1]) or scale_range[0] < image_size
+    ):
         raise ValueError(
             f"Expected image_size <= scale_range[0] <= scale_range[1]. Received "
             f"scale_range={scale_range!r}, image_size={image_size}."
