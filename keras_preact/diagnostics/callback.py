@@ -25,7 +25,8 @@ class SignalPropagationLogger(keras.callbacks.Callback):
       `signal_summary/forward_last_over_first` and `signal_summary/loss`
       vs epoch.
 
-    Without TensorFlow it warns once and only keeps the history.
+    Without TensorFlow it warns once and only keeps the history. On JAX the
+    probe is `jax.jit`-compiled once and reused at every measurement.
 
     Args:
         batch: tuple `(x, y)`. The fixed batch to measure on.
@@ -62,6 +63,7 @@ class SignalPropagationLogger(keras.callbacks.Callback):
         self._probe = None
         self._writer = None
         self._tf = None
+        self._metadata = None
         if self.log_dir is not None:
             try:
                 import tensorflow as tf
@@ -77,12 +79,27 @@ class SignalPropagationLogger(keras.callbacks.Callback):
 
     def _measure(self, epoch):
         if self._probe is None or self._probe.model is not self.model:
-            self._probe = SignalProbe(self.model)
+            self._probe = SignalProbe(self.model, jit_compile=True)
         result = self._probe(self.x, self.y, training=self.training)
         self.history.append((epoch, result))
         if self._tf is not None:
             self._write(epoch, result)
         return result
+
+    def _scalar(self, tag, value, step):
+        # `tf.summary.write` with the scalars plugin's metadata is exactly what
+        # `tf.summary.scalar` emits, but it is TensorFlow core and works
+        # without the `tensorboard` package installed.
+        tf = self._tf
+        if self._metadata is None:
+            from tensorflow.core.framework import summary_pb2
+
+            self._metadata = summary_pb2.SummaryMetadata()
+            self._metadata.plugin_data.plugin_name = "scalars"
+        tf.summary.write(
+            tag, tf.constant(float(value), dtype=tf.float32), step=int(step),
+            metadata=self._metadata,
+        )
 
     def _write(self, epoch, result):
         tf = self._tf
@@ -90,15 +107,15 @@ class SignalPropagationLogger(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "signal"))
         with self._writer.as_default():
             for i, (f, b) in enumerate(zip(result.forward_std, result.backward_norm), 1):
-                tf.summary.scalar(f"signal/forward_std/epoch_{epoch:04d}", f, step=i)
-                tf.summary.scalar(f"signal/backward_norm/epoch_{epoch:04d}", b, step=i)
-            tf.summary.scalar(
+                self._scalar(f"signal/forward_std/epoch_{epoch:04d}", f, i)
+                self._scalar(f"signal/backward_norm/epoch_{epoch:04d}", b, i)
+            self._scalar(
                 "signal_summary/backward_first_over_last",
-                result.backward_norm[0] / result.backward_norm[-1], step=epoch)
-            tf.summary.scalar(
+                result.backward_norm[0] / result.backward_norm[-1], epoch)
+            self._scalar(
                 "signal_summary/forward_last_over_first",
-                result.forward_std[-1] / result.forward_std[0], step=epoch)
-            tf.summary.scalar("signal_summary/loss", result.loss, step=epoch)
+                result.forward_std[-1] / result.forward_std[0], epoch)
+            self._scalar("signal_summary/loss", result.loss, epoch)
         self._writer.flush()
 
     def on_train_begin(self, logs=None):

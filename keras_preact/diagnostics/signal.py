@@ -151,6 +151,11 @@ class SignalProbe:
         from_logits: bool or None. Whether the model outputs logits.
             Defaults to None: probabilities if the last layer's activation
             is softmax, else logits.
+        jit_compile: bool. JAX only: compile the forward+backward pass
+            once per probe (`jax.jit`, the model's variables passed in as
+            arguments) instead of differentiating op by op. Worth it when
+            the same probe is called many times (the callback does);
+            TensorFlow and PyTorch always run eagerly. Defaults to False.
 
     Example:
 
@@ -160,7 +165,7 @@ class SignalProbe:
     True
     """
 
-    def __init__(self, model, units=None, from_logits=None):
+    def __init__(self, model, units=None, from_logits=None, jit_compile=False):
         if not isinstance(model, keras.Model):
             raise ValueError(
                 f"Expected a keras.Model. Received: model={type(model).__name__}"
@@ -202,6 +207,8 @@ class SignalProbe:
         if from_logits is None:
             from_logits = not _output_is_probabilities(model)
         self.from_logits = bool(from_logits)
+        self.jit_compile = bool(jit_compile)
+        self._jax_fns = {}
 
     # --- the graph, unit by unit (backend-agnostic, keras.ops) ---
     def _loss(self, y, outputs):
@@ -245,13 +252,30 @@ class SignalProbe:
 
         n = x.shape[0]
         deltas = [jnp.zeros((n,) + s, dtype="float32") for s in self._input_shapes]
+        if not self.jit_compile:
 
-        def loss_fn(ds):
-            with keras.StatelessScope():
-                loss, stds = self._forward(x, y, ds, training)
-            return loss, stds
+            def eager_loss(ds):
+                with keras.StatelessScope():
+                    return self._forward(x, y, ds, training)
 
-        (loss, stds), grads = jax.value_and_grad(loss_fn, has_aux=True)(deltas)
+            (loss, stds), grads = jax.value_and_grad(eager_loss, has_aux=True)(deltas)
+            return loss, stds, grads
+        # One jitted program per probe and BN mode (jax re-traces on new
+        # shapes by itself); the model's variables are arguments mapped in
+        # through the StatelessScope, so the compiled program follows
+        # training instead of baking in the weights.
+        if training not in self._jax_fns:
+            variables = list(self.model.variables)
+
+            def loss_fn(ds, values, x_, y_):
+                with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                    return self._forward(x_, y_, ds, training)
+
+            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            self._jax_fns[training] = (variables, jax.jit(grad_fn))
+        variables, fn = self._jax_fns[training]
+        values = [v.value for v in variables]
+        (loss, stds), grads = fn(deltas, values, x, y)
         return loss, stds, grads
 
     def _run_torch(self, x, y, training):
@@ -314,7 +338,9 @@ class SignalProbe:
         )
 
 
-def signal_propagation(model, x, y, training=True, units=None, from_logits=None):
+def signal_propagation(
+    model, x, y, training=True, units=None, from_logits=None, jit_compile=False
+):
     """Forward (output std) and backward (input-gradient norm) signal per unit.
 
     Args:
@@ -328,6 +354,7 @@ def signal_propagation(model, x, y, training=True, units=None, from_logits=None)
             (`stage{s}_unit{u}`).
         from_logits: bool or None. Defaults to auto-detection (softmax last
             layer means probabilities).
+        jit_compile: bool. JAX only: see `SignalProbe`. Defaults to False.
 
     Returns:
         A `SignalPropagation` with one finite value per unit in
@@ -340,4 +367,5 @@ def signal_propagation(model, x, y, training=True, units=None, from_logits=None)
     >>> s = signal_propagation(model, x, y)         # doctest: +SKIP
     >>> s.backward_norm[0] / s.backward_norm[-1]    # doctest: +SKIP
     """
-    return SignalProbe(model, units=units, from_logits=from_logits)(x, y, training=training)
+    probe = SignalProbe(model, units=units, from_logits=from_logits, jit_compile=jit_compile)
+    return probe(x, y, training=training)
