@@ -81,6 +81,9 @@ class ResidualUnit(keras.layers.Layer):
         bn_epsilon: float. Defaults to `1e-5`.
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
             `keras.config.image_data_format()`.
+        remat: bool. Recompute the unit's activations in the backward pass
+            (`keras.remat`) instead of keeping them, to save memory.
+            Defaults to `False`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Example:
@@ -110,6 +113,7 @@ class ResidualUnit(keras.layers.Layer):
         bn_momentum=0.9,
         bn_epsilon=1e-5,
         data_format=None,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -143,6 +147,7 @@ class ResidualUnit(keras.layers.Layer):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.data_format = standardize_data_format(data_format)
+        self.remat = bool(remat)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self.output_channels = filters * expansion if bottleneck else filters
         self.is_pre_activation = unit_ordering in PRE_ACTIVATION_ORDERINGS
@@ -301,37 +306,89 @@ class ResidualUnit(keras.layers.Layer):
     # === Forward pass ===
 
     def call(self, inputs, training=None):
+        if not self.remat:
+            return self._forward(inputs, training)
+        if not training:
+            return keras.remat(lambda x: self._forward(x, False))(inputs)
+
+        # BN's moving statistics must be updated once, outside the
+        # recomputed function: it returns the batch statistics instead.
+        def forward(x):
+            batch_stats = []
+            outputs = self._forward(x, True, batch_stats)
+            return (outputs, *[t for pair in batch_stats for t in pair])
+
+        outputs, *flat_stats = keras.remat(forward)(inputs)
+        for layer, mean, variance in zip(
+            self._batch_norms_in_call_order(), flat_stats[::2], flat_stats[1::2]
+        ):
+            momentum = layer.momentum
+            layer.moving_mean.assign(
+                layer.moving_mean * momentum + mean * (1.0 - momentum)
+            )
+            layer.moving_variance.assign(
+                layer.moving_variance * momentum + variance * (1.0 - momentum)
+            )
+        return outputs
+
+    def _forward(self, inputs, training, batch_stats=None):
+        norm = lambda layer, x: self._normalize(  # noqa: E731
+            layer, x, training, batch_stats
+        )
         shortcut_input = inputs
         x = inputs
         if self.is_pre_activation and self.preactivate:
-            x = self._first_activation(inputs, training)
+            if self.preact_bn is not None:
+                x = norm(self.preact_bn, x)
+            x = ops.relu(x)
             takes_preactivated = self.preactivated_shortcut
             if takes_preactivated is None:
                 takes_preactivated = self.uses_projection
             if takes_preactivated:
                 shortcut_input = x
-        residual = self._residual_branch(x, training)
+        residual = self._residual_branch(x, norm)
         if self.drop_path is not None:
             residual = self.drop_path(residual, training=training)
-        outputs = self._merge(shortcut_input, residual, training)
+        outputs = self._merge(shortcut_input, residual, norm, training)
         if self.unit_ordering == "original":
             outputs = ops.relu(outputs)
         elif self.unit_ordering == "bn_after_addition":
-            outputs = ops.relu(self.post_add_bn(outputs, training=training))
+            outputs = ops.relu(norm(self.post_add_bn, outputs))
         return outputs
 
-    def _first_activation(self, x, training):
-        if self.preact_bn is not None:
-            x = self.preact_bn(x, training=training)
-        return ops.relu(x)
+    def _normalize(self, layer, x, training, batch_stats):
+        """`layer(x)`, or its training-mode formula when under remat."""
+        if batch_stats is None:
+            return layer(x, training=training)
+        rank = len(x.shape)
+        axes = [a for a in range(rank) if a != self.channel_axis % rank]
+        x32 = ops.cast(x, "float32")  # as Keras' BN does for low precision
+        mean, variance = ops.moments(x32, axes)
+        outputs = ops.batch_normalization(
+            x32,
+            mean,
+            variance,
+            axis=self.channel_axis,
+            offset=layer.beta,
+            scale=layer.gamma,
+            epsilon=layer.epsilon,
+        )
+        batch_stats.append((mean, variance))
+        return ops.cast(outputs, x.dtype)
 
-    def _residual_branch(self, x, training):
+    def _batch_norms_in_call_order(self):
+        used_preact = self.preactivate and self.preact_bn is not None
+        layers = ([self.preact_bn] if used_preact else []) + list(self.bns)
+        layers += [self.projection_bn, self.post_add_bn]
+        return [layer for layer in layers if layer is not None]
+
+    def _residual_branch(self, x, norm):
         ordering = self.unit_ordering
         last = len(self.convs) - 1
         bns = iter(self.bns)
         for index, conv in enumerate(self.convs):
             if index > 0 and ordering == "full_preact":
-                x = ops.relu(next(bns)(x, training=training))
+                x = ops.relu(norm(next(bns), x))
             elif index > 0 and ordering == "relu_only_preact":
                 x = ops.relu(x)
             if self.paddings[index] is not None:
@@ -340,18 +397,18 @@ class ResidualUnit(keras.layers.Layer):
             if ordering == "full_preact":
                 continue
             if not (ordering == "bn_after_addition" and index == last):
-                x = next(bns)(x, training=training)
+                x = norm(next(bns), x)
             if ordering != "relu_only_preact" and (
                 index < last or ordering == "relu_before_addition"
             ):
                 x = ops.relu(x)
         return x
 
-    def _merge(self, shortcut_input, residual, training):
+    def _merge(self, shortcut_input, residual, norm, training):
         if self.projection is not None:
             shortcut = self.projection(shortcut_input)
             if self.projection_bn is not None:
-                shortcut = self.projection_bn(shortcut, training=training)
+                shortcut = norm(self.projection_bn, shortcut)
             return shortcut + residual
         if self.shortcut == "constant_scaling":
             scale = self.shortcut_scale
@@ -404,6 +461,7 @@ class ResidualUnit(keras.layers.Layer):
                 "bn_momentum": self.bn_momentum,
                 "bn_epsilon": self.bn_epsilon,
                 "data_format": self.data_format,
+                "remat": self.remat,
             }
         )
         return config

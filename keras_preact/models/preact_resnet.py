@@ -1,7 +1,5 @@
 """The general Pre-activation ResNet builder."""
 
-import contextlib
-
 import keras
 
 from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
@@ -79,9 +77,9 @@ def PreActResNet(
         drop_path_rate: float. Stochastic depth rate of the last unit; unit
             `k` of `N` drops its branch with `drop_path_rate * k / N`.
             Defaults to `0.0` (off).
-        remat: bool. Rematerialize each residual unit in the backward pass
-            (`keras.RematScope`) to trade compute for memory. Not stored in
-            saved files. Defaults to `False`.
+        remat: bool. Recompute each residual unit's activations in the
+            backward pass (`keras.remat`), trading compute for memory: deep
+            nets fit larger batches. Defaults to `False`.
         include_top: bool. Whether to include the classifier. Defaults to
             `True`.
         weights: `None` or the path to a `.weights.h5` / `.keras` file saved
@@ -196,42 +194,37 @@ def PreActResNet(
         for s, count in enumerate(net.stage_units)
         for u in range(count)
     ]
-    scope = (
-        keras.RematScope(mode="list_of_layers", layer_names=unit_names)
-        if remat
-        else contextlib.nullcontext()
-    )
     total_units = len(unit_names)
     index = 0
-    with scope:
-        for stage, (count, filters) in enumerate(
-            zip(net.stage_units, net.stage_filters)
-        ):
-            for unit in range(count):
-                first_of_net = stage == 0 and unit == 0
-                x = ResidualUnit(
-                    filters,
-                    bottleneck=net.bottleneck,
-                    strides=2 if stage > 0 and unit == 0 else 1,
-                    unit_ordering=unit_ordering,
-                    shortcut=shortcut,
-                    # The ImageNet stem already ends in BN-ReLU; after the
-                    # bare CIFAR stem, the first unit's activation feeds
-                    # both paths.
-                    preactivate=not (first_of_net and net.name == "imagenet"),
-                    preactivated_shortcut=(
-                        True if first_of_net and net.name == "cifar" else None
-                    ),
-                    stride_on=net.stride_on,
-                    drop_path_rate=drop_path_rate * (index + 1) / total_units,
-                    kernel_initializer=kernel_init,
-                    kernel_regularizer=kernel_regularizer,
-                    bn_momentum=bn_momentum,
-                    bn_epsilon=bn_epsilon,
-                    data_format=data_format,
-                    name=unit_names[index],
-                )(x)
-                index += 1
+    for stage, (count, filters) in enumerate(
+        zip(net.stage_units, net.stage_filters)
+    ):
+        for unit in range(count):
+            first_of_net = stage == 0 and unit == 0
+            x = ResidualUnit(
+                filters,
+                bottleneck=net.bottleneck,
+                strides=2 if stage > 0 and unit == 0 else 1,
+                unit_ordering=unit_ordering,
+                shortcut=shortcut,
+                # The ImageNet stem already ends in BN-ReLU; after the
+                # bare CIFAR stem, the first unit's activation feeds
+                # both paths.
+                preactivate=not (first_of_net and net.name == "imagenet"),
+                preactivated_shortcut=(
+                    True if first_of_net and net.name == "cifar" else None
+                ),
+                stride_on=net.stride_on,
+                drop_path_rate=drop_path_rate * (index + 1) / total_units,
+                kernel_initializer=kernel_init,
+                kernel_regularizer=kernel_regularizer,
+                bn_momentum=bn_momentum,
+                bn_epsilon=bn_epsilon,
+                data_format=data_format,
+                remat=remat,
+                name=unit_names[index],
+            )(x)
+            index += 1
 
     # === Head ===
     if unit_ordering == "full_preact":

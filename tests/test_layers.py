@@ -1,0 +1,251 @@
+"""Residual unit layers against a direct NumPy computation of the paper's formulas."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_preact.layers import SHORTCUTS
+from keras_preact.layers import UNIT_ORDERINGS
+from keras_preact.layers import DropPath
+from keras_preact.layers import PreActBasicUnit
+from keras_preact.layers import PreActBottleneckUnit
+from keras_preact.layers import ResidualUnit
+
+EPS = 1e-5
+
+
+# === An independent NumPy implementation of the unit formulas ===
+
+
+def np_conv(x, kernel, stride):
+    """NHWC convolution with Torch's symmetric padding (k // 2)."""
+    k = kernel.shape[0]
+    pad = k // 2
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))
+    windows = windows[:, ::stride, ::stride]  # (n, h, w, c, kh, kw)
+    return np.einsum("nhwcij,ijco->nhwo", windows, kernel)
+
+
+def np_bn(x, layer):
+    gamma, beta, mean, var = (np.asarray(v) for v in layer.get_weights())
+    return (x - mean) / np.sqrt(var + EPS) * gamma + beta
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def reference_unit(unit, x):
+    """The unit's output in inference mode, written from the paper's Fig. 2/4."""
+    layers = {layer.name: layer for layer in unit._flatten_layers(include_self=False)}
+    kernels = [np.asarray(layers[f"conv{i}"].kernel) for i in (1, 2, 3) if f"conv{i}" in layers]
+    strides = [1] * len(kernels)
+    if unit.bottleneck:
+        strides[0 if unit.stride_on == "1x1" else 1] = unit.strides
+    else:
+        strides[0] = unit.strides
+    n = len(kernels)
+    bn = lambda name, t: np_bn(t, layers[name])  # noqa: E731
+    conv = lambda i, t: np_conv(t, kernels[i], strides[i])  # noqa: E731
+
+    ordering = unit.unit_ordering
+    if ordering == "full_preact":
+        # BN-ReLU-conv (BN-ReLU-conv)*: the first BN-ReLU is shared.
+        a = relu(bn("preact_bn", x))
+        r = conv(0, a)
+        for i in range(1, n):
+            r = conv(i, relu(bn(f"bn{i}", r)))
+        shortcut_input = a
+    elif ordering == "relu_only_preact":
+        a = relu(x)
+        r = bn("bn1", conv(0, a))
+        for i in range(1, n):
+            r = bn(f"bn{i + 1}", conv(i, relu(r)))
+        shortcut_input = a
+    else:
+        a = x
+        r = x
+        for i in range(n):
+            r = conv(i, r)
+            last = i == n - 1
+            if ordering == "bn_after_addition" and last:
+                break
+            r = bn(f"bn{i + 1}", r)
+            if not last or ordering == "relu_before_addition":
+                r = relu(r)
+        shortcut_input = x
+
+    if "projection" in layers:
+        s = np_conv(shortcut_input, np.asarray(layers["projection"].kernel), unit.strides)
+        if "projection_bn" in layers:
+            s = bn("projection_bn", s)
+        out = s + r
+    else:
+        s = x  # identity units of every ordering take the raw input
+        if unit.shortcut == "constant_scaling":
+            out = 0.5 * s + 0.5 * r
+        elif unit.shortcut in ("exclusive_gating", "shortcut_only_gating"):
+            gate_layer = layers["gate"]
+            g = sigmoid(
+                np_conv(s, np.asarray(gate_layer.kernel), 1) + np.asarray(gate_layer.bias)
+            )
+            out = (1 - g) * s + (g * r if unit.shortcut == "exclusive_gating" else r)
+        else:  # identity, and dropout (the identity at inference)
+            out = s + r
+
+    if ordering == "original":
+        out = relu(out)
+    elif ordering == "bn_after_addition":
+        out = relu(bn("post_add_bn", out))
+    return out
+
+
+def randomize(unit, rng):
+    """Gives every weight, BN statistics included, a distinct random value."""
+    for weight in unit.weights:
+        shape = tuple(weight.shape)
+        if "variance" in weight.path:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "gamma" in weight.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.5, shape)
+        weight.assign(value.astype("float32"))
+
+
+UNIT_CASES = [
+    # (bottleneck, in_channels, filters, strides, stride_on)
+    (False, 4, 4, 1, "3x3"),  # identity shortcut
+    (False, 3, 4, 2, "3x3"),  # projection with stride
+    (True, 8, 2, 1, "1x1"),  # bottleneck identity
+    (True, 4, 2, 2, "1x1"),  # bottleneck projection, stride on the 1x1
+    (True, 4, 2, 2, "3x3"),  # bottleneck projection, stride on the 3x3
+]
+
+
+@pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
+@pytest.mark.parametrize("case", UNIT_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_unit_orderings_match_numpy_formula(ordering, case):
+    bottleneck, channels, filters, strides, stride_on = case
+    unit = ResidualUnit(
+        filters,
+        bottleneck=bottleneck,
+        strides=strides,
+        stride_on=stride_on,
+        unit_ordering=ordering,
+    )
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, channels)).astype("float32")
+    unit.build(x.shape)
+    randomize(unit, np.random.default_rng(1))
+    got = keras.ops.convert_to_numpy(unit(x, training=False))
+    np.testing.assert_allclose(got, reference_unit(unit, x), rtol=1e-4, atol=1e-4)
+    assert got.shape == unit.compute_output_shape(x.shape)
+
+
+@pytest.mark.parametrize("shortcut", SHORTCUTS)
+@pytest.mark.parametrize("ordering", ["full_preact", "original"])
+def test_shortcut_variants_match_numpy_formula(shortcut, ordering):
+    unit = ResidualUnit(4, shortcut=shortcut, unit_ordering=ordering)
+    x = np.random.default_rng(2).normal(size=(2, 5, 5, 4)).astype("float32")
+    unit.build(x.shape)
+    randomize(unit, np.random.default_rng(3))
+    got = keras.ops.convert_to_numpy(unit(x, training=False))
+    np.testing.assert_allclose(got, reference_unit(unit, x), rtol=1e-4, atol=1e-4)
+
+
+def test_projection_shares_the_preactivation_and_has_no_bias_or_bn():
+    unit = PreActBottleneckUnit(4)
+    unit.build((None, 8, 8, 8))  # 8 -> 16 channels: a projection
+    names = sorted(w.path.split("/", 1)[1] for w in unit.weights)
+    assert "projection/kernel" in names
+    assert not any(name.startswith("projection_bn") for name in names)
+    assert not any(name.endswith("bias") for name in names)
+    # One BN before each of the three convs, no more.
+    assert sum(name.endswith("gamma") for name in names) == 3
+
+
+def test_first_unit_options():
+    # After a bare conv stem, the identity shortcut takes the activated input.
+    unit = PreActBasicUnit(4, preactivated_shortcut=True)
+    x = np.random.default_rng(4).normal(size=(1, 4, 4, 4)).astype("float32")
+    unit.build(x.shape)
+    randomize(unit, np.random.default_rng(5))
+    plain = PreActBasicUnit(4)
+    plain.build(x.shape)
+    plain.set_weights(unit.get_weights())
+    a = np.maximum(np_bn(x, unit.preact_bn), 0)
+    diff = keras.ops.convert_to_numpy(unit(x) - plain(x))
+    np.testing.assert_allclose(diff, a - x, atol=1e-4)
+    # After the ImageNet stem (already BN-ReLU), no second pre-activation.
+    no_preact = PreActBottleneckUnit(4, preactivate=False)
+    no_preact.build((None, 8, 8, 16))
+    assert no_preact.preact_bn is None
+    assert sum("gamma" in w.path for w in no_preact.weights) == 2
+
+
+def test_drop_path_is_identity_at_inference_and_random_in_training():
+    layer = DropPath(0.5, seed=0)
+    x = np.ones((64, 2, 2, 3), "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    per_example = y.reshape(64, -1)
+    # Each example is kept whole (scaled by 2) or dropped whole.
+    assert set(np.unique(per_example)) <= {0.0, 2.0}
+    assert np.all(per_example.min(axis=1) == per_example.max(axis=1))
+    assert 0 < (per_example[:, 0] == 0).sum() < 64
+
+
+def test_unit_drop_path_only_in_training():
+    unit = ResidualUnit(4, drop_path_rate=0.9)
+    x = np.random.default_rng(6).normal(size=(32, 4, 4, 4)).astype("float32")
+    inference = keras.ops.convert_to_numpy(unit(x, training=False))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(unit(x, training=False)), inference
+    )
+    training = keras.ops.convert_to_numpy(unit(x, training=True))
+    # Dropped examples are exactly the (identity) shortcut.
+    dropped = np.all(np.isclose(training, x).reshape(32, -1), axis=1)
+    assert 10 < dropped.sum() < 32
+
+
+@pytest.mark.parametrize("layer_cls", [ResidualUnit, PreActBasicUnit, PreActBottleneckUnit])
+def test_config_round_trip(layer_cls):
+    layer = layer_cls(
+        8, strides=2, shortcut="exclusive_gating", drop_path_rate=0.1, name="u"
+    )
+    config = layer.get_config()
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert type(restored) is layer_cls
+    assert restored.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"unit_ordering": "post_bn"}, "unit_ordering='post_bn'"),
+        ({"shortcut": "gated"}, "shortcut='gated'"),
+        ({"stride_on": "5x5"}, "stride_on='5x5'"),
+        ({"strides": 3}, "strides=3"),
+        ({"filters": 0}, "filters=0"),
+        ({"data_format": "nhwc"}, "data_format='nhwc'"),
+    ],
+)
+def test_bad_unit_arguments(kwargs, message):
+    args = {"filters": 4, **kwargs}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ResidualUnit(**args)
+
+
+def test_bad_drop_path_rate():
+    with pytest.raises(ValueError, match=r"rate=1.0"):
+        DropPath(1.0)
