@@ -233,13 +233,37 @@ def fit_and_evaluate(
 
 
 def export_model(model, export_base, model_name, preprocessing=None):
-    """SavedModel export through `keras_preact.export` (when available)."""
+    """SavedModel export through `keras_preact.export` (when available).
+
+    On backends that cannot write a SavedModel themselves (torch), the model
+    is saved as `<export_base>/<model_name>.keras` and exported by
+    `python -m keras_preact.export` in a TensorFlow-backend process.
+    """
     try:
         from keras_preact.export import export_saved_model
+        from keras_preact.export.saved_model import SUPPORTED_BACKENDS
     except ImportError as e:
         print(f"--export skipped: keras_preact.export is not available ({e}).")
         return None
-    path = export_saved_model(model, export_base, model_name, preprocessing=preprocessing)
+    if keras.backend.backend() in SUPPORTED_BACKENDS:
+        path = export_saved_model(
+            model, export_base, model_name, preprocessing=preprocessing
+        )
+    else:
+        from keras_preact.export.__main__ import main as export_main
+
+        os.makedirs(export_base, exist_ok=True)
+        keras_path = os.path.join(export_base, f"{model_name}.keras")
+        tmp = os.path.join(export_base, f".tmp-{model_name}.keras")
+        model.save(tmp)
+        os.replace(tmp, keras_path)
+        code = export_main([
+            "--model", keras_path, "--export-base", export_base,
+            "--model-name", model_name, "--preprocessing", preprocessing or "none",
+        ])
+        if code:
+            raise RuntimeError(f"SavedModel export of {keras_path} failed (exit {code}).")
+        path = os.path.join(export_base, model_name)
     print(f"Exported SavedModel: {path}", flush=True)
     return path
 
