@@ -19,6 +19,12 @@ import tempfile
 import time
 import traceback
 
+# The checkout's root, so `import keras_preact` works without `pip install -e .`
+# (an installed keras_preact still takes precedence).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.append(REPO_ROOT)
+
 RESULT_MARKER = "BENCH_RESULT "
 BACKENDS = ("tensorflow", "jax", "torch")
 PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "timm")
@@ -267,7 +273,12 @@ def run_isolated(script, config, timeout_s, env=None):
     return dict(config, status="error", error=f"worker rc={proc.returncode}: {tail}")
 
 
-def run_configs(script, configs, run_config, isolate, timeout_s, log=True):
+def run_configs(script, configs, run_config, isolate, timeout_s, log=True, on_result=None):
+    """Runs every config (isolated or in-process); returns the list of result rows.
+
+    `on_result(results_so_far)` is called after each config, so callers can rewrite
+    their output files and an interrupted run keeps what it measured.
+    """
     results = []
     for i, config in enumerate(configs):
         label = " ".join(f"{k}={v}" for k, v in config.items() if k != "suite")
@@ -291,6 +302,8 @@ def run_configs(script, configs, run_config, isolate, timeout_s, log=True):
                 }
                 print(f"    -> {row.get('status')}: {summary}", file=sys.stderr, flush=True)
         results.extend(rows)
+        if on_result is not None:
+            on_result(results)
     return results
 
 
@@ -366,8 +379,27 @@ def _keras_config_backend():
         return "tensorflow"
 
 
+def run_suite(suite, script, args, configs, run_config, backend, extra_settings=None):
+    """Runs `configs`, rewriting `args.output`/`args.markdown` after every config."""
+    extra = dict(extra_settings or {}, keras_backend=backend)
+
+    def save(results):
+        write_outputs(make_report(suite, args, results, extra), args.output, args.markdown)
+
+    results = run_configs(
+        script, configs, run_config, args.isolate, args.timeout, on_result=save
+    )
+    report = make_report(suite, args, results, extra)
+    write_outputs(report, args.output, args.markdown)
+    return report
+
+
 def make_report(suite, args, results, extra_settings=None):
-    settings = {k: v for k, v in vars(args).items() if k not in ("output", "markdown")}
+    settings = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("output", "markdown", "plan", "depth_list")
+    }
     settings.update(extra_settings or {})
     return {
         "machine": machine_info(),

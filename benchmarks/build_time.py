@@ -93,10 +93,7 @@ def main(argv=None):
         )
         for i, d in enumerate(args.depth_list)
     ]
-    results = _common.run_configs(SCRIPT, configs, run_config, args.isolate, args.timeout)
-    report = _common.make_report("build", args, results, {"keras_backend": backend})
-    report["suites"]["build"]["settings"].pop("depth_list", None)
-    _common.write_outputs(report, args.output, args.markdown)
+    report = _common.run_suite("build", SCRIPT, args, configs, run_config, backend)
     return report
 
 

@@ -174,9 +174,7 @@ def main(argv=None):
     args = parse_args(argv)
     backend = _common.current_backend()
     configs = build_configs(args, backend)
-    results = _common.run_configs(SCRIPT, configs, run_config, args.isolate, args.timeout)
-    report = _common.make_report("inference", args, results, {"keras_backend": backend})
-    _common.write_outputs(report, args.output, args.markdown)
+    report = _common.run_suite("inference", SCRIPT, args, configs, run_config, backend)
     return report
 
 

@@ -100,6 +100,7 @@ def compare_train(results):
                     "alt_images_per_s": alt["images_per_s"],
                     "keras_preact_images_per_s": p["images_per_s"],
                     "ratio": round(alt["images_per_s"] / p["images_per_s"], 3),
+                    "cpu_ratio": _cpu_ratio(alt, p),
                 }
             )
     # Best vs best per (shape, batch, precision, alternative model).
@@ -143,6 +144,14 @@ def compare_train(results):
     return rows
 
 
+def _cpu_ratio(alt, preact):
+    """Ratio of images per process CPU-second (None when either lacks the figure)."""
+    a, p = alt.get("cpu_s_per_step"), preact.get("cpu_s_per_step")
+    if not a or not p:
+        return None
+    return round((alt["batch"] / a) / (preact["batch"] / p), 3)
+
+
 def _best_row(alt, preact, kind):
     return {
         "kind": kind,
@@ -155,6 +164,7 @@ def _best_row(alt, preact, kind):
         "alt_images_per_s": alt["images_per_s"],
         "keras_preact_images_per_s": preact["images_per_s"],
         "ratio": round(alt["images_per_s"] / preact["images_per_s"], 3),
+        "cpu_ratio": _cpu_ratio(alt, preact),
     }
 
 
@@ -237,9 +247,14 @@ def render_train(results):
                     c["alt_images_per_s"],
                     c["keras_preact_images_per_s"],
                     f"{c['ratio']:.2f}",
+                    f"{c['cpu_ratio']:.2f}" if c.get("cpu_ratio") else None,
                 ]
             )
-        out += "\n\nRatio = alternative images/s / keras_preact images/s (> 1: alternative faster).\n\n"
+        out += (
+            "\n\nRatio = alternative images/s / keras_preact images/s (> 1: alternative "
+            "faster); 'ratio per CPU-s' uses images per process CPU-second instead of "
+            "wall time.\n\n"
+        )
         out += _table(
             [
                 "alternative",
@@ -250,6 +265,7 @@ def render_train(results):
                 "alt images/s",
                 "keras_preact images/s",
                 "ratio",
+                "ratio per CPU-s",
             ],
             crow,
         )

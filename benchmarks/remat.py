@@ -87,12 +87,9 @@ def main(argv=None):
     args = parse_args(argv)
     backend = _common.current_backend()
     configs = build_configs(args, backend)
-    results = _common.run_configs(
-        train_throughput.SCRIPT, configs, train_throughput.run_config, args.isolate, args.timeout
+    report = _common.run_suite(
+        "remat", train_throughput.SCRIPT, args, configs, train_throughput.run_config, backend
     )
-    report = _common.make_report("remat", args, results, {"keras_backend": backend})
-    report["suites"]["remat"]["settings"].pop("plan", None)
-    _common.write_outputs(report, args.output, args.markdown)
     return report
 
 

@@ -197,11 +197,13 @@ def build_configs(args, backend):
         for precision in precisions:
             for jit in jits:
                 base = dict(common, **shape, precision=precision, jit=jit)
-                configs.append(
-                    dict(base, framework="keras", backend=backend, model="keras_preact")
-                )
+                if not args.skip_keras:
+                    configs.append(
+                        dict(base, framework="keras", backend=backend, model="keras_preact")
+                    )
                 if (
-                    "resnet50v2" in alternatives
+                    not args.skip_keras
+                    and "resnet50v2" in alternatives
                     and name == "imagenet"
                     and shape["depth"] == 50
                 ):
@@ -256,6 +258,11 @@ def parse_args(argv=None):
         action="store_true",
         help="also run the PyTorch reference (independent of KERAS_BACKEND)",
     )
+    parser.add_argument(
+        "--skip-keras",
+        action="store_true",
+        help="run only the PyTorch reference (with --torch-reference)",
+    )
     parser.add_argument("--torch-impl", default="auto", choices=("auto", "timm", "reference"))
     parser.add_argument(
         "--no-channels-last", dest="channels_last", action="store_false"
@@ -293,9 +300,7 @@ def main(argv=None):
     args = parse_args(argv)
     backend = _common.current_backend()
     configs = build_configs(args, backend)
-    results = _common.run_configs(SCRIPT, configs, run_config, args.isolate, args.timeout)
-    report = _common.make_report("train", args, results, {"keras_backend": backend})
-    _common.write_outputs(report, args.output, args.markdown)
+    report = _common.run_suite("train", SCRIPT, args, configs, run_config, backend)
     return report
 
 
