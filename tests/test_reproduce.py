@@ -1,0 +1,189 @@
+"""The ablation runner (examples/reproduce.py) and the paper's numbers as data."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_preact import paper_results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "examples" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = _load_runner()
+
+
+@pytest.fixture(scope="module")
+def cifar_subset():
+    """64 real CIFAR-100 training images and 32 test images (rows are shuffled,
+    so a prefix is a fair sample)."""
+    folder = REPO.parent / "shared" / "data" / "cifar100"
+    if not (folder / "train_0.npz").is_file() or not (folder / "test.npz").is_file():
+        pytest.skip(f"no CIFAR-100 npz files at {folder}")
+    with np.load(folder / "train_0.npz") as train, np.load(folder / "test.npz") as test:
+        return (train["x"][:64], train["y"][:64].astype("int64"),
+                test["x"][:32], test["y"][:32].astype("int64"))
+
+
+def tiny_recipe(table="2", epochs=2):
+    """Depth 8, base width 4, batch 16, `epochs` epochs of 1 iteration."""
+    return reproduce.Recipe(
+        table=table, depth=8, dataset="cifar100", source="npz", batch_size=16,
+        schedule_scale=1e-6, seed=3, base_width=4, eval_batch_size=32,
+        total_steps=epochs, steps_per_epoch=1, epochs=epochs,
+    )
+
+
+class CrashAt(keras.callbacks.Callback):
+    """Simulates a crash at the start of epoch `epoch` of variant `name`."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def _check_result(result, name):
+    assert result["variant"] == name
+    assert result["iterations"] == result["epochs_done"] == 2
+    assert len(result["curves"]["iterations"]) == 2
+    assert result["curves"]["iterations"] == [1, 2]
+    if result["status"] == "ok":
+        assert 0.0 <= result["final_test_error"] <= 1.0
+        assert np.isfinite(result["final_train_loss"])
+
+
+@pytest.mark.slow
+def test_variants_train_and_appear_in_table(tmp_path, cifar_subset):
+    recipe = tiny_recipe("2")
+    names = ["original", "full_preact"]
+    results = reproduce.run(recipe, tmp_path, variants=names, data=cifar_subset)
+    assert list(results) == names
+    table = (tmp_path / "table.md").read_text()
+    for name in names:
+        _check_result(results[name], name)
+        assert (tmp_path / "results" / f"{name}.json").is_file()
+        assert not (tmp_path / "work" / name / "backup").exists()  # removed once safe
+        assert f"| {name} | {name} | identity |" in table
+    assert "NOT a reproduction" in table
+    assert "| n/a |" in table  # no paper figure for ResNet-8 on CIFAR-100
+    with open(tmp_path / "curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_crashed_run_resumes_and_skips_finished(tmp_path, cifar_subset):
+    recipe = tiny_recipe("1")
+    names = ["identity", "conv1x1"]
+    # First session: `identity` finishes, `conv1x1` crashes in its 2nd epoch.
+    reproduce.run(recipe, tmp_path, variants=names[:1], data=cifar_subset)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        reproduce.run(tiny_recipe("1"), tmp_path, variants=names, data=cifar_subset,
+                      extra_callbacks=[CrashAt(1)])
+    done = tmp_path / "results" / "identity.json"
+    assert done.is_file()
+    assert not (tmp_path / "results" / "conv1x1.json").exists()
+    assert (tmp_path / "work" / "conv1x1" / "backup").is_dir()
+    stamp, content = os.stat(done).st_mtime_ns, done.read_text()
+    # Second session: `identity` is skipped, `conv1x1` resumes at epoch 1.
+    results = reproduce.run(tiny_recipe("1"), tmp_path, variants=names, data=cifar_subset)
+    assert os.stat(done).st_mtime_ns == stamp and done.read_text() == content
+    assert results["identity"]["resumed_from_epoch"] == 0
+    assert results["conv1x1"]["resumed_from_epoch"] == 1
+    _check_result(results["conv1x1"], "conv1x1")
+    assert results["conv1x1"]["unit_ordering"] == "original"  # Table 1 uses the original unit
+    table = (tmp_path / "table.md").read_text()
+    assert "| identity |" in table and "| conv1x1 |" in table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", ["1", "2"])
+def test_every_variant_of_each_table(tmp_path, cifar_subset, table):
+    recipe = tiny_recipe(table)
+    results = reproduce.run(recipe, tmp_path, data=cifar_subset)
+    assert list(results) == list(reproduce.TABLES[table])
+    table_text = (tmp_path / "table.md").read_text()
+    for name, result in results.items():
+        _check_result(result, name)
+        assert f"| {name} |" in table_text
+
+
+def test_recipe_mismatch_and_bad_input(tmp_path):
+    recipe = tiny_recipe().derive(64)
+    reproduce._check_recipe(str(tmp_path), recipe)
+    other = tiny_recipe()
+    other.seed = 4
+    with pytest.raises(ValueError, match="different recipe.*seed"):
+        reproduce._check_recipe(str(tmp_path), other.derive(64))
+    with pytest.raises(ValueError, match="Unknown variants"):
+        reproduce.select_variants("2", ["identity"])
+    with pytest.raises(ValueError, match="Unknown source='ftp'"):
+        reproduce.Recipe(source="ftp").validate()
+    with pytest.raises(ValueError, match="schedule_scale"):
+        reproduce.Recipe(schedule_scale=0).validate()
+
+
+def test_schedule_scaling():
+    full = reproduce.Recipe().derive(50000)
+    assert full.total_steps == 64000
+    assert full.steps_per_epoch * full.epochs >= 64000
+    assert full.steps_per_epoch * full.epochs - 64000 < full.epochs
+    assert full.epochs == 164  # ~164 epochs, as in the paper
+    quick = reproduce.Recipe(schedule_scale=0.01).derive(50000)
+    assert quick.total_steps == 640 and quick.epochs == 2
+    bigger_batch = reproduce.Recipe(batch_size=256).derive(50000)
+    assert bigger_batch.total_steps == 32000
+
+
+def test_table_puts_paper_figures_next_to_ours():
+    recipe = reproduce.Recipe(table="1", depth=110, dataset="cifar10").derive(50000)
+    fake = {
+        name: {"unit_ordering": spec["unit_ordering"], "shortcut": spec["shortcut"],
+               "status": "ok", "final_test_error": 0.1, "final_train_loss": 0.5,
+               "iterations": 64000}
+        for name, spec in reproduce.TABLE1_VARIANTS.items()
+    }
+    fake["dropout"]["status"] = "diverged"
+    text = reproduce.results_table(recipe, fake)
+    assert "| identity | original | identity | 10.00 | 6.61 |" in text
+    assert "| constant_scaling | original | constant_scaling | 10.00 | 12.35 |" in text
+    assert "| dropout | original | dropout | diverged | fail |" in text
+    assert "NOT a reproduction" not in text
+
+
+def test_paper_results_pinned():
+    assert paper_results.paper_error("cifar10", 110, "full_preact") == 6.37
+    assert paper_results.paper_error("cifar10", 164, "bn_after_addition") == 6.50
+    assert paper_results.paper_error("cifar10", 110, "original", "exclusive_gating") == 8.70
+    assert paper_results.paper_error("cifar10", 110, "original", "conv1x1") == 12.22
+    assert paper_results.paper_figure("cifar10", 110, "original", "dropout").status == "fail"
+    assert paper_results.paper_error("cifar100", 164, "original") == 25.16
+    assert paper_results.paper_error("cifar100", 1001, "full_preact") == 22.71
+    assert "4.62" in paper_results.paper_figure("cifar10", 1001).note
+    # Table 1 is the original unit at depth 110 only.
+    assert paper_results.paper_figure("cifar10", 110, "full_preact", "conv1x1") is None
+    assert paper_results.paper_figure("cifar10", 164, "original", "conv1x1") is None
+    assert paper_results.paper_error("cifar100", 110, "full_preact") is None
+    with pytest.raises(ValueError, match="Unknown dataset='imagenet'"):
+        paper_results.paper_error("imagenet", 152)
+
+
+def test_result_files_are_json(tmp_path):
+    path = tmp_path / "results" / "v.json"
+    reproduce._write_json_atomically(str(path), {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path / "results") == ["v.json"]  # no temp file left
