@@ -148,7 +148,8 @@ def test_cifar_script_resumes_after_kill_9(shared_data, tmp_path):
         restored_iterations + steps, final_iterations]
     assert f"Optimizer iterations: {final_iterations}" in result.stdout
     assert "Final evaluation: loss=" in result.stdout
-    assert not (out / "backup").exists()
+    # The backup is kept: rerunning the finished command trains nothing more.
+    assert json.loads(metadata_path.read_text())["epoch"] == epochs
 
 
 def make_imagenet_folder(shared_data, root):

@@ -426,6 +426,22 @@ def test_backup_and_restore_continues_epoch_and_optimizer(tmp_path):
     assert not os.path.exists(backup)
 
 
+def test_backup_kept_makes_a_finished_run_a_no_op(tmp_path):
+    x = np.zeros((8, 3), "float32")
+    y = np.arange(8) % 6
+    backup = str(tmp_path / "backup")
+    model = tiny_compiled_model()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+              callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
+    again = tiny_compiled_model()
+    history = again.fit(x, y, batch_size=4, epochs=2, verbose=0,
+                        callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
+    assert history.epoch == []
+    assert int(ops.convert_to_numpy(again.optimizer.iterations)) == 4
+    np.testing.assert_array_equal(ops.convert_to_numpy(again.get_layer("fc").kernel),
+                                  ops.convert_to_numpy(model.get_layer("fc").kernel))
+
+
 def test_metrics_writer_resume_replaces_redone_epochs(tmp_path):
     csv_path, json_path = tmp_path / "m.csv", tmp_path / "m.json"
     writer = MetricsWriter(str(csv_path), str(json_path), extra={"name": "t"})

@@ -321,6 +321,7 @@ def make_callbacks(
     output_dir,
     *,
     backup_save_freq=None,
+    keep_backup=True,
     checkpoint=True,
     tensorboard=True,
     plot=True,
@@ -329,7 +330,9 @@ def make_callbacks(
     """The standard callbacks of the example scripts, all under `output_dir`.
 
     - `backup/` : `AtomicBackupAndRestore` (only if `backup_save_freq` is
-      given: int batches or "epoch"); removed when training finishes.
+      given: int batches or "epoch"). Kept after training by default, so
+      rerunning a finished command trains no further epochs (it restores,
+      re-evaluates and re-plots); delete the folder to start over.
     - `checkpoints/last.keras` : `AtomicModelCheckpoint` (whole model with
       optimizer state, every epoch).
     - `logs/` : `keras.callbacks.TensorBoard` (when the `tensorboard`
@@ -340,6 +343,7 @@ def make_callbacks(
     Args:
         output_dir: str. Folder for everything.
         backup_save_freq: None, "epoch" or int. Defaults to None (no backup).
+        keep_backup: bool. Keep `backup/` when training ends. Defaults to True.
         checkpoint: bool. Defaults to True.
         tensorboard: bool. Defaults to True.
         plot: bool. Defaults to True.
@@ -353,7 +357,9 @@ def make_callbacks(
     if backup_save_freq is not None:
         callbacks.append(
             AtomicBackupAndRestore(
-                os.path.join(output_dir, "backup"), save_freq=backup_save_freq
+                os.path.join(output_dir, "backup"),
+                save_freq=backup_save_freq,
+                delete_checkpoint=not keep_backup,
             )
         )
     writer = MetricsWriter(
