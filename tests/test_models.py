@@ -326,16 +326,23 @@ def test_ablation_parameter_counts():
     base = trainable_count(keras_preact.PreActResNet110(classes=10))
     # BN after addition moves a BN but keeps the count (the reason for the
     # numeric tests in test_layers.py).
+    # Post-activation units normalize each conv's OUTPUT, so the first unit
+    # of stages 2 and 3 has a BN of 32 / 64 channels where the pre-activation
+    # unit normalizes its 16 / 32-channel input: +2 * (16 + 32).
+    transitions = 2 * (16 + 32)
     for ordering in UNIT_ORDERINGS:
-        count = trainable_count(keras_preact.PreActResNet110(classes=10, unit_ordering=ordering))
-        # Post-activation nets add a stem BN and drop the final one; their
-        # projection shortcuts carry a BN (2 projections x 2 x width).
+        count = trainable_count(
+            keras_preact.PreActResNet110(classes=10, unit_ordering=ordering)
+        )
         if ordering == "full_preact":
             assert count == base
         elif ordering == "relu_only_preact":
-            assert count == base - 2 * 64
+            # No final BN (64 channels).
+            assert count == base - 2 * 64 + transitions
         else:
-            assert count == base + 2 * 16 - 2 * 64 + 2 * (32 + 64)
+            # Stem BN (16) instead of the final one (64), and a BN after
+            # each of the two projections (32 and 64 channels).
+            assert count == base + 2 * 16 - 2 * 64 + 2 * (32 + 64) + transitions
 
 
 # === Bad input ===
@@ -346,7 +353,7 @@ def test_ablation_parameter_counts():
     [
         (dict(depth=165), r"depth=165 .*9n\+2"),
         (dict(depth=21), r"depth=21 .*6n\+2"),
-        (dict(depth=50, layout="cifar"), r"depth=50"),
+        (dict(depth=51, layout="cifar"), r"depth=51"),
         (dict(depth=42, layout="imagenet"), r"depth=42 .*\[18, 34, 50, 101, 152, 200\]"),
         (dict(depth=20, layout="coco"), r"layout='coco'"),
         (dict(depth=20, classes=0), r"classes=0"),
