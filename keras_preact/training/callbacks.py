@@ -8,7 +8,7 @@
   iterations) to `metrics.csv` and `metrics.json`, both written atomically and
   keyed by epoch, so a resumed run continues them without duplicates.
 - `TrainingCurvesPlot`: a PNG of loss / accuracy curves at the end of training
-  (matplotlib, Agg backend).
+  (matplotlib's Agg renderer, no pyplot state touched).
 - `make_callbacks`: the standard set used by the example scripts.
 """
 
@@ -253,10 +253,9 @@ def plot_training_curves(rows, path, title=None):
     Returns:
         `path`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure renders with Agg and leaves pyplot's backend (e.g. a
+    # notebook's inline one) alone.
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] + 1 for r in rows]
     groups = [("loss", ["loss", "val_loss"])]
@@ -265,7 +264,8 @@ def plot_training_curves(rows, path, title=None):
         groups.append(("accuracy", acc_keys))
     if any("learning_rate" in r for r in rows):
         groups.append(("learning rate", ["learning_rate"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
+    fig = Figure(figsize=(5 * len(groups), 4))
+    axes = fig.subplots(1, len(groups), squeeze=False)
     for ax, (label, keys) in zip(axes[0], groups):
         for key in keys:
             points = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
@@ -285,7 +285,6 @@ def plot_training_curves(rows, path, title=None):
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
     fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
