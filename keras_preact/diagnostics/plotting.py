@@ -1,6 +1,6 @@
 """Figures: signal propagation per unit, and training curves per variant.
 
-matplotlib (Agg backend, no display needed) is imported inside the functions,
+matplotlib (a bare `Figure`, no pyplot, no display needed) is imported inside the functions,
 so `keras_preact.diagnostics` imports without it. Files are written
 atomically (temporary file in the same folder, then `os.replace`).
 """
@@ -11,18 +11,16 @@ import tempfile
 import numpy as np
 
 
-def _pyplot():
+def _figure(figsize):
+    """A bare matplotlib Figure (Agg canvas): no pyplot, no global backend switch."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "Plotting needs matplotlib: pip install matplotlib "
             "(or keras_preact[examples])."
         ) from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def _save_atomically(fig, path, dpi):
@@ -76,8 +74,8 @@ def plot_signal_propagation(results, path, title=None, dpi=120):
             f"Received: {type(results).__name__} of length "
             f"{len(results) if hasattr(results, '__len__') else 'n/a'}"
         )
-    plt = _pyplot()
-    fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = _figure((11, 4.2))
+    ax_f, ax_b = fig.subplots(1, 2)
     for label, value in results.items():
         s = _as_signal(value)
         idx = np.arange(1, s.num_units + 1)
@@ -93,10 +91,7 @@ def plot_signal_propagation(results, path, title=None, dpi=120):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        return _save_atomically(fig, path, dpi)
-    finally:
-        plt.close(fig)
+    return _save_atomically(fig, path, dpi)
 
 
 def plot_training_curves(curves, path, title=None, dpi=120):
@@ -119,10 +114,12 @@ def plot_training_curves(curves, path, title=None, dpi=120):
         raise ValueError(
             f"Expected a non-empty dict of curves. Received: {curves!r}"
         )
-    plt = _pyplot()
-    fig, ax_err = plt.subplots(figsize=(7.5, 4.8))
+    from matplotlib import rcParams
+
+    fig = _figure((7.5, 4.8))
+    ax_err = fig.subplots()
     ax_loss = ax_err.twinx()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, c) in enumerate(curves.items()):
         color = colors[i % len(colors)]
         it = np.asarray(c["iterations"], dtype=float)
@@ -137,7 +134,4 @@ def plot_training_curves(curves, path, title=None, dpi=120):
     if title:
         ax_err.set_title(title)
     fig.tight_layout()
-    try:
-        return _save_atomically(fig, path, dpi)
-    finally:
-        plt.close(fig)
+    return _save_atomically(fig, path, dpi)
