@@ -23,6 +23,12 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _save_atomically(fig, path, dpi):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -31,6 +37,7 @@ def _save_atomically(fig, path, dpi):
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
