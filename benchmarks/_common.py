@@ -108,6 +108,11 @@ def machine_info():
         "gpus": gpus,
         "device": gpus[0] if gpus else f"CPU only ({_cpu_model()})",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "thread_env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")
+            if k in os.environ
+        },
         "platform": platform.platform(),
         "versions": _versions(),
     }
@@ -319,6 +324,7 @@ def atomic_write(path, text):
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

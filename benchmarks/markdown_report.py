@@ -380,6 +380,7 @@ def render_machine(machine):
         f"({machine.get('cpu_cores_usable')} usable), {machine.get('memory_gb')} GB RAM\n"
         f"- GPU: {gpus}\n"
         f"- Load average at start: {machine.get('load_average_at_start')}\n"
+        f"- Thread settings: {machine.get('thread_env') or 'framework defaults'}\n"
         f"- Versions: {versions}\n"
     )
 

@@ -37,15 +37,15 @@ def parse_args(argv=None):
     parser.add_argument("--jit", default="auto", choices=("auto", "off", "on"))
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed"))
     parser.add_argument("--mixed-policy", default="mixed_bfloat16")
-    parser.add_argument("--warmup", type=int, default=None, help="default 2 (quick: 1)")
-    parser.add_argument("--steps", type=int, default=None, help="default 5 (quick: 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="default 2")
+    parser.add_argument("--steps", type=int, default=None, help="default 5 (quick: 3)")
     args = parser.parse_args(argv)
     if args.batches is None:
         args.batches = "16,4" if args.quick else "128,64"
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 2
+        args.warmup = 2
     if args.steps is None:
-        args.steps = 2 if args.quick else 5
+        args.steps = 3 if args.quick else 5
     depths = [int(d) for d in args.depths.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     if len(batches) == 1:

@@ -246,8 +246,8 @@ def parse_args(argv=None):
         help="Keras policy used for precision=mixed",
     )
     parser.add_argument("--jit", default="both", choices=("off", "on", "both"))
-    parser.add_argument("--warmup", type=int, default=None, help="default 3 (quick: 1)")
-    parser.add_argument("--steps", type=int, default=None, help="default 10 (quick: 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="default 3 (quick: 2)")
+    parser.add_argument("--steps", type=int, default=None, help="default 10 (quick: 5)")
     parser.add_argument(
         "--alternatives",
         default="resnet50v2",
@@ -278,8 +278,8 @@ def parse_args(argv=None):
     defaults = dict(
         cifar_batch=16 if quick else 128,
         imagenet_batch=4 if quick else 64,
-        warmup=1 if quick else 3,
-        steps=3 if quick else 10,
+        warmup=2 if quick else 3,
+        steps=5 if quick else 10,
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
