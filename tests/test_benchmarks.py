@@ -161,7 +161,8 @@ def test_train_throughput_end_to_end(tmp_path):
     assert models == [("keras_preact", 20), ("keras_preact", 50), ("keras_resnet50v2", 50),
                       ("pytorch_preact", 20), ("pytorch_preact", 50)]
     for r in rows:
-        assert r["images_per_s"] == pytest.approx(r["batch"] / r["median_step_s"], rel=1e-3)
+        # images_per_s is rounded to 2 decimals in the report.
+        assert r["images_per_s"] == pytest.approx(r["batch"] / r["median_step_s"], abs=0.006)
         assert len(r["step_times_s"]) == 2 and r["peak_memory_mb"] > 0
     kp50 = next(r for r in rows if r["model"] == "keras_preact" and r["depth"] == 50)
     assert kp50["trainable_params"] == 25_549_352
