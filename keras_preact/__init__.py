@@ -2,6 +2,8 @@
 Networks", ECCV 2016) for Keras 3 on TensorFlow, JAX and PyTorch."""
 
 from keras_preact import layers
+from keras_preact import preprocessing
+from keras_preact import training
 from keras_preact.models import PreActResNet
 from keras_preact.models import PreActResNet18
 from keras_preact.models import PreActResNet20
