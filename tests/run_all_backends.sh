@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 status=0
 for backend in tensorflow jax torch; do
     echo "== KERAS_BACKEND=$backend"
-    KERAS_BACKEND=$backend python -m pytest tests -p no:cacheprovider "$@" || status=1
+    # Two workers, one test file each at a time (module fixtures stay in one process).
+    KERAS_BACKEND=$backend python -m pytest tests -p no:cacheprovider -n 2 --dist loadfile "$@" || status=1
 done
 exit $status
