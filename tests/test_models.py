@@ -58,10 +58,11 @@ def images(model, batch=2, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def train_one_step(model, x, y):
+def train_one_step(model, x, y, jit_compile="auto"):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.SparseCategoricalCrossentropy(),
+        jit_compile=jit_compile,
     )
     return model.train_on_batch(x, y)
 
@@ -402,7 +403,10 @@ def test_preact_resnet1001_builds_saves_loads_and_trains(tmp_path):
     model = keras_preact.PreActResNet1001(classes=10)
     assert len(keras_preact.residual_units(model)) == 333
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    loss = train_one_step(model, x, np.array([1, 2]))
+    # XLA compiling the whole 1001-layer step on CPU needs over 20 GB (the
+    # JAX process was OOM-killed on our 24 GB machine); the uncompiled step
+    # checks the same graph and gradients.
+    loss = train_one_step(model, x, np.array([1, 2]), jit_compile=False)
     assert np.isfinite(loss)
     path = tmp_path / "preact1001.keras"
     model.save(path)
