@@ -78,10 +78,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    backend = _common.current_backend()
-    configs = [
+def build_configs(args, backend):
+    return [
         dict(
             suite="build",
             backend=backend,
@@ -93,12 +91,11 @@ def main(argv=None):
         )
         for i, d in enumerate(args.depth_list)
     ]
-    report = _common.run_suite("build", SCRIPT, args, configs, run_config, backend)
-    return report
+
+
+def main(argv=None):
+    return _common.script_main("build", SCRIPT, parse_args, build_configs, run_config, argv)
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        _common.worker_main(run_config)
-    else:
-        main()
+    main()

@@ -171,15 +171,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    backend = _common.current_backend()
-    configs = build_configs(args, backend)
-    report = _common.run_suite("inference", SCRIPT, args, configs, run_config, backend)
-    return report
+    return _common.script_main("inference", SCRIPT, parse_args, build_configs, run_config, argv)
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        _common.worker_main(run_config)
-    else:
-        main()
+    main()

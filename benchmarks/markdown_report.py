@@ -101,6 +101,7 @@ def compare_train(results):
                     "keras_preact_images_per_s": p["images_per_s"],
                     "ratio": round(alt["images_per_s"] / p["images_per_s"], 3),
                     "cpu_ratio": _cpu_ratio(alt, p),
+                    "work_ratio": _work_ratio(alt, p),
                 }
             )
     # Best vs best per (shape, batch, precision, alternative model).
@@ -152,6 +153,15 @@ def _cpu_ratio(alt, preact):
     return round((alt["batch"] / a) / (preact["batch"] / p), 3)
 
 
+def _work_ratio(alt, preact):
+    """Ratio of multiply-accumulates per second: the throughput ratio corrected for
+    how much work each model does per image (None when either lacks the figure)."""
+    a, p = alt.get("gmacs_per_image"), preact.get("gmacs_per_image")
+    if not a or not p:
+        return None
+    return round((alt["images_per_s"] * a) / (preact["images_per_s"] * p), 3)
+
+
 def _best_row(alt, preact, kind):
     return {
         "kind": kind,
@@ -165,7 +175,16 @@ def _best_row(alt, preact, kind):
         "keras_preact_images_per_s": preact["images_per_s"],
         "ratio": round(alt["images_per_s"] / preact["images_per_s"], 3),
         "cpu_ratio": _cpu_ratio(alt, preact),
+        "work_ratio": _work_ratio(alt, preact),
     }
+
+
+def _spread(r):
+    """The primary figure of every round, when the run had more than one."""
+    values = next(iter((r.get("round_values") or {}).values()), None)
+    if not values or len(values) < 2:
+        return None
+    return " / ".join(_fmt(v) for v in values)
 
 
 def _table(header, rows):
@@ -208,6 +227,8 @@ def render_train(results):
                 r["first_call_s"],
                 r["peak_memory_mb"],
                 r.get("trainable_params"),
+                r.get("gmacs_per_image"),
+                _spread(r),
             ]
         )
     out = _table(
@@ -224,6 +245,8 @@ def render_train(results):
             "first step s",
             "peak mem MiB",
             "trainable params",
+            "GMACs/img",
+            "rounds (images/s)",
         ],
         rows,
     )
@@ -248,12 +271,14 @@ def render_train(results):
                     c["keras_preact_images_per_s"],
                     f"{c['ratio']:.2f}",
                     f"{c['cpu_ratio']:.2f}" if c.get("cpu_ratio") else None,
+                    f"{c['work_ratio']:.2f}" if c.get("work_ratio") else None,
                 ]
             )
         out += (
             "\n\nRatio = alternative images/s / keras_preact images/s (> 1: alternative "
             "faster); 'ratio per CPU-s' uses images per process CPU-second instead of "
-            "wall time.\n\n"
+            "wall time; 'ratio per GMAC' uses multiply-accumulates per second, which "
+            "corrects for models that do different work per image.\n\n"
         )
         out += _table(
             [
@@ -266,6 +291,7 @@ def render_train(results):
                 "keras_preact images/s",
                 "ratio",
                 "ratio per CPU-s",
+                "ratio per GMAC",
             ],
             crow,
         )

@@ -1,7 +1,7 @@
 """Rematerialization: peak memory and training throughput with and without `remat=True`.
 
-`keras_preact.PreActResNet(depth, remat=True)` wraps every residual unit in
-`keras.RematScope`, so its activations are recomputed in the backward pass instead of
+`keras_preact.PreActResNet(depth, remat=True)` runs every residual unit under
+`keras.remat`, so its activations are recomputed in the backward pass instead of
 stored. For PreActResNet164 and PreActResNet1001 on CIFAR shapes, each (depth, remat)
 pair runs in its own process via `benchmarks/train_throughput.py`'s worker (same timing:
 median whole `train_on_batch` step after warm-up), so the peak memory is that config's
@@ -32,7 +32,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--batches",
         default=None,
-        help="batch per depth, comma list aligned with --depths; default 128,64 (quick: 16,4)",
+        help="batch per depth, comma list aligned with --depths; default 128,128 "
+        "(the paper's batch; quick: 16,4)",
     )
     parser.add_argument("--jit", default="auto", choices=("auto", "off", "on"))
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed"))
@@ -41,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="default 5 (quick: 3)")
     args = parser.parse_args(argv)
     if args.batches is None:
-        args.batches = "16,4" if args.quick else "128,64"
+        args.batches = "16,4" if args.quick else "128,128"
     if args.warmup is None:
         args.warmup = 2
     if args.steps is None:
@@ -84,13 +85,11 @@ def build_configs(args, backend):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    backend = _common.current_backend()
-    configs = build_configs(args, backend)
-    report = _common.run_suite(
-        "remat", train_throughput.SCRIPT, args, configs, train_throughput.run_config, backend
+    # Workers run train_throughput.py: remat.py itself is never a worker.
+    return _common.script_main(
+        "remat", train_throughput.SCRIPT, parse_args, build_configs,
+        train_throughput.run_config, argv,
     )
-    return report
 
 
 if __name__ == "__main__":

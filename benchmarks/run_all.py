@@ -50,6 +50,12 @@ def parse_args(argv=None):
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--suites", default="train,inference,build,remat")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="passed to every suite: interleaved repeats, median kept",
+    )
     parser.add_argument("--output", default="benchmark_results.json")
     parser.add_argument("--markdown", default="benchmark_results.md")
     parser.add_argument("--workdir", help="per-run JSON files; default: a temp folder")
@@ -82,6 +88,8 @@ def main(argv=None):
             cmd = [sys.executable, os.path.join(HERE, SUITES[suite]), "--output", out]
             if args.quick:
                 cmd.append("--quick")
+            if args.rounds > 1:
+                cmd += ["--rounds", str(args.rounds)]
             if suite == "train" and args.torch_reference and backend == torch_ref_backend:
                 cmd.append("--torch-reference")
             cmd += shlex.split(getattr(args, f"{suite}_args"))

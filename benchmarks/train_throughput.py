@@ -87,6 +87,7 @@ def run_keras(config):
             lambda: model.train_on_batch(x, y), config["warmup"], config["steps"]
         )
         params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+        gmacs = _common.keras_gmacs_per_image(model)
     finally:
         keras.config.set_dtype_policy("float32")
     return dict(
@@ -96,6 +97,7 @@ def run_keras(config):
         dtype_policy=policy,
         build_s=round(build_s, 2),
         trainable_params=params,
+        gmacs_per_image=gmacs,
         images_per_s=round(b / timing["median_step_s"], 2),
         **timing,
         **_common.memory_report(keras.backend.backend(), rss_before),
@@ -142,6 +144,7 @@ def run_torch(config):
         torch.cuda.reset_peak_memory_stats()
     timing = _common.time_calls(step, config["warmup"], config["steps"])
     params = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    gmacs = _common.torch_gmacs_per_image(model, s)
     return dict(
         config,
         status="ok",
@@ -150,6 +153,7 @@ def run_torch(config):
         torch_threads=torch.get_num_threads(),
         build_s=round(build_s, 2),
         trainable_params=params,
+        gmacs_per_image=gmacs,
         images_per_s=round(b / timing["median_step_s"], 2),
         **timing,
         **_common.memory_report("torch", rss_before),
@@ -297,15 +301,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    backend = _common.current_backend()
-    configs = build_configs(args, backend)
-    report = _common.run_suite("train", SCRIPT, args, configs, run_config, backend)
-    return report
+    return _common.script_main("train", SCRIPT, parse_args, build_configs, run_config, argv)
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        _common.worker_main(run_config)
-    else:
-        main()
+    main()

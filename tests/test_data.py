@@ -270,6 +270,7 @@ def test_cifar_eval_deterministic_and_exact():
     ds = cifar_dataset(x, y, training=False, batch_size=16)
     (a, ay), (b, by) = _as_numpy(ds), _as_numpy(ds)
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ay, by)
     assert a.shape == (50, 32, 32, 3)  # last partial batch kept
     np.testing.assert_array_equal(ay, y)
     # 10 classes -> CIFAR-10 statistics by default.
@@ -474,7 +475,7 @@ def test_imagenet_training_random_and_seeded(jpeg_tree):
                               image_size=64, augment=augment, seed=5)
         (a, ay), (b, by) = _as_numpy(ds), _as_numpy(ds)
         assert a.shape == (4, 64, 64, 3)
-        assert sorted(ay) == [0, 0, 1, 1]
+        assert sorted(ay) == sorted(by) == [0, 0, 1, 1]
         assert not np.allclose(a, b)
         c, cy = _as_numpy(imagenet_dataset("folder", jpeg_tree, "train", training=True,
                                            batch_size=2, image_size=64, augment=augment, seed=5))

@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from keras_preact.layers.drop_path import DropPath
+from keras_preact.layers.factories import batch_norm
+from keras_preact.layers.factories import conv2d
 from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import STRIDE_POSITIONS
@@ -225,12 +227,11 @@ class ResidualUnit(keras.layers.Layer):
         ]
 
     def _conv(self, filters, kernel_size, strides, name, padding="same"):
-        return keras.layers.Conv2D(
+        return conv2d(
             filters,
             kernel_size,
-            strides=strides,
+            strides,
             padding=padding,
-            use_bias=False,
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
             data_format=self.data_format,
@@ -239,10 +240,10 @@ class ResidualUnit(keras.layers.Layer):
         )
 
     def _batch_norm(self, name):
-        return keras.layers.BatchNormalization(
-            axis=self.channel_axis,
+        return batch_norm(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
+            data_format=self.data_format,
             dtype=self.dtype_policy,
             name=name,
         )

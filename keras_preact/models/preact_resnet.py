@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_preact.layers.factories import batch_norm
+from keras_preact.layers.factories import conv2d
 from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import UNIT_ORDERINGS
@@ -136,7 +138,6 @@ def PreActResNet(
             "in [0, 1)."
         )
     data_format = standardize_data_format(data_format)
-    channel_axis = -1 if data_format == "channels_last" else 1
     input_shape = _input_shape(
         input_shape, input_tensor, include_top, net, data_format
     )
@@ -144,23 +145,22 @@ def PreActResNet(
     pre_activation = unit_ordering in PRE_ACTIVATION_ORDERINGS
 
     def conv(filters, kernel_size, strides, layer_name, padding="same"):
-        return keras.layers.Conv2D(
+        return conv2d(
             filters,
             kernel_size,
-            strides=strides,
+            strides,
             padding=padding,
-            use_bias=False,
             kernel_initializer=kernel_init,
             kernel_regularizer=kernel_regularizer,
             data_format=data_format,
             name=layer_name,
         )
 
-    def batch_norm(layer_name):
-        return keras.layers.BatchNormalization(
-            axis=channel_axis,
+    def bn(layer_name):
+        return batch_norm(
             momentum=bn_momentum,
             epsilon=bn_epsilon,
+            data_format=data_format,
             name=layer_name,
         )
 
@@ -176,13 +176,13 @@ def PreActResNet(
     if net.name == "cifar":
         x = conv(net.stem_filters, 3, 1, "stem_conv")(inputs)
         if not pre_activation:
-            x = batch_norm("stem_bn")(x)
+            x = bn("stem_bn")(x)
             x = keras.layers.ReLU(name="stem_relu")(x)
     else:
         pad = dict(data_format=data_format)
         x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(inputs)
         x = conv(net.stem_filters, 7, 2, "stem_conv", padding="valid")(x)
-        x = batch_norm("stem_bn")(x)
+        x = bn("stem_bn")(x)
         x = keras.layers.ReLU(name="stem_relu")(x)
         # Zero padding is safe before max pooling: inputs are >= 0 here.
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", **pad)(x)
@@ -228,7 +228,7 @@ def PreActResNet(
 
     # === Head ===
     if unit_ordering == "full_preact":
-        x = batch_norm("post_bn")(x)
+        x = bn("post_bn")(x)
     if pre_activation:
         x = keras.layers.ReLU(name="post_relu")(x)
     if include_top:
