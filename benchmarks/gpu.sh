@@ -24,4 +24,4 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
   --train-args "--precisions float32,mixed --mixed-policy mixed_bfloat16 --torch-amp-dtype bfloat16 --jit both --cifar-batch 128 --imagenet-batch 64 --warmup 5 --steps 20 --timeout 1800 ${TRAIN_EXTRA:-}" \
   --inference-args "--no-savedmodel --batch 64 --warmup 5 --steps 50" \
   --build-args "--depths 20,56,110,164,1001" \
-  --remat-args "--depths 164,1001 --batches 128,64 --jit auto --precision mixed --timeout 1800"
+  --remat-args "--depths 164,1001 --batches 128,128 --jit auto --precision mixed --timeout 1800"

@@ -64,7 +64,25 @@ def parse_args(argv=None):
         parser.add_argument(
             f"--{suite}-args", default="", help=f"extra arguments for {SUITES[suite]}"
         )
+    parser.add_argument(
+        "--backend-args",
+        action="append",
+        default=[],
+        metavar="BACKEND:SUITE:ARGS",
+        help="arguments for one suite on one backend, after --SUITE-args (so they win), "
+        "e.g. 'torch:train:--jit off'; repeatable",
+    )
     args = parser.parse_args(argv)
+    args.per_backend_args = {}
+    for item in args.backend_args:
+        backend, _, rest = item.partition(":")
+        suite, _, extra = rest.partition(":")
+        if backend not in _common.BACKENDS or suite not in SUITES:
+            parser.error(
+                f"Invalid --backend-args={item!r}. Expected BACKEND:SUITE:ARGS with BACKEND "
+                f"in {list(_common.BACKENDS)} and SUITE in {list(SUITES)}."
+            )
+        args.per_backend_args.setdefault((backend, suite), []).extend(shlex.split(extra))
     for b in args.backends.split(","):
         if b not in _common.BACKENDS:
             parser.error(f"Unknown backend {b!r}. Expected one of {list(_common.BACKENDS)}.")
@@ -93,6 +111,7 @@ def main(argv=None):
             if suite == "train" and args.torch_reference and backend == torch_ref_backend:
                 cmd.append("--torch-reference")
             cmd += shlex.split(getattr(args, f"{suite}_args"))
+            cmd += args.per_backend_args.get((backend, suite), [])
             env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
             print(f"== {suite} on {backend}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, env=env)
