@@ -4,7 +4,8 @@
 #
 #   bash benchmarks/cpu.sh [OUT_DIR]
 #
-# Writes OUT_DIR/cpu_results.json and OUT_DIR/cpu_results.md (default OUT_DIR=.).
+# Writes OUT_DIR/cpu_results.json, OUT_DIR/cpu_results.md and
+# OUT_DIR/input_pipeline.json (default OUT_DIR=.).
 # Training runs 3 interleaved rounds and keeps each config's median round, so a
 # slow spell on a shared machine hits keras_preact and its alternatives alike.
 # Compile settings per backend: TensorFlow with and without XLA; JAX jitted only
@@ -32,3 +33,5 @@ PY="${PYTHON:-python}"
   --build-args "--depths 20,56,110,164,1001 --repeats 1" \
   --remat-args "--depths 164,1001 --batches 16,4 --jit auto" \
   --backend-args "jax:remat:--depths 164 --batches 16"
+# The tf.data pipelines on their own (needs ../shared/data or --data-dir).
+"$PY" "$HERE/input_pipeline.py" --output "$OUT/input_pipeline.json"
