@@ -48,6 +48,19 @@ def cifar_stages(depth):
 
 
 class _Unit(nn.Module):
+    """What both units share: the pre-activation and the shortcut."""
+
+    def __init__(self, in_ch, out_ch, stride, preactivate, preact_shortcut):
+        super().__init__()
+        self.preact_shortcut = preact_shortcut
+        self.bn1 = nn.BatchNorm2d(in_ch) if preactivate else None
+        self.relu = nn.ReLU(inplace=True)
+        self.proj = (
+            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+            if stride != 1 or in_ch != out_ch
+            else None
+        )
+
     def _preact(self, x):
         pre = x if self.bn1 is None else self.relu(self.bn1(x))
         if self.proj is not None:
@@ -59,19 +72,10 @@ class PreActBasic(_Unit):
     expansion = 1
 
     def __init__(self, in_ch, width, stride, preactivate=True, preact_shortcut=False, **_):
-        super().__init__()
-        out_ch = width
-        self.preact_shortcut = preact_shortcut
-        self.bn1 = nn.BatchNorm2d(in_ch) if preactivate else None
+        super().__init__(in_ch, width, stride, preactivate, preact_shortcut)
         self.conv1 = nn.Conv2d(in_ch, width, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, out_ch, 3, 1, 1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.proj = (
-            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
-            if stride != 1 or in_ch != out_ch
-            else None
-        )
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
 
     def forward(self, x):
         pre, shortcut = self._preact(x)
@@ -86,22 +90,13 @@ class PreActBottleneck(_Unit):
     def __init__(
         self, in_ch, width, stride, preactivate=True, preact_shortcut=False, stride_on="3x3"
     ):
-        super().__init__()
-        out_ch = width * 4
-        self.preact_shortcut = preact_shortcut
+        super().__init__(in_ch, width * 4, stride, preactivate, preact_shortcut)
         s1, s3 = (stride, 1) if stride_on == "1x1" else (1, stride)
-        self.bn1 = nn.BatchNorm2d(in_ch) if preactivate else None
         self.conv1 = nn.Conv2d(in_ch, width, 1, s1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, width, 3, s3, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.proj = (
-            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
-            if stride != 1 or in_ch != out_ch
-            else None
-        )
+        self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
 
     def forward(self, x):
         pre, shortcut = self._preact(x)

@@ -48,6 +48,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_preact import paper_results  # noqa: E402
+from keras_preact.layers import SHORTCUTS  # noqa: E402
 
 # Paper order (Table 2 lists the original unit first, full pre-activation last).
 TABLE2_VARIANTS = {
@@ -62,14 +63,7 @@ TABLE2_VARIANTS = {
 }
 TABLE1_VARIANTS = {
     name: {"unit_ordering": paper_results.TABLE1_UNIT_ORDERING, "shortcut": name}
-    for name in (
-        "identity",
-        "constant_scaling",
-        "exclusive_gating",
-        "shortcut_only_gating",
-        "conv1x1",
-        "dropout",
-    )
+    for name in SHORTCUTS  # in the paper's Table 1 order
 }
 TABLES = {"1": TABLE1_VARIANTS, "2": TABLE2_VARIANTS}
 SOURCES = ("npz", "archive", "tfds")
