@@ -7,6 +7,7 @@ process only pays for the frameworks it actually benchmarks.
 import argparse
 import datetime
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -398,7 +399,10 @@ def merge_rounds(per_round):
     if len(per_round) == 1:
         return list(per_round[0])
     merged = []
-    for rows in zip(*per_round):
+    # zip_longest: while a later round is under way, the configs it has not reached
+    # yet keep their earlier rounds (so an interrupted run loses nothing).
+    for rows in itertools.zip_longest(*per_round):
+        rows = [r for r in rows if r is not None]
         ok = [r for r in rows if r.get("status") == "ok"]
         if not ok:
             merged.append(rows[-1])
