@@ -32,15 +32,6 @@ def validate_choice(argument, value, valid):
     return value
 
 
-def he_normal_fan_out():
-    """He normal over fan-out, untruncated, as in the authors' Torch code."""
-    import keras
-
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
-
-
 DATA_FORMATS = ("channels_last", "channels_first")
 
 

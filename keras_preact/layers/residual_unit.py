@@ -6,11 +6,12 @@ from keras import ops
 from keras_preact.layers.drop_path import DropPath
 from keras_preact.layers.factories import batch_norm
 from keras_preact.layers.factories import conv2d
+from keras_preact.layers.factories import fresh_initializer
+from keras_preact.layers.factories import he_normal_fan_out
 from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import STRIDE_POSITIONS
 from keras_preact.layers.options import UNIT_ORDERINGS
-from keras_preact.layers.options import he_normal_fan_out
 from keras_preact.layers.options import standardize_data_format
 from keras_preact.layers.options import validate_choice
 
@@ -76,8 +77,10 @@ class ResidualUnit(keras.layers.Layer):
         gate_bias: float. Initial bias of the gating 1x1 convolution.
             Defaults to `-6.0` (the paper's best setting).
         shortcut_dropout_rate: float. Rate of `"dropout"`. Defaults to `0.5`.
-        kernel_initializer: initializer for the convolutions. Defaults to He
-            normal over fan-out.
+        kernel_initializer: initializer for the convolutions; each
+            convolution gets its own copy (`fresh_initializer`), so no two
+            kernels are tied. Defaults to He normal over fan-out,
+            `N(0, sqrt(2 / (k * k * out_channels)))`, the authors' `ConvInit`.
         kernel_regularizer: optional regularizer for convolution kernels.
         bn_momentum: float. Defaults to `0.9` (Torch's 0.1).
         bn_epsilon: float. Defaults to `1e-5`.
@@ -237,6 +240,7 @@ class ResidualUnit(keras.layers.Layer):
             data_format=self.data_format,
             dtype=self.dtype_policy,
             name=name,
+            seed_salt=f"{self.name}/{name}",
         )
 
     def _batch_norm(self, name):
@@ -269,7 +273,9 @@ class ResidualUnit(keras.layers.Layer):
             self.gate = keras.layers.Conv2D(
                 self.output_channels,
                 1,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=fresh_initializer(
+                    self.kernel_initializer, f"{self.name}/gate"
+                ),
                 kernel_regularizer=self.kernel_regularizer,
                 bias_initializer=keras.initializers.Constant(self.gate_bias),
                 data_format=self.data_format,

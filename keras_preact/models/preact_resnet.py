@@ -4,10 +4,11 @@ import keras
 
 from keras_preact.layers.factories import batch_norm
 from keras_preact.layers.factories import conv2d
+from keras_preact.layers.factories import he_normal_fan_out
+from keras_preact.layers.factories import torch_linear_default
 from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import UNIT_ORDERINGS
-from keras_preact.layers.options import he_normal_fan_out
 from keras_preact.layers.options import standardize_data_format
 from keras_preact.layers.options import validate_choice
 from keras_preact.layers.residual_unit import ResidualUnit
@@ -55,6 +56,13 @@ def PreActResNet(
     CIFAR layout: a bare 3x3 conv stem with 16 filters, three stages at
     widths 16/32/64 (x4 for bottlenecks). ImageNet layout: conv7x7/2,
     BN-ReLU, maxpool 3x3/2, four stages at widths 64/128/256/512.
+
+    Initialization follows the authors' Torch code (resnet-pre-act.lua,
+    fb.resnet.torch): every conv kernel is drawn independently from
+    `N(0, sqrt(2 / (k * k * out_channels)))`, BN gamma 1 and beta 0, and the
+    classifier keeps Torch's `nn.Linear` default `U(-1/sqrt(n), 1/sqrt(n))`
+    (n = fan-in) with a zero bias. Call `keras.utils.set_random_seed(s)`
+    before building for a reproducible model.
 
     Args:
         depth: int. Network depth: `6n+2` (basic) or `9n+2` (bottleneck) for
@@ -239,6 +247,7 @@ def PreActResNet(
         x = keras.layers.Dense(
             classes,
             activation=classifier_activation,
+            kernel_initializer=torch_linear_default(),
             kernel_regularizer=kernel_regularizer,
             dtype="float32",
             name="predictions",
