@@ -33,6 +33,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_preact.models.outputs import outputs_logits
+
 _UNIT_NAME = re.compile(r"^stage(\d+)_unit(\d+)$")
 
 
@@ -129,12 +131,6 @@ def _single(tensors, what):
     return tensors
 
 
-def _output_is_probabilities(model):
-    activation = getattr(model.layers[-1], "activation", None)
-    name = getattr(activation, "__name__", str(activation))
-    return name == "softmax"
-
-
 class SignalProbe:
     """Measures the forward/backward signal of a model on batches.
 
@@ -149,8 +145,8 @@ class SignalProbe:
         units: list of layers or None. The units to measure. Defaults to
             `find_residual_units(model)`.
         from_logits: bool or None. Whether the model outputs logits.
-            Defaults to None: probabilities if the last layer's activation
-            is softmax, else logits.
+            Defaults to None: read from the graph
+            (`keras_preact.models.outputs.classifier_output`).
         jit_compile: bool. JAX only: compile the forward+backward pass
             once per probe (`jax.jit`, the model's variables passed in as
             arguments) instead of differentiating op by op. Worth it when
@@ -204,9 +200,7 @@ class SignalProbe:
         self._input_shapes = [
             tuple(_single(u.input, "unit input").shape[1:]) for u in units
         ]
-        if from_logits is None:
-            from_logits = not _output_is_probabilities(model)
-        self.from_logits = bool(from_logits)
+        self.from_logits = outputs_logits(model, from_logits)
         self.jit_compile = bool(jit_compile)
         self._jax_fns = {}
 
@@ -352,8 +346,8 @@ def signal_propagation(
             statistics, the training-time signal); no state is updated.
         units: list of layers or None. Defaults to the residual units
             (`stage{s}_unit{u}`).
-        from_logits: bool or None. Defaults to auto-detection (softmax last
-            layer means probabilities).
+        from_logits: bool or None. Defaults to None: read from the graph,
+            as `SignalProbe` does.
         jit_compile: bool. JAX only: see `SignalProbe`. Defaults to False.
 
     Returns:
