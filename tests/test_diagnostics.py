@@ -248,10 +248,10 @@ def test_figures_are_png(tmp_path):
 @pytest.mark.slow
 def test_deep_full_preact_gradient_does_not_vanish():
     # Measured (seeds 0-2, batch of 8 random 16x16 images, base width 4,
-    # training-mode BN) on all three backends at depth 56 (27 units):
-    # ||g_first|| / ||g_last|| in 16.7 .. 66.2 (seed 0: 43.0 jax, 66.2
-    # tensorflow, 37.6 torch), and the smallest unit gradient is >= 0.75x the
-    # last unit's. The gradient at the input end is never smaller than at the
+    # training-mode BN, every kernel drawn independently) on all three
+    # backends at depth 56 (27 units): ||g_first|| / ||g_last|| in
+    # 23.9 .. 48.1 (seed 0: 36.0 tensorflow, 23.9 jax, 33.7 torch), and the
+    # smallest unit gradient is the last unit's (ratio 1.0). The gradient at the input end is never smaller than at the
     # output end: it does not vanish (a ratio far below 1), nor blow up.
     keras.utils.set_random_seed(0)
     model = tiny_model(56)
@@ -261,5 +261,5 @@ def test_deep_full_preact_gradient_does_not_vanish():
     s = signal_propagation(model, x, y)
     b = s.backward_norm
     assert s.num_units == 27
-    assert 10.0 < b[0] / b[-1] < 200.0
-    assert b.min() / b[-1] > 0.5
+    assert 10.0 < b[0] / b[-1] < 100.0
+    assert b.min() / b[-1] > 0.9
