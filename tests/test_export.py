@@ -483,6 +483,28 @@ def test_features_only_exports_pooled_features(tmp_path):
 
 
 @needs_export_backend
+def test_logits_model_serves_probabilities(tmp_path):
+    """`classifier_activation=None`: the served `probabilities` are a softmax."""
+    reference = _tiny_model(classes=10)
+    logits_model = keras_preact.PreActResNet(
+        depth=8, base_width=4, classes=10, input_shape=(32, 32, 3),
+        classifier_activation=None, name="tiny",
+    )
+    logits_model.set_weights(reference.get_weights())
+    path = kpe.export_saved_model(logits_model, tmp_path, "logits",
+                                  include_encoded_image_signature=False)
+    pixels = _cifar_images(3)
+    out, _, _ = _run_checker(tmp_path, path, {"u8": pixels}, {},
+                             [["serving_uint8", "u8", [3]]])
+    probs = out["v1/serving_uint8/u8/3/probabilities"]
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs, _keras_probs(reference, pixels), atol=ATOL, rtol=0)
+    unreadable = keras.Sequential([logits_model, keras.layers.ReLU()])
+    with pytest.raises(ValueError, match="from_logits"):
+        kpe.export_saved_model(unreadable, tmp_path, "relu")
+
+
+@needs_export_backend
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_model_exports_float32(tmp_path, policy):

@@ -9,6 +9,8 @@ import uuid
 import keras
 import numpy as np
 
+from keras_preact.models.outputs import outputs_logits
+
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
 VALID_PREPROCESSING = ("cifar10", "cifar100", "imagenet", None)
 VALID_SERVING_DTYPES = ("float32", "mixed_float16", "mixed_bfloat16", None)
@@ -222,6 +224,7 @@ def export_saved_model(
     max_image_bytes=DEFAULT_MAX_IMAGE_BYTES,
     serving_dtype="float32",
     features_only=False,
+    from_logits=None,
     verbose=False,
 ):
     """Exports a classifier as a TensorFlow Serving SavedModel.
@@ -247,9 +250,9 @@ def export_saved_model(
     pixel tensors of the wrong shape) fail with `InvalidArgumentError`.
 
     Args:
-        model: functional `keras.Model`, normalized float NHWC input, softmax
-            output (or any model with a global-pooling layer for
-            `features_only=True`).
+        model: functional `keras.Model`, normalized float NHWC input,
+            softmax or logits output (see `from_logits`), or any model with
+            a global-pooling layer for `features_only=True`.
         export_base: base folder (TF Serving's `base_path` parent).
         model_name: model folder name (the name TF Serving serves it under).
         version: positive int, or `None` for one more than the largest existing.
@@ -271,6 +274,11 @@ def export_saved_model(
             weights), `"mixed_float16"`, `"mixed_bfloat16"`, or `None` to keep
             the model's own policies. Inputs/outputs are float32 regardless.
         features_only: export the headless model (global-pooled features).
+        from_logits: bool or `None`. Whether the model outputs logits; a
+            logits model is served with the softmax applied, so
+            `probabilities` always holds probabilities. `None` reads it from
+            the graph (`keras_preact.models.outputs.classifier_output`) and
+            raises `ValueError` when the graph does not tell.
         verbose: print Keras' endpoint summary.
 
     Returns:
@@ -316,6 +324,7 @@ def export_saved_model(
             "(it is the shorter side before the center crop)."
         )
 
+    apply_softmax = not features_only and outputs_logits(model, from_logits)
     if serving_dtype is not None:
         model = with_dtype_policy(model, serving_dtype)
     if features_only:
@@ -349,6 +358,7 @@ def export_saved_model(
             image_size=image_size,
             top_k=top_k,
             features_only=features_only,
+            apply_softmax=apply_softmax,
             include_bytes=include_encoded_image_signature,
             eval_resize=eval_resize,
             max_image_bytes=int(max_image_bytes),
@@ -398,6 +408,7 @@ def _write_archive(
     image_size,
     top_k,
     features_only,
+    apply_softmax,
     include_bytes,
     eval_resize,
     max_image_bytes,
@@ -416,7 +427,10 @@ def _write_archive(
         # Only the Keras model runs here (converted by jax2tf on JAX); top-k is
         # done with TF ops below: jax.lax.top_k serializes to a StableHLO
         # composite newer than TF 2.21's XlaCallModule can read.
-        return {output_name: ops.cast(model(images, training=False), "float32")}
+        outputs = ops.cast(model(images, training=False), "float32")
+        if apply_softmax:
+            outputs = ops.softmax(outputs, axis=-1)
+        return {output_name: outputs}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
