@@ -1,8 +1,9 @@
 """Train a Pre-activation ResNet on CIFAR-10/100 with the paper's recipe.
 
 The paper (He et al. 2016): SGD momentum 0.9, coupled L2 weight decay 1e-4 on
-kernels, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop at
-64k (~164 epochs); pad-4 / random crop / flip augmentation.
+every parameter (as the authors' Torch code), batch 128, lr 0.1 divided by 10
+at 32k and 48k iterations, stop at 64k (~164 epochs); pad-4 / random crop /
+flip augmentation.
 
 Examples:
 

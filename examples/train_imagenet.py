@@ -1,9 +1,10 @@
 """Train a Pre-activation ResNet (18..200) on ImageNet with the paper's recipe.
 
 The paper (He et al. 2016): SGD momentum 0.9, coupled L2 weight decay 1e-4 on
-kernels, batch 256, lr 0.1 (scaled linearly: 0.1 x batch / 256) divided by 10
-at epochs 30 and 60 (and 90 for longer runs), no warm-up; random-sized or
-scale augmentation, single 224 center crop for evaluation.
+every parameter (as the authors' Torch code), batch 256, lr 0.1 (scaled
+linearly: 0.1 x batch / 256) divided by 10 at epochs 30 and 60 (and 90 for
+longer runs), no warm-up; random-sized or scale augmentation, single 224
+center crop for evaluation.
 
 Examples:
 

@@ -1,5 +1,5 @@
-"""Tests of keras_preact.training: schedules, PaperSGD, precision, distribution,
-callbacks and compile_for_paper."""
+"""Tests of keras_preact.training: schedules, precision, distribution, callbacks
+and compile_for_paper (PaperSGD: tests/test_optimizers.py)."""
 
 import json
 import os
@@ -17,11 +17,9 @@ from keras_preact.training import AtomicBackupAndRestore
 from keras_preact.training import ImageNetStepSchedule
 from keras_preact.training import MetricsWriter
 from keras_preact.training import PaperCIFARSchedule
-from keras_preact.training import PaperSGD
 from keras_preact.training import WarmupCosineDecay
 from keras_preact.training import accuracy_metrics
 from keras_preact.training import compile_for_paper
-from keras_preact.training import decayed_variables
 from keras_preact.training import plot_training_curves
 from keras_preact.training import resolve_precision
 from keras_preact.training import setup_distribution
@@ -122,113 +120,7 @@ def test_schedule_bad_input():
         WarmupCosineDecay(0.1, total_steps=10, warmup_steps=10)
 
 
-# --- PaperSGD: coupled L2 on kernels only -----------------------------------
-
-
-def small_model():
-    return keras.Sequential(
-        [
-            keras.Input((4, 4, 2)),
-            keras.layers.Conv2D(3, 3, use_bias=False, name="conv"),
-            keras.layers.BatchNormalization(name="bn"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(5, name="fc"),
-        ],
-        name="small",
-    )
-
-
-def test_weight_decay_rule_selects_kernels_only():
-    model = small_model()
-    opt = PaperSGD()
-    assert decayed_variables(model, opt) == ["small/conv/kernel", "small/fc/kernel"]
-    opt = PaperSGD(l2_exclude=[r"fc/"])
-    assert decayed_variables(model, opt) == ["small/conv/kernel"]
-    assert decayed_variables(model, PaperSGD(l2_weight_decay=0.0)) == []
-
-
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_paper_sgd_matches_hand_computation(nesterov):
-    model = small_model()
-    lr, m, wd = 0.5, 0.9, 0.1
-    opt = PaperSGD(learning_rate=lr, momentum=m, nesterov=nesterov, l2_weight_decay=wd)
-    variables = model.trainable_variables
-    rng = np.random.default_rng(0)
-    w = [ops.convert_to_numpy(v).astype("float64") for v in variables]
-    velocity = [np.zeros_like(x) for x in w]
-    decays = [v.path.endswith("kernel") for v in variables]
-    for _ in range(2):
-        grads = [rng.normal(size=x.shape).astype("float32") for x in w]
-        opt.apply([ops.convert_to_tensor(g) for g in grads], variables)
-        for i, (g, decay) in enumerate(zip(grads, decays)):
-            g = g + wd * w[i] if decay else g.astype("float64")
-            velocity[i] = m * velocity[i] - lr * g
-            w[i] = w[i] + (m * velocity[i] - lr * g if nesterov else velocity[i])
-    for v, expected in zip(variables, w):
-        np.testing.assert_allclose(ops.convert_to_numpy(v), expected, rtol=1e-5,
-                                   atol=1e-6, err_msg=v.path)
-
-
-def zero_loss(y_true, y_pred):
-    return 0.0 * ops.mean(y_pred)
-
-
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
-def test_paper_sgd_in_fit_decays_kernels_not_batchnorm(policy):
-    """A zero loss leaves only the decay: kernels shrink by (1 - lr*wd), BN not."""
-    keras.config.set_dtype_policy(policy)
-    model = keras.Sequential(
-        [
-            keras.Input((6,)),
-            keras.layers.Dense(4, name="fc1"),
-            keras.layers.BatchNormalization(name="bn", gamma_initializer="random_uniform",
-                                            beta_initializer="random_uniform"),
-            keras.layers.Dense(3, name="fc2", bias_initializer="ones"),
-        ]
-    )
-    lr, wd = 0.5, 0.1
-    model.compile(PaperSGD(learning_rate=lr, l2_weight_decay=wd), loss=zero_loss)
-    if policy == "mixed_float16":
-        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        assert isinstance(model.optimizer.inner_optimizer, PaperSGD)
-    before = {v.path: ops.convert_to_numpy(v).copy() for v in model.trainable_variables}
-    x = np.ones((8, 6), "float32")
-    model.train_on_batch(x, np.zeros((8, 3), "float32"))
-    for v in model.trainable_variables:
-        after = ops.convert_to_numpy(v)
-        if v.path.endswith("kernel"):
-            np.testing.assert_allclose(after, before[v.path] * (1 - lr * wd), rtol=1e-6)
-        else:
-            np.testing.assert_array_equal(after, before[v.path], err_msg=v.path)
-
-
-def test_paper_sgd_serializes_with_model(tmp_path):
-    model = small_model()
-    schedule = PaperCIFARSchedule.for_run(batch_size=64, warmup=True)
-    model.compile(PaperSGD(schedule, nesterov=True, l2_weight_decay=5e-4,
-                           l2_exclude=["fc"]), loss="mse")
-    model.train_on_batch(np.ones((2, 4, 4, 2)), np.ones((2, 5)))
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    opt = loaded.optimizer
-    assert isinstance(opt, PaperSGD)
-    assert (opt.l2_weight_decay, opt.nesterov, opt.l2_exclude) == (5e-4, True, ["fc"])
-    restored_schedule = keras.saving.deserialize_keras_object(
-        opt.get_config()["learning_rate"])
-    assert isinstance(restored_schedule, PaperCIFARSchedule)
-    assert restored_schedule.get_config() == schedule.get_config()
-    assert int(ops.convert_to_numpy(opt.iterations)) == 1
-    # The restored optimizer keeps decaying the same variables.
-    assert [p.split("/")[-2:] for p in decayed_variables(loaded, opt)] == [
-        ["conv", "kernel"]]
-
-
-def test_paper_sgd_bad_input():
-    with pytest.raises(ValueError, match="l2_weight_decay"):
-        PaperSGD(l2_weight_decay=-1.0)
-    with pytest.raises(ValueError, match="l2_min_ndim"):
-        PaperSGD(l2_min_ndim="2")
+# --- compile_for_paper (PaperSGD itself: tests/test_optimizers.py) ----------
 
 
 def test_training_steps_lower_the_loss():
@@ -330,18 +222,7 @@ DISTRIBUTED_STEP = textwrap.dedent(
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
     assert not np.allclose(before, keras.ops.convert_to_numpy(kernel))
-    # The coupled L2 term is added once, after the cross-replica reduction:
-    # with a zero loss the kernel shrinks by exactly (1 - lr * wd).
-    from keras_preact.training import PaperSGD
-    with setup.scope():
-        probe = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-        probe.compile(PaperSGD(0.5, l2_weight_decay=0.1),
-                      loss=lambda t, p: 0.0 * keras.ops.mean(p))
-    w0 = keras.ops.convert_to_numpy(probe.layers[0].kernel).copy()
-    probe.fit(np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"), batch_size=8,
-              verbose=0)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.layers[0].kernel),
-                               0.95 * w0, rtol=1e-6)
+    # PaperSGD's update under two replicas: tests/test_optimizers.py.
     print("OK", setup.kind, setup.num_replicas, history.history["loss"][0])
     """
 )

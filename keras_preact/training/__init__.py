@@ -3,8 +3,8 @@
 Public API:
     Schedules: PaperCIFARSchedule, ImageNetStepSchedule, WarmupCosineDecay
         (the last is not the paper's).
-    Optimizer: PaperSGD (SGD + momentum, coupled L2 on kernels only),
-        decayed_variables.
+    Optimizer: PaperSGD (the authors' Torch7 `optim.sgd`: momentum, coupled
+        L2 on every trainable variable by default), decayed_variables.
     compile_for_paper, accuracy_metrics.
     Precision: resolve_precision, set_precision, accelerator_info.
     Distribution: setup_distribution, DistributionSetup.

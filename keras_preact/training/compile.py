@@ -52,6 +52,7 @@ def compile_for_paper(
     momentum=0.9,
     nesterov=False,
     weight_decay=1e-4,
+    weight_decay_on="all",
     one_hot=False,
     label_smoothing=0.0,
     from_logits=None,
@@ -61,8 +62,9 @@ def compile_for_paper(
 ):
     """Compiles `model` with the paper's training setup.
 
-    SGD, momentum 0.9, coupled L2 weight decay 1e-4 on conv/dense kernels
-    only (`PaperSGD`), cross-entropy, top-1 and top-5 accuracy ("top1",
+    SGD, momentum 0.9, coupled L2 weight decay 1e-4 on every trainable
+    variable, as the authors' Torch code (`PaperSGD`: Torch7 `optim.sgd`),
+    cross-entropy, top-1 and top-5 accuracy ("top1",
     "top5" in the logs). Under a "mixed_float16" policy, Keras wraps the
     optimizer in a `LossScaleOptimizer`.
 
@@ -73,8 +75,13 @@ def compile_for_paper(
         optimizer: `keras.optimizers.Optimizer` or None. Overrides the
             `PaperSGD` built from the arguments below.
         momentum: float. Defaults to 0.9.
-        nesterov: bool. Defaults to False.
-        weight_decay: float. Coupled L2 on kernels. Defaults to 1e-4.
+        nesterov: bool. Nesterov momentum (the authors' Torch release uses
+            it; the paper's CIFAR recipe does not). Defaults to False.
+        weight_decay: float >= 0. Coupled L2 coefficient
+            (`PaperSGD(l2_weight_decay=...)`). Defaults to 1e-4.
+        weight_decay_on: "all" (every trainable variable: kernels,
+            BatchNorm gamma/beta, biases; the authors' code) or "kernels"
+            (conv/dense kernels only, not the authors'). Defaults to "all".
         one_hot: bool. One-hot / soft labels (mixup, cutmix):
             `CategoricalCrossentropy` instead of the sparse one.
             Defaults to False.
@@ -111,6 +118,7 @@ def compile_for_paper(
             momentum=momentum,
             nesterov=nesterov,
             l2_weight_decay=weight_decay,
+            l2_decay_on=weight_decay_on,
         )
     if one_hot:
         loss = keras.losses.CategoricalCrossentropy(

@@ -1,22 +1,34 @@
-"""SGD with the paper's coupled L2 weight decay on kernels only.
+"""`PaperSGD`: the authors' SGD update (Torch7 `optim.sgd`) as a Keras optimizer.
 
-He et al. (and the Torch code they build on) train with SGD, momentum 0.9 and
-weight decay 1e-4 applied as a coupled L2 penalty: `grad += wd * w` before the
-momentum update, so the decay goes through momentum. Keras' own
-`weight_decay=` argument is *decoupled* (`w -= lr * wd * w`, AdamW style),
-which is a different update, hence `PaperSGD`.
+What the authors' code does (the sources, checked):
 
-Which variables decay: a trainable variable gets the L2 term when it has at
-least `l2_min_ndim` (2) dimensions, i.e. conv and dense kernels (4-D / 2-D);
-BatchNorm gamma/beta and biases (1-D) do not. Variables whose `path` matches
-one of the regular expressions in `l2_exclude` never decay.
+- KaimingHe/resnet-1k-layers `resnet-pre-act.lua` (the authors' CIFAR
+  release, used for ResNet-1001) is built on fb.resnet.torch and trained with
+  its `train.lua`.
+- facebook/fb.resnet.torch `train.lua` (lines 20-29, 64):
+  `optimState = {learningRate = opt.LR, learningRateDecay = 0.0,
+  momentum = opt.momentum, nesterov = true, dampening = 0.0,
+  weightDecay = opt.weightDecay}`,
+  `self.params, self.gradParams = model:getParameters()` (ONE flat vector of
+  ALL parameters: conv kernels, BatchNorm gamma and beta, the Linear weight
+  and bias) and `optim.sgd(feval, self.params, self.optimState)`.
+- Torch7 `optim.sgd` with dampening 0: `dfdx = dfdx + wd * x`;
+  `buf = dfdx` on the first step, else `buf = mom * buf + dfdx`;
+  Nesterov: `dfdx = dfdx + mom * buf`, else `dfdx = buf`; `x = x - clr * dfdx`.
+  This is `torch.optim.SGD(params, lr, momentum, dampening=0,
+  weight_decay=wd, nesterov=...)`: the decay is a coupled L2 term on every
+  parameter, and the learning rate of the current step multiplies the buffer.
+- The paper (He et al. 2016, Caffe) uses momentum 0.9 and weight decay 1e-4;
+  its CIFAR recipe is plain momentum, the Torch release uses Nesterov.
 
-The term is added inside `update_step`, i.e. after gradient unscaling (mixed
-precision / `LossScaleOptimizer`), after the all-reduce across replicas
-(tf.distribute) and after gradient accumulation, and before momentum, on all
-three backends.
+Keras' own `SGD` differs in two ways: its `weight_decay=` is decoupled
+(`w -= lr * wd * w`, AdamW style) and its velocity holds `-lr * g`
+(`v = m * v - lr * g; w = w + v`), so after a learning-rate drop it keeps
+moving with the old rate for a few steps where Torch does not.
 """
 
+import math
+import numbers
 import re
 
 import keras
@@ -24,39 +36,118 @@ from keras import ops
 
 _PACKAGE = "keras_preact"
 
+#: Valid values of `PaperSGD(l2_decay_on=...)`.
+DECAY_SCOPES = ("all", "kernels")
+
+
+def _check_real(name, value, low, high=math.inf):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not low <= float(value) <= high
+    ):
+        bounds = f"in [{low}, {high}]" if high != math.inf else f">= {low}"
+        raise ValueError(f"Expected {name} to be a float {bounds}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _compile_patterns(l2_exclude):
+    if l2_exclude is None:
+        return []
+    patterns = [l2_exclude] if isinstance(l2_exclude, str) else l2_exclude
+    try:
+        patterns = list(patterns)
+    except TypeError:
+        patterns = None
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(
+            "Expected l2_exclude to be None, a regular expression (str) or a "
+            f"sequence of them. Received: l2_exclude={l2_exclude!r}"
+        )
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as error:
+            raise ValueError(
+                f"Invalid regular expression in l2_exclude: {pattern!r} ({error})"
+            ) from None
+    return compiled
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PaperSGD(keras.optimizers.SGD):
-    """SGD + momentum with coupled L2 weight decay on kernels only.
+    """SGD + momentum with coupled L2 weight decay, exactly Torch7 `optim.sgd`.
 
-    Update for a decayed variable `w` with gradient `g` (Keras' SGD form):
-    `g' = g + l2_weight_decay * w; v = momentum * v - lr * g'; w = w + v`
-    (Nesterov: `w = w + momentum * v - lr * g'`). Non-decayed variables
-    (fewer than `l2_min_ndim` dims, or `path` matching `l2_exclude`) use
-    `g' = g`.
+    The update of the authors' code (fb.resnet.torch `train.lua` calling
+    Torch7 `optim.sgd` with dampening 0; identical to `torch.optim.SGD(...,
+    momentum=m, dampening=0, weight_decay=wd, nesterov=...)`), for a variable
+    `w` with gradient `g`, current learning rate `lr` and momentum buffer `b`
+    (zeros at the start, so the first step gives `b = g'`):
 
-    Note: Keras' SGD folds the learning rate into the velocity, Torch's
-    multiplies the buffer by the current rate; they coincide while the rate is
-    constant and differ only in the few steps after a rate drop.
+    ```
+    g' = g + wd * w          # coupled L2, if w decays (else g' = g)
+    b  = m * b + g'
+    w  = w - lr * b          # nesterov=False
+    w  = w - lr * (g' + m * b)   # nesterov=True
+    ```
+
+    With `momentum=0`: `w = w - lr * g'`. `lr` is the rate of the current step
+    and multiplies the whole buffer, so a rate drop takes effect at once
+    (Keras' `SGD` folds the rate into its velocity instead). A schedule is
+    evaluated by Keras at the optimizer's step counter; with
+    `gradient_accumulation_steps` that counter counts micro-batches.
+
+    Which variables decay: `l2_decay_on="all"` (default, the authors' code,
+    which decays its whole flat parameter vector): every trainable variable,
+    i.e. conv and dense kernels, BatchNorm gamma and beta, and biases.
+    `l2_decay_on="kernels"`: only variables with `ndim >= 2` (conv and dense
+    kernels), a common modern choice that is NOT the authors'. Either way a
+    variable whose `path` matches a regular expression in `l2_exclude` does
+    not decay. `decayed_variables(model, optimizer)` lists the decayed ones.
+
+    The term is added inside `update_step`, i.e. after loss-scale unscaling
+    (mixed float16, `LossScaleOptimizer`), after the cross-replica gradient
+    sum (tf.distribute; keras.distribution on JAX computes the global
+    gradient), and after gradient accumulation (on the averaged gradient, at
+    the real update): decay is applied once per update, not once per replica
+    or micro-batch. The buffer is the optimizer's "momentum" variable, saved
+    with the model and by `BackupAndRestore`.
+
+    Sources: facebook/fb.resnet.torch `train.lua` lines 20-29 and 64;
+    KaimingHe/resnet-1k-layers `resnet-pre-act.lua` (built on
+    fb.resnet.torch); Torch7 `optim/sgd.lua`; He et al. 2016 (momentum 0.9,
+    weight decay 1e-4).
 
     Args:
-        learning_rate: float or `LearningRateSchedule`. Defaults to 0.1.
-        momentum: float. Defaults to 0.9.
-        nesterov: bool. Defaults to False (the paper; the authors' Torch
-            release for ResNet-1001 used True).
-        l2_weight_decay: float >= 0. Coupled L2 coefficient. Defaults to 1e-4.
-        l2_min_ndim: int. Variables with at least this many dimensions decay.
-            Defaults to 2 (conv and dense kernels).
-        l2_exclude: sequence of str or None. Regular expressions searched in
-            `variable.path`; matching variables never decay.
+        learning_rate: float > 0 or `LearningRateSchedule`. Defaults to 0.1.
+        momentum: float in [0, 1]. Defaults to 0.9.
+        nesterov: bool. Defaults to False (the paper's CIFAR recipe; the
+            authors' Torch release for ResNet-1001 used True). Needs
+            `momentum > 0`.
+        l2_weight_decay: float >= 0. Coupled L2 coefficient `wd`.
+            Defaults to 1e-4.
+        l2_decay_on: "all" (every trainable variable, the authors' code) or
+            "kernels" (variables with ndim >= 2 only). Defaults to "all".
+        l2_exclude: None, a str or a sequence of str. Regular expressions
+            searched in `variable.path`; matching variables never decay.
+            Defaults to None.
+        name: str. Defaults to "PaperSGD".
         **kwargs: passed to `keras.optimizers.SGD` (e.g. `clipnorm`,
-            `gradient_accumulation_steps`, `name`).
+            `gradient_accumulation_steps`, `loss_scale_factor`). Not
+            `weight_decay` (Keras' decoupled decay, a different update).
+
+    Raises:
+        ValueError: for a momentum outside [0, 1], a negative or non-numeric
+            `l2_weight_decay`, `nesterov` without momentum or not a bool, an
+            `l2_decay_on` other than "all" / "kernels", an invalid
+            `l2_exclude` pattern, or a `weight_decay` / `l2_min_ndim` argument.
 
     Example:
 
     >>> opt = PaperSGD(learning_rate=0.1)
-    >>> opt.l2_weight_decay
-    0.0001
+    >>> (opt.momentum, opt.l2_weight_decay, opt.l2_decay_on)
+    (0.9, 0.0001, 'all')
     """
 
     def __init__(
@@ -65,41 +156,64 @@ class PaperSGD(keras.optimizers.SGD):
         momentum=0.9,
         nesterov=False,
         l2_weight_decay=1e-4,
-        l2_min_ndim=2,
+        l2_decay_on="all",
         l2_exclude=None,
         name="PaperSGD",
         **kwargs,
     ):
-        if not isinstance(l2_weight_decay, (int, float)) or l2_weight_decay < 0:
+        if "l2_min_ndim" in kwargs:
             raise ValueError(
-                "Expected l2_weight_decay to be a float >= 0. "
-                f"Received: l2_weight_decay={l2_weight_decay!r}"
+                "PaperSGD no longer takes l2_min_ndim: use l2_decay_on='kernels' "
+                "(ndim >= 2) or 'all' (the authors' code). "
+                f"Received: l2_min_ndim={kwargs['l2_min_ndim']!r}"
             )
-        if not isinstance(l2_min_ndim, int) or l2_min_ndim < 0:
+        if kwargs.get("weight_decay") is not None:
             raise ValueError(
-                "Expected l2_min_ndim to be an int >= 0. "
-                f"Received: l2_min_ndim={l2_min_ndim!r}"
+                "PaperSGD applies coupled L2 decay through l2_weight_decay; Keras' "
+                "decoupled weight_decay is a different update and is not supported. "
+                f"Received: weight_decay={kwargs['weight_decay']!r}"
             )
-        if isinstance(l2_exclude, str):
-            l2_exclude = [l2_exclude]
+        kwargs.pop("weight_decay", None)
+        momentum = _check_real("momentum", momentum, 0.0, 1.0)
+        l2_weight_decay = _check_real("l2_weight_decay", l2_weight_decay, 0.0)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"Expected nesterov to be a bool. Received: nesterov={nesterov!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError(
+                "Nesterov momentum needs momentum > 0. "
+                f"Received: momentum={momentum!r}, nesterov=True"
+            )
+        if l2_decay_on not in DECAY_SCOPES:
+            raise ValueError(
+                f"Expected l2_decay_on to be one of {DECAY_SCOPES}. "
+                f"Received: l2_decay_on={l2_decay_on!r}"
+            )
+        patterns = _compile_patterns(l2_exclude)
         super().__init__(
             learning_rate=learning_rate,
-            momentum=float(momentum),
+            momentum=momentum,
             nesterov=nesterov,
             name=name,
             **kwargs,
         )
-        self.l2_weight_decay = float(l2_weight_decay)
-        self.l2_min_ndim = l2_min_ndim
-        self.l2_exclude = list(l2_exclude) if l2_exclude else []
-        self._l2_patterns = [re.compile(p) for p in self.l2_exclude]
+        self.l2_weight_decay = l2_weight_decay
+        self.l2_decay_on = l2_decay_on
+        self.l2_exclude = [p.pattern for p in patterns]
+        self._l2_patterns = patterns
         self._l2_mask = []
 
     def uses_l2(self, variable):
-        """Whether `variable` (a Keras variable) receives the L2 term."""
+        """Whether `variable` (a Keras variable) receives the coupled L2 term.
+
+        Args:
+            variable: a `keras.Variable` (anything with `shape` and `path`).
+
+        Returns:
+            bool.
+        """
         if self.l2_weight_decay == 0.0:
             return False
-        if len(variable.shape) < self.l2_min_ndim:
+        if self.l2_decay_on == "kernels" and len(variable.shape) < 2:
             return False
         path = getattr(variable, "path", None) or getattr(variable, "name", "")
         return not any(p.search(path) for p in self._l2_patterns)
@@ -114,26 +228,48 @@ class PaperSGD(keras.optimizers.SGD):
         self._l2_mask = [self.uses_l2(v) for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
-        if self._l2_mask and self._l2_mask[self._get_variable_index(variable)]:
+        """One Torch7 `optim.sgd` step of `variable` (see the class docstring)."""
+        index = self._get_variable_index(variable)
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self._l2_mask[index]:
             gradient = ops.add(
                 gradient,
-                ops.multiply(
-                    ops.cast(variable, gradient.dtype),
-                    ops.cast(self.l2_weight_decay, gradient.dtype),
-                ),
+                ops.multiply(ops.cast(self.l2_weight_decay, variable.dtype), variable),
             )
-        return super().update_step(gradient, variable, learning_rate)
+        if self.momentum == 0.0:
+            self.assign_sub(variable, ops.multiply(learning_rate, gradient))
+            return
+        momentum = ops.cast(self.momentum, variable.dtype)
+        buffer = self.momentums[index]
+        new_buffer = ops.add(ops.multiply(momentum, buffer), gradient)
+        self.assign(buffer, new_buffer)
+        if self.nesterov:
+            step = ops.add(gradient, ops.multiply(momentum, new_buffer))
+        else:
+            step = new_buffer
+        self.assign_sub(variable, ops.multiply(learning_rate, step))
 
     def get_config(self):
         config = super().get_config()
+        config.pop("weight_decay", None)
         config.update(
             {
                 "l2_weight_decay": self.l2_weight_decay,
-                "l2_min_ndim": self.l2_min_ndim,
+                "l2_decay_on": self.l2_decay_on,
                 "l2_exclude": list(self.l2_exclude) or None,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if "l2_min_ndim" in config:
+            # Files saved before l2_decay_on existed decayed ndim >= l2_min_ndim.
+            min_ndim = config.pop("l2_min_ndim")
+            config.setdefault("l2_decay_on", "kernels" if min_ndim >= 2 else "all")
+        return super().from_config(config, custom_objects=custom_objects)
 
 
 def decayed_variables(model, optimizer):
@@ -141,9 +277,17 @@ def decayed_variables(model, optimizer):
 
     Args:
         model: a `keras.Model`.
-        optimizer: a `PaperSGD`.
+        optimizer: a `PaperSGD` (or a `LossScaleOptimizer` wrapping one).
 
     Returns:
         list of str, in `model.trainable_variables` order.
+
+    Raises:
+        ValueError: if `optimizer` is not a `PaperSGD`.
     """
-    return [v.path for v in model.trainable_variables if optimizer.uses_l2(v)]
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(inner, PaperSGD):
+        raise ValueError(
+            f"Expected a PaperSGD optimizer. Received: optimizer={optimizer!r}"
+        )
+    return [v.path for v in model.trainable_variables if inner.uses_l2(v)]

@@ -43,7 +43,8 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--no-lr-scaling", action="store_true",
                    help="Do not scale the learning rate linearly with the global batch.")
     g.add_argument("--weight-decay", type=float, default=1e-4,
-                   help="Coupled L2 weight decay on conv/dense kernels (default 1e-4).")
+                   help="Coupled L2 weight decay on every trainable variable, as "
+                        "the authors' Torch code (default 1e-4).")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum.")
     g.add_argument("--schedule", choices=("paper", "cosine"), default="paper",
