@@ -2,14 +2,8 @@
 
 import keras
 
+from keras_preact.models.outputs import outputs_logits
 from keras_preact.training.optimizers import PaperSGD
-
-
-def _outputs_logits(model):
-    """True unless the model's last layer applies a softmax."""
-    activation = getattr(model.layers[-1], "activation", None) if model.layers else None
-    name = getattr(activation, "__name__", "")
-    return name != "softmax"
 
 
 def _num_outputs(model):
@@ -86,8 +80,10 @@ def compile_for_paper(
             `CategoricalCrossentropy` instead of the sparse one.
             Defaults to False.
         label_smoothing: float. Only with `one_hot=True`. Defaults to 0.
-        from_logits: bool or None. None: True unless the model ends in a
-            softmax. Defaults to None.
+        from_logits: bool or None. None: read from the model's graph
+            (`keras_preact.models.outputs.classifier_output`: probabilities
+            after a softmax, logits after a linear classifier, through
+            nested models and `Sequential` wrappers). Defaults to None.
         top_k: int. Defaults to 5. Left out when the model has fewer
             than `top_k` outputs.
         jit_compile: bool or "auto". Defaults to "auto".
@@ -95,6 +91,11 @@ def compile_for_paper(
 
     Returns:
         `model`, compiled.
+
+    Raises:
+        ValueError: `label_smoothing` without `one_hot=True`, or
+            `from_logits=None` for a model whose output the graph does not
+            tell (a sigmoid, a custom layer, a subclassed model).
 
     Example:
 
@@ -106,8 +107,7 @@ def compile_for_paper(
             "label_smoothing needs one_hot=True (sparse labels cannot be smoothed). "
             f"Received: label_smoothing={label_smoothing!r}, one_hot={one_hot!r}"
         )
-    if from_logits is None:
-        from_logits = _outputs_logits(model)
+    from_logits = outputs_logits(model, from_logits)
     classes = _num_outputs(model)
     if top_k and classes is not None and top_k > classes:
         # Top-k over fewer than k classes is always 1 (and fails on torch).
