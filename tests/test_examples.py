@@ -52,6 +52,11 @@ def test_cifar_script_rejects_bad_arguments(capsys):
         script.parse_args(["--mixed-precision", "fp8"])
     args = script.parse_args(["--steps", "100", "--jit-compile"])
     assert (args.steps, args.jit_compile, args.batch_size) == (100, "on", 128)
+    assert script.parse_args([]).weight_decay_on == "all"  # the authors' optim.sgd
+    assert script.parse_args(["--weight-decay-on", "kernels"]).weight_decay_on == "kernels"
+    with pytest.raises(SystemExit):
+        script.parse_args(["--weight-decay-on", "bn"])
+    assert "invalid choice: 'bn'" in capsys.readouterr().err
 
 
 def test_imagenet_script_arguments(capsys):

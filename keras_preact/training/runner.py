@@ -45,6 +45,9 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--weight-decay", type=float, default=1e-4,
                    help="Coupled L2 weight decay on every trainable variable, as "
                         "the authors' Torch code (default 1e-4).")
+    g.add_argument("--weight-decay-on", choices=("all", "kernels"), default="all",
+                   help="Variables that decay: 'all' (the authors' optim.sgd over the "
+                        "whole parameter vector) or 'kernels' (conv/dense kernels only).")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum.")
     g.add_argument("--schedule", choices=("paper", "cosine"), default="paper",
@@ -171,6 +174,7 @@ def fit_and_evaluate(
             momentum=args.momentum,
             nesterov=args.nesterov,
             weight_decay=args.weight_decay,
+            weight_decay_on=args.weight_decay_on,
             one_hot=one_hot,
             jit_compile=jit_compile_value(args.jit_compile),
         )
