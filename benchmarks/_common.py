@@ -70,6 +70,36 @@ def _gpu_names():
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+GPU_QUERY_FIELDS = ("name", "driver_version", "memory.total", "compute_cap")
+
+
+def gpu_details():
+    """One dict per GPU from `nvidia-smi --query-gpu` (name, driver version, total
+    memory, compute capability), without importing a framework; `[]` without a GPU
+    or nvidia-smi. Fields this nvidia-smi does not know are left out."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    gpus = None
+    for fields in (GPU_QUERY_FIELDS, GPU_QUERY_FIELDS[:3]):
+        try:
+            proc = subprocess.run(
+                ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return []
+        if proc.returncode == 0:
+            gpus = [
+                dict(zip(fields, (v.strip() for v in line.split(","))))
+                for line in proc.stdout.splitlines()
+                if line.strip()
+            ]
+            break
+    return gpus or []
+
+
 def _versions():
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -309,8 +339,11 @@ def worker_main(run_config):
     print(RESULT_MARKER + json.dumps(result), flush=True)
 
 
-def run_isolated(script, config, timeout_s, env=None):
+def run_isolated(script, config, timeout_s, env=None, stream_stderr=False):
     """Runs one config in a fresh process (clean peak-memory counters).
+
+    `stream_stderr=True` lets the worker's stderr (its progress lines) through to
+    this process's stderr instead of capturing it, for runs that last hours.
 
     Returns the worker's result dict, or an error dict on crash / timeout.
     """
@@ -320,7 +353,12 @@ def run_isolated(script, config, timeout_s, env=None):
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, env=full_env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=None if stream_stderr else subprocess.PIPE,
+            text=True,
+            timeout=timeout_s,
+            env=full_env,
         )
     except subprocess.TimeoutExpired:
         return dict(config, status="error", error=f"timeout after {timeout_s}s")
@@ -331,7 +369,7 @@ def run_isolated(script, config, timeout_s, env=None):
             for r in result if isinstance(result, list) else [result]:
                 r["process_wall_s"] = wall
             return result
-    tail = (proc.stdout + proc.stderr)[-2000:]
+    tail = (proc.stdout + (proc.stderr or ""))[-2000:]
     return dict(config, status="error", error=f"worker rc={proc.returncode}: {tail}")
 
 
