@@ -329,6 +329,13 @@ def _plain(config):
 # --------------------------------------------------------------------------- torch run
 
 
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
 def _torch_model(depth):
     from pytorchcv.models import preresnet_cifar
 
@@ -443,7 +450,7 @@ def run_torch(config):
     return dict(
         _run_row(config, plan, iterations, train_s, eval_s, period_times),
         **score_test_set(probabilities, y_test),
-        implementation=f"pytorchcv {importlib.metadata.version('pytorchcv')} "
+        implementation=f"pytorchcv {_version('pytorchcv')} "
                        f"{plan['models']['torch']}, torch {torch.__version__} on {device}, "
                        "channels_last",
         trainable_params=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
@@ -513,10 +520,7 @@ def machine_info():
     """`_common.machine_info()` plus the versions of pytorchcv and numpy."""
     machine = _common.machine_info()
     for package in ("pytorchcv", "numpy"):
-        try:
-            machine["versions"][package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+        machine["versions"][package] = _version(package)
     return machine
 
 
