@@ -87,8 +87,21 @@ class ResidualUnit(keras.layers.Layer):
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
             `keras.config.image_data_format()`.
         remat: bool. Recompute the unit's activations in the backward pass
-            (`keras.remat`) instead of keeping them, to save memory.
-            Defaults to `False`.
+            (`keras.remat`) instead of keeping them, to save memory. Only
+            memory and compute change: the forward pass and its
+            recomputation run the same layers on the same snapshot of the
+            unit's variables (random seed states included), so they draw
+            the same drop-path and dropout masks and compute the same batch
+            statistics, and the state updates (BN moving statistics, seed
+            states) are applied once, outside the recomputation. Outputs,
+            input and weight gradients, and the variables after a training
+            step equal those of `remat=False` up to float rounding
+            (`tests/test_remat.py` checks every ordering, the dropout and
+            gated shortcuts, drop path, a strided bottleneck,
+            `mixed_bfloat16`, frozen layers and inference, on TensorFlow,
+            JAX and torch). The unit keeps its input and that snapshot for
+            the backward pass instead of its activations. Defaults to
+            `False`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Example:
@@ -315,87 +328,92 @@ class ResidualUnit(keras.layers.Layer):
     def call(self, inputs, training=None):
         if not self.remat:
             return self._forward(inputs, training)
-        if not training:
-            return keras.remat(lambda x: self._forward(x, False))(inputs)
+        return self._rematerialized_forward(inputs, training)
 
-        # BN's moving statistics must be updated once, outside the
-        # recomputed function: it returns the batch statistics instead.
-        def forward(x):
-            batch_stats = []
-            outputs = self._forward(x, True, batch_stats)
-            return (outputs, *[t for pair in batch_stats for t in pair])
+    def _rematerialized_forward(self, inputs, training):
+        """`_forward` under `keras.remat`, with every state update outside it.
 
-        outputs, *flat_stats = keras.remat(forward)(inputs)
-        for layer, mean, variance in zip(
-            self._batch_norms_in_call_order(), flat_stats[::2], flat_stats[1::2]
-        ):
-            momentum = layer.momentum
-            layer.moving_mean.assign(
-                layer.moving_mean * momentum + mean * (1.0 - momentum)
-            )
-            layer.moving_variance.assign(
-                layer.moving_variance * momentum + variance * (1.0 - momentum)
-            )
+        The backward pass runs the recomputed function a second time, so it
+        must be pure: a state update inside it (BN moving statistics, a
+        `SeedGenerator` advancing) would be read back already updated (a
+        new random mask on TensorFlow and torch) or leak a tracer out of
+        `jax.checkpoint`. So the function runs the same `_forward`, with the
+        real layers, inside a `keras.StatelessScope` that maps every variable
+        of the unit to a snapshot of its value taken before the call; the
+        values the layers assign come out as extra outputs and are assigned
+        once, here, after the function. Both runs of the function see the
+        same values, hence draw the same random numbers and compute the
+        same batch statistics.
+        """
+        variables = self.variables
+        # Snapshots, not the variables: the assignments below must not change
+        # what the recomputation reads (a TensorFlow variable or a torch
+        # parameter passed as it is would be read again, already updated).
+        snapshots = [ops.copy(v.value) for v in variables]
+        # Float values are inputs of the function, so that every backend
+        # differentiates through them to the variables; integer ones (random
+        # seed states) are captured.
+        float_indices = [
+            index
+            for index, variable in enumerate(variables)
+            if keras.backend.is_float_dtype(variable.dtype)
+        ]
+        assigned = []  # (variable, new value) pairs, filled while tracing.
+
+        def forward(x, *float_values):
+            values = list(snapshots)
+            for index, value in zip(float_indices, float_values):
+                values[index] = value
+            with keras.StatelessScope(
+                state_mapping=list(zip(variables, values)),
+                initialize_variables=False,
+            ) as scope:
+                before = [scope.get_current_value(v) for v in variables]
+                outputs = self._forward(x, training)
+                after = [scope.get_current_value(v) for v in variables]
+            assigned[:] = [
+                (variable, new)
+                for variable, old, new in zip(variables, before, after)
+                if new is not old
+            ]
+            return outputs, [new for _, new in assigned]
+
+        outputs, new_values = keras.remat(forward)(
+            inputs, *[snapshots[index] for index in float_indices]
+        )
+        for (variable, _), value in zip(assigned, new_values):
+            variable.assign(value)
         return outputs
 
-    def _forward(self, inputs, training, batch_stats=None):
-        norm = lambda layer, x: self._normalize(  # noqa: E731
-            layer, x, training, batch_stats
-        )
+    def _forward(self, inputs, training):
         shortcut_input = inputs
         x = inputs
         if self.is_pre_activation and self.preactivate:
             if self.preact_bn is not None:
-                x = norm(self.preact_bn, x)
+                x = self.preact_bn(x, training=training)
             x = ops.relu(x)
             takes_preactivated = self.preactivated_shortcut
             if takes_preactivated is None:
                 takes_preactivated = self.uses_projection
             if takes_preactivated:
                 shortcut_input = x
-        residual = self._residual_branch(x, norm)
+        residual = self._residual_branch(x, training)
         if self.drop_path is not None:
             residual = self.drop_path(residual, training=training)
-        outputs = self._merge(shortcut_input, residual, norm, training)
+        outputs = self._merge(shortcut_input, residual, training)
         if self.unit_ordering == "original":
             outputs = ops.relu(outputs)
         elif self.unit_ordering == "bn_after_addition":
-            outputs = ops.relu(norm(self.post_add_bn, outputs))
+            outputs = ops.relu(self.post_add_bn(outputs, training=training))
         return outputs
 
-    def _normalize(self, layer, x, training, batch_stats):
-        """`layer(x)`, or its training-mode formula when under remat."""
-        if batch_stats is None:
-            return layer(x, training=training)
-        rank = len(x.shape)
-        axes = [a for a in range(rank) if a != self.channel_axis % rank]
-        x32 = ops.cast(x, "float32")  # as Keras' BN does for low precision
-        mean, variance = ops.moments(x32, axes)
-        outputs = ops.batch_normalization(
-            x32,
-            mean,
-            variance,
-            axis=self.channel_axis,
-            offset=layer.beta,
-            scale=layer.gamma,
-            epsilon=layer.epsilon,
-        )
-        batch_stats.append((mean, variance))
-        return ops.cast(outputs, x.dtype)
-
-    def _batch_norms_in_call_order(self):
-        used_preact = self.preactivate and self.preact_bn is not None
-        layers = ([self.preact_bn] if used_preact else []) + list(self.bns)
-        layers += [self.projection_bn, self.post_add_bn]
-        return [layer for layer in layers if layer is not None]
-
-    def _residual_branch(self, x, norm):
+    def _residual_branch(self, x, training):
         ordering = self.unit_ordering
         last = len(self.convs) - 1
         bns = iter(self.bns)
         for index, conv in enumerate(self.convs):
             if index > 0 and ordering == "full_preact":
-                x = ops.relu(norm(next(bns), x))
+                x = ops.relu(next(bns)(x, training=training))
             elif index > 0 and ordering == "relu_only_preact":
                 x = ops.relu(x)
             if self.paddings[index] is not None:
@@ -404,18 +422,18 @@ class ResidualUnit(keras.layers.Layer):
             if ordering == "full_preact":
                 continue
             if not (ordering == "bn_after_addition" and index == last):
-                x = norm(next(bns), x)
+                x = next(bns)(x, training=training)
             if ordering != "relu_only_preact" and (
                 index < last or ordering == "relu_before_addition"
             ):
                 x = ops.relu(x)
         return x
 
-    def _merge(self, shortcut_input, residual, norm, training):
+    def _merge(self, shortcut_input, residual, training):
         if self.projection is not None:
             shortcut = self.projection(shortcut_input)
             if self.projection_bn is not None:
-                shortcut = norm(self.projection_bn, shortcut)
+                shortcut = self.projection_bn(shortcut, training=training)
             return shortcut + residual
         if self.shortcut == "constant_scaling":
             scale = self.shortcut_scale

@@ -89,7 +89,10 @@ def PreActResNet(
             Defaults to `0.0` (off).
         remat: bool. Recompute each residual unit's activations in the
             backward pass (`keras.remat`), trading compute for memory: deep
-            nets fit larger batches. Defaults to `False`.
+            nets fit larger batches. Nothing else changes: predictions,
+            gradients, BN moving statistics and stochastic-depth draws equal
+            those of `remat=False` up to float rounding (see
+            `ResidualUnit`). Defaults to `False`.
         include_top: bool. Whether to include the classifier. Defaults to
             `True`.
         weights: `None` or the path to a `.weights.h5` / `.keras` file saved
