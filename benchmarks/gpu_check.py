@@ -24,6 +24,9 @@ Parts, in the order they run (default caps in seconds, `--cap NAME=SECONDS`):
     real_cifar100_jax      (150)  PreActResNet20 trained on a 12,500-image CIFAR-100 shard
                                   with `keras_preact.data.CIFARBatches` (no TensorFlow), the
                                   paper's schedule shortened to `--real-epochs`, JAX
+    keras_torch_r1001       (60)  PreActResNet1001, CIFAR, batch 128, torch backend, eager
+    keras_torch_r1001_remat (60)  the same with remat=True (no compile time: the memory
+                                  figures even if XLA's compile of depth 1001 runs late)
     keras_jax_r1001        (150)  PreActResNet1001, CIFAR, batch 128, JAX, jit
     keras_jax_r1001_remat  (150)  the same with remat=True
     torch_timm_resnetv2_50_compile (120)  timm resnetv2_50 under torch.compile
@@ -116,6 +119,10 @@ PARTS = (
          "PyTorch timm resnetv2_50, eager", needs_timm=True),
     Part("real_cifar100_jax", "real_cifar", "jax", 150,
          "real CIFAR-100 run on keras_preact.data.CIFARBatches, JAX, jit"),
+    Part("keras_torch_r1001", "keras_train", "torch", 60,
+         "keras_preact PreActResNet1001, CIFAR, torch backend, eager"),
+    Part("keras_torch_r1001_remat", "keras_train", "torch", 60,
+         "keras_preact PreActResNet1001 remat=True, CIFAR, torch backend, eager"),
     Part("keras_jax_r1001", "keras_train", "jax", 150,
          "keras_preact PreActResNet1001, CIFAR, JAX, jit"),
     Part("keras_jax_r1001_remat", "keras_train", "jax", 150,
@@ -134,6 +141,13 @@ RATIO_PAIRS = (
     ("keras_torch_imagenet50", "torch_timm_resnetv2_50"),
     ("keras_jax_imagenet50", "torch_timm_resnetv2_50_compile"),
     ("keras_torch_imagenet50", "torch_timm_resnetv2_50_compile"),
+)
+
+
+# remat=False / remat=True pairs (same depth, batch, backend).
+REMAT_PAIRS = (
+    ("keras_torch_r1001", "keras_torch_r1001_remat"),
+    ("keras_jax_r1001", "keras_jax_r1001_remat"),
 )
 
 
@@ -579,6 +593,10 @@ class Runner:
             self.report["parts"][name] = row
             self.write()
             self.say(f"{name}: {_summary(row)}")
+            if row.get("status") in ("error", "timeout"):
+                lines = [ln for ln in row.get("output_tail", "").splitlines() if ln.strip()]
+                for line in lines[-8:]:
+                    self.say(f"{name}   | {line[:200]}")
         self.report["status"] = "done"
         self.report["finished_utc"] = _now().strftime("%Y-%m-%d %H:%M:%S UTC")
         self.write()
@@ -647,6 +665,8 @@ class Runner:
             timed_out = True
             self.say(f"{part.name}: cap of {cap} s reached, stopping its processes")
             _kill_group(proc)
+        else:
+            _reap_group(proc)
         reader.join(timeout=10)
         wall = round(time.monotonic() - t0, 1)
         row = {}
@@ -675,6 +695,15 @@ class Runner:
             del tail[:-60]
             if line.startswith(PROGRESS):
                 self.say(f"{name}: {line[len(PROGRESS):].rstrip()}")
+
+
+def _reap_group(proc):
+    """After a normal exit: SIGKILL whatever the worker left in its process group
+    (e.g. torch.compile's compile workers), so nothing outlives its part."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _kill_group(proc):
@@ -722,7 +751,7 @@ def _summary(row):
         return (f"ok, {row['images_per_s']} images/s, peak GPU "
                 f"{row.get('peak_gpu_memory_mib')} MiB, first step {row.get('first_call_s')} s")
     if "curve" in row:
-        return f"ok, {row.get('epochs_done')} epochs, test top-1 {row.get('final_test_top1')}"
+        return f"ok, {row.get('epochs_done')} epochs, test top-1 {_pct(row.get('final_test_top1'))}"
     return str(status)
 
 
@@ -800,9 +829,14 @@ def render_markdown(report):
             continue
         model = (f"depth {row.get('depth')}" if row.get("depth")
                  else f"units {row.get('stage_units')}")
+        if row.get("framework") == "torch":
+            impl = (f"{row.get('implementation_label')} ("
+                    + ("torch.compile)" if row.get("jit") else "eager)"))
+        else:
+            impl = f"keras_preact, {row.get('backend')} (" + ("jit)" if row.get("jit") else "eager)")
         rows.append([
             name,
-            row.get("implementation") or "keras_preact",
+            impl,
             f"{row.get('layout')} {row.get('image_size')}px, {model}"
             + (", remat" if row.get("remat") else ""),
             row.get("batch"),
@@ -823,13 +857,15 @@ def render_markdown(report):
         [[r["keras"], r["torch"], r["keras_images_per_s"], r["torch_images_per_s"],
           r["keras_over_torch"], r.get("keras_over_torch_per_gmac")] for r in ratios],
     ) if ratios else "No pair measured on both sides.")
-    remat = [parts.get(n, {}) for n in ("keras_jax_r1001", "keras_jax_r1001_remat")]
-    if all(r.get("status") == "ok" for r in remat):
-        a, b = remat
-        if _finite(a.get("peak_gpu_memory_mib")) and _finite(b.get("peak_gpu_memory_mib")):
-            lines += ["", f"remat=True / remat=False at depth {a.get('depth')}: peak memory "
-                      f"x{_fmt(b['peak_gpu_memory_mib'] / a['peak_gpu_memory_mib'])}, "
-                      f"images/s x{_fmt(b['images_per_s'] / a['images_per_s'])}."]
+    for plain, remat in REMAT_PAIRS:
+        a, b = parts.get(plain, {}), parts.get(remat, {})
+        if a.get("status") == b.get("status") == "ok":
+            memory = "-"
+            if _finite(a.get("peak_gpu_memory_mib")) and _finite(b.get("peak_gpu_memory_mib")):
+                memory = f"x{_fmt(b['peak_gpu_memory_mib'] / a['peak_gpu_memory_mib'])}"
+            lines += ["", f"remat=True / remat=False, depth {a.get('depth')}, batch "
+                      f"{a.get('batch')}, {a.get('backend')} backend: peak GPU memory "
+                      f"{memory}, images/s x{_fmt(b['images_per_s'] / a['images_per_s'])}."]
     real = parts.get("real_cifar100_jax", {})
     lines += ["", "## Real CIFAR-100 run (keras_preact.data.CIFARBatches, no TensorFlow)", ""]
     if real.get("curve"):

@@ -59,6 +59,9 @@ fi
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONUNBUFFERED=1
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-say "python: $("$PY" -c 'import sys; print(sys.version.split()[0])'), keras: $("$PY" -c 'import keras; print(keras.__version__, keras.__file__)' 2>&1 | tail -n 1)"
+# Which Keras the parts will import (without importing it: no backend is chosen here).
+say "$("$PY" -c 'import sys, importlib.metadata as m, importlib.util as u
+s = u.find_spec("keras")
+print("python", sys.version.split()[0] + ",", "keras", m.version("keras") if s else "MISSING", "from", s.origin if s else "-")' 2>&1 | tail -n 1)"
 cd "$REPO"
-"$PY" "$HERE/gpu_check.py" "${ARGS[@]}" --output "$OUT"
+"$PY" "$HERE/gpu_check.py" ${ARGS[@]+"${ARGS[@]}"} --output "$OUT"

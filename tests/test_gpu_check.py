@@ -95,8 +95,11 @@ def test_cpu_smoke_runs_every_part(tmp_path):
         if not HAS_TIMM:
             assert parts[name] == dict(parts[name], status="skipped",
                                        reason="timm not installed")
-    assert parts["keras_jax_r1001_remat"]["remat"] is True
-    assert parts["keras_jax_r1001"]["remat"] is False
+    for backend in ("jax", "torch"):
+        assert parts[f"keras_{backend}_r1001_remat"]["remat"] is True
+        assert parts[f"keras_{backend}_r1001"]["remat"] is False
+        assert parts[f"keras_{backend}_r1001"]["jit"] is (backend == "jax")
+    assert "remat=True / remat=False, depth 11, batch 4, torch backend" in markdown
     # The real run: a learning curve on the numpy input path.
     real = parts["real_cifar100_jax"]
     assert real["status"] == "ok" and real["epochs_done"] == 2
