@@ -833,7 +833,8 @@ def render_markdown(report):
             impl = (f"{row.get('implementation_label')} ("
                     + ("torch.compile)" if row.get("jit") else "eager)"))
         else:
-            impl = f"keras_preact, {row.get('backend')} (" + ("jit)" if row.get("jit") else "eager)")
+            mode = "jit" if row.get("jit") else "eager"
+            impl = f"keras_preact, {row.get('backend')} ({mode})"
         rows.append([
             name,
             impl,

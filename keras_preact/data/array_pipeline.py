@@ -310,7 +310,8 @@ class CIFARBatches(keras.utils.PyDataset):
                 "Expected images of shape (N, H, W, 3), channels last. "
                 f"Received shape {images.shape}."
             )
-        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        real = np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
+        if not real:
             raise ValueError(
                 f"Expected uint8 (or real) images on the 0-255 scale. Received dtype "
                 f"{images.dtype}."
