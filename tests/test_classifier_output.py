@@ -43,6 +43,12 @@ def _softmax_then_dropout():
     )
 
 
+def _softmax_then_linear_activation():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Activation("linear")(_preact()(inputs))
+    return keras.Model(inputs, keras.layers.Activation(None)(outputs))
+
+
 MODELS = {
     "preact_softmax": (_preact, "probabilities"),
     "preact_logits": (lambda: _preact(None), "logits"),
@@ -55,6 +61,10 @@ MODELS = {
     "softmax_layer_after_logits": (_logits_then_softmax_layer, "probabilities"),
     "ops_softmax_after_logits": (_logits_then_ops_softmax, "probabilities"),
     "dropout_after_softmax": (_softmax_then_dropout, "probabilities"),
+    "linear_activation_after_softmax": (
+        _softmax_then_linear_activation,
+        "probabilities",
+    ),
 }
 
 
@@ -65,7 +75,13 @@ def test_classifier_output_is_read_from_the_graph(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["preprocessing_in_front", "sequential_wrapper", "preact_logits"]
+    "name",
+    [
+        "preprocessing_in_front",
+        "sequential_wrapper",
+        "preact_logits",
+        "linear_activation_after_softmax",
+    ],
 )
 def test_compiled_loss_is_the_cross_entropy_of_the_outputs(name):
     """The regression: a softmax applied twice gave 1.623 instead of 1.810."""

@@ -98,8 +98,21 @@ def test_batch_norm_and_classifier_follow_the_torch_code():
             filters=8,
             kernel_initializer=keras.initializers.HeNormal(seed=7),
         ),
+        dict(
+            filters=8,
+            kernel_initializer=keras.initializers.HeNormal(
+                seed=keras.random.SeedGenerator(3)
+            ),
+        ),
     ],
-    ids=["basic", "bottleneck_projection", "gating", "original", "seeded"],
+    ids=[
+        "basic",
+        "bottleneck_projection",
+        "gating",
+        "original",
+        "seeded",
+        "seed_generator",
+    ],
 )
 def test_a_standalone_unit_has_independent_kernels(kwargs):
     unit = ResidualUnit(**kwargs)

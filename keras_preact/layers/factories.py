@@ -46,9 +46,9 @@ def fresh_initializer(initializer, salt):
     shape the same values. Each layer must get its own instance: this clones
     `initializer` from its config. An unseeded one draws a new seed from
     Keras' global generator (so `keras.utils.set_random_seed` makes the
-    model reproducible); one with an int seed gets that seed mixed with
-    `salt`, so different layers still differ and the same layer is the same
-    on every build.
+    model reproducible); one with an int seed (or a `SeedGenerator`, whose
+    base seed is used) gets that seed mixed with `salt`, so different layers
+    still differ and the same layer is the same on every build.
 
     Args:
         initializer: a `keras.initializers.Initializer`, its name or config.
@@ -64,6 +64,9 @@ def fresh_initializer(initializer, salt):
         return initializer
     config = keras.initializers.serialize(initializer)
     seed = config["config"].get("seed")
+    if isinstance(seed, dict):  # a serialized keras.random.SeedGenerator
+        seed = seed.get("config", {}).get("seed")
+        config["config"]["seed"] = seed if isinstance(seed, int) else None
     if isinstance(seed, int):
         config["config"]["seed"] = (seed + zlib.crc32(salt.encode())) % 2**31
     return keras.initializers.deserialize(config)

@@ -27,7 +27,8 @@ def classifier_output(model):
 
     Follows the single output tensor of `model` back to the operation that
     produced it, through nested functional and `Sequential` models and
-    shape-preserving layers such as `Dropout`:
+    layers that pass their input on unchanged in value (`Dropout`,
+    `Identity`, a linear `Activation`):
 
     - a `Softmax` layer, a softmax `Activation` or a layer whose
       `activation` is softmax (`Dense(..., activation="softmax")`), or
@@ -57,7 +58,9 @@ def classifier_output(model):
     while True:
         if isinstance(operation, keras.Model):
             operation = _output_operation(operation)
-        elif isinstance(operation, _PASS_THROUGH):
+        elif isinstance(operation, _PASS_THROUGH) or _is_linear_activation(
+            operation
+        ):
             operation = _input_operation(operation, model)
         else:
             break
@@ -134,6 +137,13 @@ def _activation_name(activation):
     if activation is None:
         return "linear"
     return getattr(activation, "__name__", str(activation))
+
+
+def _is_linear_activation(operation):
+    """`Activation("linear")` / `Activation(None)`: the input, unchanged."""
+    return isinstance(operation, keras.layers.Activation) and (
+        _activation_name(operation.activation) == "linear"
+    )
 
 
 def _kind_of(operation):
