@@ -69,8 +69,9 @@ def compile_for_paper(
         optimizer: `keras.optimizers.Optimizer` or None. Overrides the
             `PaperSGD` built from the arguments below.
         momentum: float. Defaults to 0.9.
-        nesterov: bool. Nesterov momentum (the authors' Torch release uses
-            it; the paper's CIFAR recipe does not). Defaults to False.
+        nesterov: bool. Nesterov momentum: True reproduces the authors'
+            Torch release exactly (`train.lua` sets it for every depth);
+            the paper states plain momentum. Defaults to False.
         weight_decay: float >= 0. Coupled L2 coefficient
             (`PaperSGD(l2_weight_decay=...)`). Defaults to 1e-4.
         weight_decay_on: "all" (every trainable variable: kernels,

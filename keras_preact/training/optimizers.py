@@ -18,8 +18,13 @@ What the authors' code does (the sources, checked):
   This is `torch.optim.SGD(params, lr, momentum, dampening=0,
   weight_decay=wd, nesterov=...)`: the decay is a coupled L2 term on every
   parameter, and the learning rate of the current step multiplies the buffer.
-- The paper (He et al. 2016, Caffe) uses momentum 0.9 and weight decay 1e-4;
-  its CIFAR recipe is plain momentum, the Torch release uses Nesterov.
+- The paper (He et al. 2016, Sec. 4) states momentum 0.9 and weight decay
+  1e-4, without Nesterov; its runs were in Caffe, whose SGD solver folds the
+  rate into the momentum history (Keras' form below). The authors' Torch
+  release (the code above) sets `nesterov = true` for every depth.
+  `PaperSGD` takes the Torch update; `nesterov=False` (the default) is the
+  plain momentum the paper states, `nesterov=True` is the Torch release
+  exactly.
 
 Keras' own `SGD` differs in two ways: its `weight_decay=` is decoupled
 (`w -= lr * wd * w`, AdamW style) and its velocity holds `-lr * g`
@@ -122,9 +127,10 @@ class PaperSGD(keras.optimizers.SGD):
     Args:
         learning_rate: float > 0 or `LearningRateSchedule`. Defaults to 0.1.
         momentum: float in [0, 1]. Defaults to 0.9.
-        nesterov: bool. Defaults to False (the paper's CIFAR recipe; the
-            authors' Torch release for ResNet-1001 used True). Needs
-            `momentum > 0`.
+        nesterov: bool. Defaults to False (the plain momentum the paper
+            states); True reproduces the authors' Torch release
+            (fb.resnet.torch `train.lua`, used for ResNet-164 and -1001).
+            Needs `momentum > 0`.
         l2_weight_decay: float >= 0. Coupled L2 coefficient `wd`.
             Defaults to 1e-4.
         l2_decay_on: "all" (every trainable variable, the authors' code) or

@@ -49,7 +49,8 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
                    help="Variables that decay: 'all' (the authors' optim.sgd over the "
                         "whole parameter vector) or 'kernels' (conv/dense kernels only).")
     g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum.")
+    g.add_argument("--nesterov", action="store_true",
+                   help="Nesterov momentum, as the authors' Torch release (train.lua) uses.")
     g.add_argument("--schedule", choices=("paper", "cosine"), default="paper",
                    help="'paper': the paper's step schedule; 'cosine': warm-up + cosine "
                         "(not the paper's).")
