@@ -91,6 +91,11 @@ def parse_args(argv=None):
                         help="one run per framework and seed (default 0 1; --smoke: 0)")
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS,
                         default=list(FRAMEWORKS))
+    parser.add_argument("--torch-model", choices=("pytorchcv", "mirror"), default="pytorchcv",
+                        help="torch network: osmr's pytorchcv (independent; default) or "
+                             "'mirror', keras_preact's own network in PyTorch "
+                             "(benchmarks/torch_reference.py), to separate a network "
+                             "difference from a training-path difference")
     parser.add_argument("--output", default="learning_parity",
                         help="path stem: writes STEM.json and STEM.md")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
@@ -336,7 +341,15 @@ def _version(package):
         return "(version unknown)"
 
 
-def _torch_model(depth):
+def _torch_model(depth, source="pytorchcv"):
+    """The torch network: osmr's pytorchcv (independent), or "mirror": our
+    `benchmarks/torch_reference.py`, keras_preact's exact architecture and
+    initialization in PyTorch, to tell a training-path gap from a network
+    gap."""
+    if source == "mirror":
+        import torch_reference
+
+        return torch_reference.PreActResNet(depth, "cifar", NUM_CLASSES)
     from pytorchcv.models import preresnet_cifar
 
     return getattr(preresnet_cifar, MODELS[depth]["torch"])()
@@ -399,7 +412,9 @@ def run_torch(config):
     x_train = normalize(x_train)
     labels = torch.as_tensor(y_train, dtype=torch.int64)
     # channels_last: the same arithmetic, faster convolutions on CPU (oneDNN) and GPU.
-    model = _torch_model(plan["depth"]).to(device, memory_format=torch.channels_last)
+    model = _torch_model(plan["depth"], config["torch_model"]).to(
+        device, memory_format=torch.channels_last
+    )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=plan["schedule"]["initial_learning_rate"],
         momentum=0.9, dampening=0, weight_decay=1e-4, nesterov=False,
@@ -450,9 +465,11 @@ def run_torch(config):
     return dict(
         _run_row(config, plan, iterations, train_s, eval_s, period_times),
         **score_test_set(probabilities, y_test),
-        implementation=f"pytorchcv {_version('pytorchcv')} "
-                       f"{plan['models']['torch']}, torch {torch.__version__} on {device}, "
-                       "channels_last",
+        implementation=(
+            f"pytorchcv {_version('pytorchcv')} {plan['models']['torch']}"
+            if config["torch_model"] == "pytorchcv"
+            else "benchmarks/torch_reference.py (keras_preact's network, mirrored)"
+        ) + f", torch {torch.__version__} on {device}, channels_last",
         trainable_params=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         optimizer={"name": "torch.optim.SGD", "momentum": 0.9, "dampening": 0,
                    "weight_decay": 1e-4, "nesterov": False},
@@ -541,6 +558,7 @@ def make_report(args, plan, rows, mean, std, machine):
             "test_examples": args.test_examples,
             "data_dir": os.path.abspath(args.data_dir),
             "jit_compile": args.jit_compile,
+            "torch_model": args.torch_model,
             "normalization": {"mean": mean, "std": std, "scale": "0-255"},
             "augmentation": f"normalize, zero pad {PAD}, random 32x32 crop, random "
                             "horizontal flip, reshuffled every pass",
@@ -649,7 +667,8 @@ def main(argv=None):
         np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
         configs = [
             {"framework": f, "seed": s, "plan": plan, "data_path": data_path,
-             "mean": mean, "std": std, "jit_compile": args.jit_compile}
+             "mean": mean, "std": std, "jit_compile": args.jit_compile,
+             "torch_model": args.torch_model}
             for s in args.seeds for f in args.frameworks
         ]
         for i, config in enumerate(configs):
