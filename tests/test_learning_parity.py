@@ -101,6 +101,7 @@ def test_smoke_run_writes_report(fake_cifar, tmp_path):
         (["--seeds", "0", "0"], "--seeds must differ"),
         (["--full", "--epochs", "3"], "do not give --epochs"),
         (["--smoke", "--full"], "not allowed with argument"),
+        (["--torch-model", "timm"], "invalid choice: 'timm'"),
     ],
 )
 def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys):
@@ -219,3 +220,14 @@ def test_metrics_and_gap():
     smoke = learning_parity.parse_args(["--smoke", "--seeds", "0", "1"])
     report = learning_parity.make_report(smoke, plan, rows, [0, 0, 0], [1, 1, 1], machine)
     assert report["target_met"] is None
+
+
+@pytest.mark.parametrize("source", ["pytorchcv", "mirror"])
+def test_both_torch_networks_have_the_papers_parameter_count(source):
+    torch = pytest.importorskip("torch")
+    if source == "pytorchcv":
+        pytest.importorskip("pytorchcv")
+    model = learning_parity._torch_model(20, source)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 278132
+    assert isinstance(model, torch.nn.Module)
+    assert learning_parity.parse_args([]).torch_model == "pytorchcv"
