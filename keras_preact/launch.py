@@ -1,0 +1,328 @@
+"""Launches N worker processes of one training command on this machine.
+
+    python -m keras_preact.launch --workers 2 [--backend tensorflow|jax] \\
+        [--grace-seconds 30] -- <training command...>
+
+For example, two TensorFlow workers of the CIFAR example:
+
+    python -m keras_preact.launch --workers 2 --backend tensorflow -- \\
+        python examples/train_cifar100.py --distribute multiworker --depth 20 \\
+        --data-source npz --data-dir ../shared/data/cifar100 --epochs 1 \\
+        --steps-per-epoch 20 --output-dir /tmp/run
+
+What it does, per worker `i` in `0..N-1` (worker 0 is the chief):
+
+- picks free TCP ports on 127.0.0.1 (bound once to port 0, then released);
+- TensorFlow: sets `TF_CONFIG` = `{"cluster": {"worker": ["127.0.0.1:P0",
+  ...]}, "task": {"type": "worker", "index": i}}`, as
+  `tf.distribute.MultiWorkerMirroredStrategy` reads it;
+- JAX: sets `KERAS_DISTRIBUTION_JOB_ADDRESSES` (the coordinator,
+  `127.0.0.1:P0`), `KERAS_DISTRIBUTION_NUM_PROCESSES` = N and
+  `KERAS_DISTRIBUTION_PROCESS_ID` = i, the variables
+  `keras.distribution.initialize` and
+  `keras_preact.training.setup_distribution("multiworker")` read;
+- sets `KERAS_BACKEND` and `PYTHONUNBUFFERED=1`, starts the command in its
+  own process group and prints each of its output lines prefixed with
+  `[worker i] `.
+
+If a worker exits with a non-zero status, the launcher prints which worker
+and its status, lets the others end by themselves for `--grace-seconds`
+(their collectives fail once a peer is gone, see
+`keras_preact.training.distribute`), then sends SIGTERM, and SIGKILL 5 s
+later; it exits with the first failing worker's status (128 + signal number
+for a worker killed by a signal). Ctrl-C / SIGTERM of the launcher is
+forwarded to every worker. With every worker successful it exits 0.
+
+The torch backend is refused: Keras has no multi-process `fit` on torch.
+
+For several hosts, run one worker per host with the variables above set by
+your scheduler instead (see docs/distributed.md).
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+VALID_BACKENDS = ("tensorflow", "jax")
+#: Seconds the other workers get to end by themselves after one failed.
+DEFAULT_GRACE_SECONDS = 30.0
+#: Seconds between SIGTERM and SIGKILL when stopping workers.
+KILL_AFTER_SECONDS = 5.0
+HOST = "127.0.0.1"
+
+ENV_JOB_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+
+TORCH_MESSAGE = (
+    "keras_preact.launch: the torch backend has no multi-process training: "
+    "Keras' model.fit on torch runs on one device per process and Keras does "
+    "not wrap torch.distributed. Use --backend tensorflow "
+    "(MultiWorkerMirroredStrategy) or --backend jax (keras.distribution), or "
+    "train on torch in a single process (--distribute none)."
+)
+
+
+def free_ports(count, host=HOST):
+    """`count` distinct TCP ports that were free on `host` a moment ago.
+
+    Each port is found by binding to port 0; the sockets are closed before
+    returning, so another program could take a port in between (the worker
+    then fails with a "port in use" error naming it).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def worker_environments(num_workers, backend, ports, base_env=None):
+    """The environment of each worker (list of dicts), see the module doc.
+
+    Args:
+        num_workers: int >= 1.
+        backend: "tensorflow" or "jax".
+        ports: list of `num_workers` ints (TensorFlow: one per worker; JAX:
+            the first is the coordinator's).
+        base_env: dict or None. Defaults to `os.environ`.
+
+    Returns:
+        A list of `num_workers` dicts.
+
+    Raises:
+        ValueError: for a backend other than "tensorflow" / "jax" (torch
+            gets the reason), or a wrong number of ports.
+    """
+    if backend == "torch":
+        raise ValueError(TORCH_MESSAGE)
+    if backend not in VALID_BACKENDS:
+        raise ValueError(
+            f"Expected backend to be one of {VALID_BACKENDS}. Received: backend={backend!r}"
+        )
+    if len(ports) != num_workers:
+        raise ValueError(f"Expected {num_workers} ports. Received: ports={ports!r}")
+    base = dict(os.environ if base_env is None else base_env)
+    for name in ("TF_CONFIG", ENV_JOB_ADDRESSES, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
+        base.pop(name, None)
+    base["KERAS_BACKEND"] = backend
+    base["PYTHONUNBUFFERED"] = "1"
+    addresses = [f"{HOST}:{p}" for p in ports]
+    envs = []
+    for index in range(num_workers):
+        env = dict(base)
+        if backend == "tensorflow":
+            env["TF_CONFIG"] = json.dumps(
+                {"cluster": {"worker": addresses},
+                 "task": {"type": "worker", "index": index}}
+            )
+        else:
+            env[ENV_JOB_ADDRESSES] = addresses[0]
+            env[ENV_NUM_PROCESSES] = str(num_workers)
+            env[ENV_PROCESS_ID] = str(index)
+        envs.append(env)
+    return envs
+
+
+def describe_status(code):
+    """'exit status 3' or 'killed by signal 9 (SIGKILL)' for a Popen returncode."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {-code} ({name})"
+    return f"exit status {code}"
+
+
+def _stream(rank, pipe, out, lock):
+    prefix = f"[worker {rank}] ".encode()
+    for line in iter(pipe.readline, b""):
+        with lock:
+            out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+            out.flush()
+    pipe.close()
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop(procs, grace_seconds, log):
+    """Waits `grace_seconds` for `procs` to end, then SIGTERM, then SIGKILL."""
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.1)
+    for sig, wait in ((signal.SIGTERM, KILL_AFTER_SECONDS), (signal.SIGKILL, 5.0)):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        log(f"sending {sig.name} to worker(s) still running: pids "
+            f"{[p.pid for p in alive]}")
+        for p in alive:
+            _signal_group(p, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+            time.sleep(0.1)
+
+
+def launch(command, num_workers, backend, grace_seconds=DEFAULT_GRACE_SECONDS,
+           out=None):
+    """Runs `command` as `num_workers` workers; returns the launcher's exit code.
+
+    Args:
+        command: list of str, the worker command line.
+        num_workers: int >= 1.
+        backend: "tensorflow" or "jax".
+        grace_seconds: float >= 0. After a worker fails, seconds the others
+            get to end by themselves before SIGTERM.
+        out: binary stream for the prefixed worker output. Defaults to
+            `sys.stdout.buffer`.
+
+    Returns:
+        0 when every worker exited 0; else the first failing worker's status
+        (128 + signal number for a signal).
+
+    Raises:
+        ValueError: for an empty command, `num_workers < 1`, a negative
+            grace period or an unsupported backend.
+    """
+    if not command:
+        raise ValueError("Expected a worker command after '--'. Received: nothing.")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"Expected workers to be an int >= 1. Received: {num_workers!r}")
+    if grace_seconds < 0:
+        raise ValueError(f"Expected grace_seconds >= 0. Received: {grace_seconds!r}")
+    out = out or sys.stdout.buffer
+    lock = threading.Lock()
+
+    def log(message):
+        with lock:
+            out.write(f"[launch] {message}\n".encode())
+            out.flush()
+
+    envs = worker_environments(num_workers, backend, free_ports(num_workers))
+    log(f"{num_workers} {backend} worker(s) on {HOST}: {' '.join(command)}")
+    procs, threads = [], []
+    for rank, env in enumerate(envs):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(proc)
+        thread = threading.Thread(target=_stream, args=(rank, proc.stdout, out, lock),
+                                  daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    interrupted = []
+
+    def forward(signum, frame):
+        interrupted.append(signum)
+
+    old_handlers = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    failed = None
+    try:
+        while any(p.poll() is None for p in procs):
+            if interrupted:
+                log(f"received {signal.Signals(interrupted[0]).name}; stopping all workers")
+                _stop(procs, 0.0, log)
+                break
+            for rank, p in enumerate(procs):
+                if p.poll() not in (None, 0):
+                    failed = rank
+                    break
+            if failed is not None:
+                break
+            time.sleep(0.1)
+        if failed is not None:
+            code = procs[failed].returncode
+            others = [p for r, p in enumerate(procs) if r != failed]
+            log(f"worker {failed} (pid {procs[failed].pid}) failed: "
+                f"{describe_status(code)}; giving the other worker(s) "
+                f"{grace_seconds:g} s to end before terminating them")
+            _stop(others, grace_seconds, log)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    for thread in threads:
+        thread.join(timeout=5.0)
+    codes = [p.returncode for p in procs]
+    if failed is None:
+        bad = [r for r, c in enumerate(codes) if c != 0]
+        failed = bad[0] if bad else None
+    if failed is None and not interrupted:
+        log("all workers exited 0")
+        return 0
+    if failed is None:
+        return 128 + interrupted[0]
+    code = codes[failed]
+    summary = ", ".join(f"worker {r}: {describe_status(c)}" for r, c in enumerate(codes))
+    log(f"FAILED: worker {failed} {describe_status(code)} ({summary})")
+    return 128 - code if code < 0 else code
+
+
+def _default_backend():
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend:
+        return backend
+    config = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")),
+                          "keras.json")
+    try:
+        with open(config) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--" in argv:
+        split = argv.index("--")
+        own, command = argv[:split], argv[split + 1:]
+    else:
+        own, command = argv, []
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_preact.launch",
+        description="Run a training command as N worker processes on 127.0.0.1 "
+                    "(TensorFlow MultiWorkerMirroredStrategy or multi-process JAX).",
+        epilog="Example: python -m keras_preact.launch --workers 2 -- python "
+               "examples/train_cifar100.py --distribute multiworker ...",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Number of workers.")
+    parser.add_argument("--backend", default=None,
+                        help="tensorflow or jax (default: $KERAS_BACKEND, else "
+                             "~/.keras/keras.json, else tensorflow).")
+    parser.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
+                        help="After a worker fails, seconds the others get to end "
+                             "before SIGTERM.")
+    args = parser.parse_args(own)
+    backend = args.backend or _default_backend()
+    if backend == "torch":
+        print(TORCH_MESSAGE, file=sys.stderr)
+        return 2
+    if backend not in VALID_BACKENDS:
+        parser.error(f"--backend must be one of {VALID_BACKENDS}, got {backend!r}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.grace_seconds < 0:
+        parser.error(f"--grace-seconds must be >= 0, got {args.grace_seconds}")
+    if not command:
+        parser.error("give the worker command after '--'")
+    return launch(command, args.workers, backend, grace_seconds=args.grace_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
