@@ -4,7 +4,8 @@
 TensorFlow. The tf.data pipelines (`cifar_dataset`, `imagenet_dataset`,
 `synthetic_dataset`, `SkipCounter`) build with TensorFlow whatever
 `KERAS_BACKEND` is; TensorFlow is imported when one of them is first used,
-so this package imports on machines without it. All of them feed
+so this package imports on machines without it (and then the first use
+raises a `ModuleNotFoundError` that gives the install line). All of them feed
 `model.fit` on the TensorFlow, JAX and PyTorch backends.
 """
 
@@ -13,6 +14,7 @@ import importlib
 from keras_preact.data.array_pipeline import CIFARBatches
 from keras_preact.data.cifar import load_cifar
 from keras_preact.data.safe_pickle import UnsafePickleError
+from keras_preact.install_hints import import_tensorflow
 
 # Names whose modules import TensorFlow: loaded on first access (PEP 562).
 _TF_NAMES = {
@@ -25,6 +27,7 @@ _TF_NAMES = {
 
 def __getattr__(name):
     if name in _TF_NAMES:
+        import_tensorflow(f"keras_preact.data.{name}")
         value = getattr(importlib.import_module(_TF_NAMES[name]), name)
         globals()[name] = value
         return value

@@ -11,6 +11,7 @@ backend-independent weights, so a torch-trained model exports unchanged.
 """
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -55,8 +56,13 @@ def main(argv=None):
     import keras
 
     from keras_preact.export.saved_model import SUPPORTED_BACKENDS
+    from keras_preact.install_hints import missing_tensorflow_message
 
     backend = keras.backend.backend()
+    if importlib.util.find_spec("tensorflow") is None:
+        print(f"keras_preact.export: {missing_tensorflow_message('SavedModel export')}",
+              file=sys.stderr)
+        return 2
     if backend not in SUPPORTED_BACKENDS:
         print(
             f"keras_preact.export: the {backend!r} backend cannot write a SavedModel; "

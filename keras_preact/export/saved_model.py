@@ -9,6 +9,7 @@ import uuid
 import keras
 import numpy as np
 
+from keras_preact.install_hints import import_tensorflow
 from keras_preact.models.outputs import outputs_logits
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
@@ -284,6 +285,12 @@ def export_saved_model(
     Returns:
         `str`, the version folder written.
 
+    Raises:
+        UnsupportedBackendError: on a backend other than TensorFlow or JAX.
+        ModuleNotFoundError: TensorFlow is not installed (the message gives
+            the install line).
+        ValueError: for bad arguments.
+
     Example:
 
     ```python
@@ -295,6 +302,7 @@ def export_saved_model(
     backend = keras.backend.backend()
     if backend not in SUPPORTED_BACKENDS:
         raise UnsupportedBackendError(_unsupported_backend_message(backend))
+    import_tensorflow("SavedModel export")
     _check_name(model_name)
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected a keras.Model. Received: {type(model).__name__}")
