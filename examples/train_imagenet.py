@@ -110,15 +110,20 @@ def make_datasets(args, batch):
             val = synthetic_dataset(batch, args.image_size, args.num_classes,
                                     num_batches=args.validation_steps or 1, seed=args.seed + 1)
         return train, val
-    common = dict(image_size=args.image_size, label_offset=args.label_offset,
-                  seed=args.seed)
-    train = imagenet_dataset(args.data_source, args.data_dir, args.train_split,
-                             training=True, batch_size=batch, augment=args.augment,
-                             repeat=True, **common)
+    common = dict(image_size=args.image_size, label_offset=args.label_offset)
+
+    def train(start_step):
+        # Replaying the stream up to start_step would read that many batches
+        # of files, so a resumed run draws a fresh order from a seed derived
+        # from the step instead (no example is skipped or favoured).
+        return imagenet_dataset(args.data_source, args.data_dir, args.train_split,
+                                training=True, batch_size=batch, augment=args.augment,
+                                repeat=True, seed=args.seed + start_step, **common)
+
     val = None
     if args.eval_split != "none":
         val = imagenet_dataset(args.data_source, args.data_dir, args.eval_split,
-                               training=False, batch_size=batch, **common)
+                               training=False, batch_size=batch, seed=args.seed, **common)
     return train, val
 
 
@@ -155,9 +160,17 @@ def main(argv=None):
     }
     runner.fit_and_evaluate(
         args, prep=prep, build_model=build_model_fn(args), learning_rate=schedule,
-        train_ds=train_ds, val_ds=val_ds, steps_per_epoch=steps_per_epoch,
+        train_data=train_ds, val_ds=val_ds, steps_per_epoch=steps_per_epoch,
         epochs=epochs, run_info=run_info, model_name="preact_resnet_imagenet",
         export_preprocessing="imagenet",
+        title=f"{args.model or f'PreActResNet-{args.depth}'} on ImageNet "
+              f"({args.data_source})",
+        quick_look=runner.quick_look_command(
+            sys.argv[0] if argv is None else __file__,
+            sys.argv[1:] if argv is None else argv,
+            {"--epochs": "1", "--steps-per-epoch": "5", "--validation-steps": "2",
+             "--output-dir": args.output_dir.rstrip("/") + "_quick_look"},
+        ),
     )
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_preact.training import AtomicBackupAndRestore
 from keras_preact.training import ImageNetStepSchedule
 from keras_preact.training import MetricsWriter
 from keras_preact.training import PaperCIFARSchedule
@@ -265,62 +264,6 @@ def tiny_compiled_model():
     )
     compile_for_paper(model, 0.1)
     return model
-
-
-def test_backup_and_restore_continues_epoch_and_optimizer(tmp_path):
-    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
-    y = np.arange(8) % 4
-    backup = str(tmp_path / "backup")
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("simulated crash")
-
-    model = tiny_compiled_model()
-    callbacks = [AtomicBackupAndRestore(backup, save_freq=1), Crash()]
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        model.fit(x, y, batch_size=4, epochs=4, callbacks=callbacks, verbose=0)
-    with open(os.path.join(backup, "training_metadata.json")) as f:
-        metadata = json.load(f)
-    # Epoch 1 ended (and was backed up) before the crash callback ran.
-    assert metadata["epoch"] == 2
-    assert sorted(os.listdir(backup)) == ["backup-6.weights.h5", "training_metadata.json"]
-    saved_kernel = ops.convert_to_numpy(model.get_layer("fc").kernel)
-
-    fresh = tiny_compiled_model()
-    restore = AtomicBackupAndRestore(backup, save_freq=1)
-    seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if not seen:
-                seen.append(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
-                seen.append(ops.convert_to_numpy(self.model.get_layer("fc").kernel))
-
-    history = fresh.fit(x, y, batch_size=4, epochs=4, callbacks=[restore, Record()],
-                        verbose=0)
-    assert history.epoch == [2, 3]
-    assert seen[0] == 4
-    np.testing.assert_array_equal(seen[1], saved_kernel)
-    assert int(ops.convert_to_numpy(fresh.optimizer.iterations)) == 8
-    assert not os.path.exists(backup)
-
-
-def test_backup_kept_makes_a_finished_run_a_no_op(tmp_path):
-    x = np.zeros((8, 3), "float32")
-    y = np.arange(8) % 6
-    backup = str(tmp_path / "backup")
-    model = tiny_compiled_model()
-    model.fit(x, y, batch_size=4, epochs=2, verbose=0,
-              callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
-    again = tiny_compiled_model()
-    history = again.fit(x, y, batch_size=4, epochs=2, verbose=0,
-                        callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
-    assert history.epoch == []
-    assert int(ops.convert_to_numpy(again.optimizer.iterations)) == 4
-    np.testing.assert_array_equal(ops.convert_to_numpy(again.get_layer("fc").kernel),
-                                  ops.convert_to_numpy(model.get_layer("fc").kernel))
 
 
 def test_metrics_writer_resume_replaces_redone_epochs(tmp_path):

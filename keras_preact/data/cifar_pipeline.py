@@ -64,6 +64,7 @@ def cifar_dataset(
     drop_remainder=None,
     repeat=False,
     vectorized=True,
+    start_batch=0,
 ):
     """Builds the CIFAR `tf.data.Dataset` for training or evaluation.
 
@@ -110,6 +111,12 @@ def cifar_dataset(
         repeat: repeat forever (training only makes sense with
             `steps_per_epoch`).
         vectorized: augment whole batches (default) or map per image.
+        start_batch: int >= 0 (training only). Start the stream at this
+            batch, as if that many batches had been read: the shuffle order
+            and the crop/flip draws continue exactly (with a `seed`; MixUp,
+            CutMix and RandAugment draws do not). Skipping costs no image
+            work. `keras_preact.training.fit_resumable` uses it to resume
+            inside an epoch.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
@@ -132,6 +139,13 @@ def cifar_dataset(
         )
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
+    if not isinstance(start_batch, (int, np.integer)) or start_batch < 0:
+        raise ValueError(f"Expected start_batch to be an int >= 0. Received: {start_batch!r}")
+    if start_batch and not training:
+        raise ValueError(
+            f"start_batch={start_batch} applies to the training stream only "
+            "(training=True); evaluation always reads the whole set."
+        )
     for arg, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
         if value < 0:
             raise ValueError(f"Expected {arg} >= 0. Received: {arg}={value!r}")
@@ -168,6 +182,9 @@ def cifar_dataset(
         ds = ds.shuffle(shuffle_buffer or n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    # Batches are consecutive runs of batch_size indices, so skipping indices
+    # (and the matching augmentation seeds below) skips whole batches.
+    ds = ds.skip(start_batch * batch_size)
 
     def normalize(x):
         return aug.tf_normalize(x, mean, std)
@@ -193,6 +210,7 @@ def cifar_dataset(
     crop_flip = augment in ("paper", "randaugment")
     # One (2,) stateless seed per element; differs on every pass.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    seeds = seeds.skip(start_batch if vectorized else start_batch * batch_size)
 
     if vectorized:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)

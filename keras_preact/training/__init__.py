@@ -8,15 +8,17 @@ Public API:
     compile_for_paper, accuracy_metrics.
     Precision: resolve_precision, set_precision, accelerator_info.
     Distribution: setup_distribution, DistributionSetup.
-    Callbacks: AtomicBackupAndRestore, AtomicModelCheckpoint, MetricsWriter,
+    Resumable training: fit_resumable, TrainingBackup, read_backup,
+        restore_backup, BackupState.
+    Callbacks: AtomicModelCheckpoint, MetricsWriter, RunTimeEstimate,
         TrainingCurvesPlot, plot_training_curves, make_callbacks.
 
 Nothing here imports TensorFlow at import time.
 """
 
-from keras_preact.training.callbacks import AtomicBackupAndRestore
 from keras_preact.training.callbacks import AtomicModelCheckpoint
 from keras_preact.training.callbacks import MetricsWriter
+from keras_preact.training.callbacks import RunTimeEstimate
 from keras_preact.training.callbacks import TrainingCurvesPlot
 from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.callbacks import plot_training_curves
@@ -32,3 +34,8 @@ from keras_preact.training.precision import set_precision
 from keras_preact.training.schedules import ImageNetStepSchedule
 from keras_preact.training.schedules import PaperCIFARSchedule
 from keras_preact.training.schedules import WarmupCosineDecay
+from keras_preact.training.resume import BackupState
+from keras_preact.training.resume import TrainingBackup
+from keras_preact.training.resume import fit_resumable
+from keras_preact.training.resume import read_backup
+from keras_preact.training.resume import restore_backup

@@ -1,14 +1,15 @@
 """Callbacks for long, resumable training runs.
 
-- `AtomicBackupAndRestore`: `keras.callbacks.BackupAndRestore` whose backups
-  are crash-safe (a `kill -9` while saving never leaves a half-written backup)
-  and which also saves at every epoch end, so a finished epoch is never redone.
+- Backups and resume live in `keras_preact.training.resume`
+  (`TrainingBackup`, `fit_resumable`).
 - `AtomicModelCheckpoint`: the whole model as `.keras` each epoch, atomically.
 - `MetricsWriter`: per-epoch metrics (plus learning rate and optimizer
   iterations) to `metrics.csv` and `metrics.json`, both written atomically and
   keyed by epoch, so a resumed run continues them without duplicates.
 - `TrainingCurvesPlot`: a PNG of loss / accuracy curves at the end of training
   (matplotlib's Agg renderer, no pyplot state touched).
+- `RunTimeEstimate`: after a few steps, prints the measured time per step
+  and what the whole run will take on this machine.
 - `make_callbacks`: the standard set used by the example scripts.
 """
 
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import time
 
 import keras
 
@@ -50,98 +52,6 @@ def _to_float(value):
 def current_learning_rate(optimizer):
     """The optimizer's current learning rate as a Python float."""
     return _to_float(optimizer.learning_rate)
-
-
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` with crash-safe backups and epoch-end saves.
-
-    Each backup writes the weights (model + optimizer state, including the
-    iteration counter) to a new file, then atomically replaces
-    `training_metadata.json`, which names that file; the previous weights
-    file is removed only afterwards. So the metadata always points at a
-    complete backup. With an integer `save_freq` (in batches), a backup is
-    also taken at every epoch end. After a crash mid-epoch, rerunning the
-    same `fit()` restarts that epoch's data from its first batch, from the
-    weights and optimizer state of the last backup (at most `save_freq`
-    steps of work are lost; the iteration counter counts the steps actually
-    taken, so the run ends a few steps past `epochs * steps_per_epoch`).
-
-    Args:
-        backup_dir: str. Folder for the backup.
-        save_freq: "epoch" or int (batches). Defaults to "epoch".
-        delete_checkpoint: bool. Remove the backup when training ends.
-            Defaults to True.
-
-    Example:
-
-    >>> cb = AtomicBackupAndRestore("/tmp/backup", save_freq=100)
-    """
-
-    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
-        super().__init__(
-            backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint
-        )
-        self.restored = None
-
-    def _read_metadata(self):
-        if not os.path.exists(self._training_metadata_path):
-            return None
-        with open(self._training_metadata_path) as f:
-            return json.load(f)
-
-    def _load_model(self):
-        metadata = self._read_metadata()
-        if metadata is None or "weights" not in metadata:
-            return
-        if not self.model.built:
-            raise ValueError(
-                "AtomicBackupAndRestore needs a built model before fit(). "
-                f"Model {self.model.name} is not built."
-            )
-        optimizer = self.model.optimizer
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
-        self.model._initial_epoch = metadata["epoch"]
-        self._current_epoch = metadata["epoch"]
-        self.restored = metadata
-        iterations = (
-            int(keras.ops.convert_to_numpy(optimizer.iterations))
-            if optimizer is not None
-            else None
-        )
-        print(
-            f"Restored backup: resuming at epoch {metadata['epoch'] + 1} "
-            f"(optimizer iterations={iterations})",
-            flush=True,
-        )
-
-    def on_train_begin(self, logs=None):
-        self._load_model()
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        previous = self._read_metadata()
-        counter = (previous or {}).get("counter", 0) + 1
-        name = f"backup-{counter}.weights.h5"
-        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
-        metadata = {
-            "epoch": self._current_epoch,
-            "batch": self._last_batch_seen,
-            "counter": counter,
-            "weights": name,
-        }
-        _atomic_write_text(self._training_metadata_path, json.dumps(metadata))
-        if previous and previous.get("weights") and previous["weights"] != name:
-            old = os.path.join(self.backup_dir, previous["weights"])
-            if os.path.exists(old):
-                os.remove(old)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._current_epoch = epoch + 1
-        self._last_batch_seen = 0
-        self._batches_seen_since_last_saving = 0
-        self._save_model()
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -310,6 +220,67 @@ class TrainingCurvesPlot(keras.callbacks.Callback):
             plot_training_curves(self.metrics_writer.rows, self.path, self.title)
 
 
+class RunTimeEstimate(keras.callbacks.Callback):
+    """Prints the measured time per step and how long the run will take.
+
+    Once per `fit`: the first `skip_steps` steps (compilation, warm-up) are
+    not timed, the next `measure_steps` are. The steps left are
+    `total_steps` minus the optimizer's iteration counter, i.e. this assumes
+    the counter counts the run's steps (a model trained only by this run).
+
+    Args:
+        total_steps: int > 0. Training steps of the whole run.
+        skip_steps: int >= 0. Defaults to 2.
+        measure_steps: int > 0. Defaults to 3.
+        log: callable taking a str. Defaults to `print`.
+
+    Raises:
+        ValueError: a count out of range.
+    """
+
+    def __init__(self, total_steps, skip_steps=2, measure_steps=3, log=print):
+        super().__init__()
+        if total_steps <= 0 or skip_steps < 0 or measure_steps <= 0:
+            raise ValueError(
+                "Expected total_steps > 0, skip_steps >= 0, measure_steps > 0. "
+                f"Received: {total_steps}, {skip_steps}, {measure_steps}"
+            )
+        self.total_steps = int(total_steps)
+        self.skip_steps = int(skip_steps)
+        self.measure_steps = int(measure_steps)
+        self.log = log
+
+    def on_train_begin(self, logs=None):
+        self._done = 0
+        self._t0 = time.perf_counter() if self.skip_steps == 0 else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done += 1
+        if self._done == self.skip_steps:
+            self._t0 = time.perf_counter()
+        elif self._done == self.skip_steps + self.measure_steps and self._t0 is not None:
+            per_step = (time.perf_counter() - self._t0) / self.measure_steps
+            done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            left = max(0, self.total_steps - done)
+            self.log(
+                f"measured {per_step:.3g} s/step: the full run ({self.total_steps:,} "
+                f"steps) takes about {format_duration(self.total_steps * per_step)} "
+                f"on this machine; {left:,} steps "
+                f"({format_duration(left * per_step)}) remain"
+            )
+
+
+def format_duration(seconds):
+    """'45 s', '12 min', '3.4 h' or '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _tensorboard_available():
     import importlib.util
 
@@ -319,8 +290,6 @@ def _tensorboard_available():
 def make_callbacks(
     output_dir,
     *,
-    backup_save_freq=None,
-    keep_backup=True,
     checkpoint=True,
     tensorboard=True,
     plot=True,
@@ -328,10 +297,6 @@ def make_callbacks(
 ):
     """The standard callbacks of the example scripts, all under `output_dir`.
 
-    - `backup/` : `AtomicBackupAndRestore` (only if `backup_save_freq` is
-      given: int batches or "epoch"). Kept after training by default, so
-      rerunning a finished command trains no further epochs (it restores,
-      re-evaluates and re-plots); delete the folder to start over.
     - `checkpoints/last.keras` : `AtomicModelCheckpoint` (whole model with
       optimizer state, every epoch).
     - `logs/` : `keras.callbacks.TensorBoard` (when the `tensorboard`
@@ -339,10 +304,10 @@ def make_callbacks(
     - `metrics.csv`, `metrics.json` : `MetricsWriter`.
     - `curves.png` : `TrainingCurvesPlot`.
 
+    Backups are taken by `keras_preact.training.fit_resumable` itself.
+
     Args:
         output_dir: str. Folder for everything.
-        backup_save_freq: None, "epoch" or int. Defaults to None (no backup).
-        keep_backup: bool. Keep `backup/` when training ends. Defaults to True.
         checkpoint: bool. Defaults to True.
         tensorboard: bool. Defaults to True.
         plot: bool. Defaults to True.
@@ -353,14 +318,6 @@ def make_callbacks(
     """
     os.makedirs(output_dir, exist_ok=True)
     callbacks = []
-    if backup_save_freq is not None:
-        callbacks.append(
-            AtomicBackupAndRestore(
-                os.path.join(output_dir, "backup"),
-                save_freq=backup_save_freq,
-                delete_checkpoint=not keep_backup,
-            )
-        )
     writer = MetricsWriter(
         csv_path=os.path.join(output_dir, "metrics.csv"),
         json_path=os.path.join(output_dir, "metrics.json"),

@@ -66,6 +66,27 @@ def accelerator_info():
     return {"kind": "cpu", "compute_capability": None}
 
 
+def list_devices():
+    """Names of the devices the active Keras backend can train on.
+
+    Returns:
+        list of str, accelerators first, e.g. `["gpu:0", "gpu:1"]`,
+        `["cuda:0 (NVIDIA H200)"]` on torch, or `["cpu:0"]`.
+
+    Example:
+
+    >>> list_devices()
+    ['cpu:0']
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        names = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(count)]
+        return names or ["cpu:0"]
+    return list(keras.distribution.list_devices())
+
+
 def resolve_precision(mode="auto", info=None):
     """Maps a precision mode to a Keras dtype policy name.
 

@@ -9,17 +9,21 @@ import argparse
 import json
 import math
 import os
+import shlex
 import time
 
 import keras
 
+from keras_preact.training.callbacks import RunTimeEstimate
 from keras_preact.training.callbacks import _atomic_write_text
 from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.compile import compile_for_paper
 from keras_preact.training.distribute import VALID_DISTRIBUTE
 from keras_preact.training.distribute import setup_distribution
 from keras_preact.training.precision import VALID_PRECISIONS
+from keras_preact.training.precision import list_devices
 from keras_preact.training.precision import set_precision
+from keras_preact.training.resume import fit_resumable
 
 
 def add_common_arguments(parser, *, default_batch_size, default_output_dir):
@@ -69,10 +73,14 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--output-dir", default=default_output_dir,
                    help="Checkpoints, TensorBoard logs, metrics.csv/json, curves.png.")
     g.add_argument("--resume", action="store_true",
-                   help="Back up every --backup-every steps and at each epoch end; rerunning "
-                        "the same command continues from the last backup.")
-    g.add_argument("--backup-every", type=int, default=100,
-                   help="Steps between backups with --resume (default 100).")
+                   help="Back up every --backup-every-seconds, every --backup-every "
+                        "steps (if given) and at each epoch end; rerunning the same "
+                        "command continues from the last backup, inside the "
+                        "interrupted epoch.")
+    g.add_argument("--backup-every-seconds", type=float, default=300.0,
+                   help="Wall-clock seconds between backups with --resume.")
+    g.add_argument("--backup-every", type=int, default=None,
+                   help="Steps between backups with --resume (default: by time only).")
     g.add_argument("--export", action="store_true",
                    help="Export a SavedModel to OUTPUT_DIR/export at the end.")
     g.add_argument("--no-tensorboard", action="store_true")
@@ -85,7 +93,7 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
 def check_common_arguments(parser, args):
     """Validates the shared arguments; `parser.error` on bad values."""
     for name in ("batch_size", "epochs", "steps", "steps_per_epoch",
-                 "validation_steps", "backup_every"):
+                 "validation_steps", "backup_every", "backup_every_seconds"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -134,7 +142,7 @@ def fit_and_evaluate(
     prep,
     build_model,
     learning_rate,
-    train_ds,
+    train_data,
     val_ds,
     steps_per_epoch,
     epochs,
@@ -142,8 +150,15 @@ def fit_and_evaluate(
     run_info=None,
     model_name="model",
     export_preprocessing=None,
+    title=None,
+    paper_error=None,
+    quick_look=None,
 ):
     """Builds, compiles, trains (resumable), evaluates and optionally exports.
+
+    Prints what it does first (backend, devices, parameter counts, run
+    length, output paths; without an accelerator, the command of a quick
+    look) and at the end (final metrics beside the paper's, output paths).
 
     Args:
         args: parsed arguments (see `add_common_arguments`).
@@ -151,7 +166,8 @@ def fit_and_evaluate(
         build_model: callable returning an uncompiled `keras.Model`; called
             inside the distribution scope.
         learning_rate: float or `LearningRateSchedule`.
-        train_ds: repeated training `tf.data.Dataset` (global batches).
+        train_data: repeated training data (global batches), or a callable
+            `start_step -> data` positioned at a step (see `fit_resumable`).
         val_ds: finite validation `tf.data.Dataset` or None.
         steps_per_epoch: int.
         epochs: int.
@@ -161,6 +177,13 @@ def fit_and_evaluate(
         export_preprocessing: str or None. `preprocessing=` of
             `keras_preact.export.export_saved_model` ("cifar10", "cifar100",
             "imagenet").
+        title: str or None. What is trained, e.g. "PreActResNet-164 on
+            CIFAR-100".
+        paper_error: (float, str) or None. The paper's top-1 error in
+            percent and where it comes from, printed beside the result.
+        quick_look: str or None. Command of a run that completes in minutes
+            on a CPU (see `quick_look_command`), printed when no accelerator
+            is found.
 
     Returns:
         dict: the final evaluation metrics (empty when `val_ds` is None).
@@ -179,30 +202,14 @@ def fit_and_evaluate(
             one_hot=one_hot,
             jit_compile=jit_compile_value(args.jit_compile),
         )
-    callbacks = make_callbacks(
-        args.output_dir,
-        backup_save_freq=args.backup_every if args.resume else None,
-        tensorboard=not args.no_tensorboard,
-        run_info=run_info,
-    )
-    print(
-        f"Training {model.name} ({model.count_params():,} params): "
-        f"{epochs} epochs x {steps_per_epoch} steps, global batch "
-        f"{prep['global_batch_size']} ({args.batch_size} x {setup.num_replicas} "
-        f"replicas), policy {prep['policy']}, distribute {setup.kind}, "
-        f"backend {keras.backend.backend()}",
-        flush=True,
-    )
+    paths = output_paths(args)
+    print(describe_start(model, args, prep, steps_per_epoch, epochs, paths,
+                         title=title, quick_look=quick_look), flush=True)
+    callbacks = make_callbacks(args.output_dir, tensorboard=not args.no_tensorboard,
+                               run_info=run_info)
+    callbacks.append(RunTimeEstimate(steps_per_epoch * epochs))
     start = time.time()
-    model.fit(
-        train_ds,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=val_ds,
-        validation_steps=args.validation_steps,
-        callbacks=callbacks,
-        verbose=args.verbose,
-    )
+    _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks)
     train_seconds = time.time() - start
     final = {}
     if val_ds is not None:
@@ -210,14 +217,6 @@ def fit_and_evaluate(
             val_ds, steps=args.validation_steps, return_dict=True, verbose=0
         )
         final = {k: float(v) for k, v in final.items()}
-        top1 = final.get("top1", float("nan"))
-        top5 = final.get("top5", float("nan"))
-        print(
-            f"Final evaluation: loss={final.get('loss', float('nan')):.4f} "
-            f"top1={100 * top1:.2f}% (error {100 * (1 - top1):.2f}%) "
-            f"top5={100 * top5:.2f}% (error {100 * (1 - top5):.2f}%)",
-            flush=True,
-        )
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     summary = {
         "final": final,
@@ -226,16 +225,135 @@ def fit_and_evaluate(
         "train_seconds_this_process": round(train_seconds, 2),
         "run": run_info or {},
     }
-    _atomic_write_text(
-        os.path.join(args.output_dir, "final_metrics.json"), json.dumps(summary, indent=1)
-    )
-    print(f"Optimizer iterations: {iterations}", flush=True)
+    _atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
     if args.export:
-        export_model(
+        paths["export"] = export_model(
             model, os.path.join(args.output_dir, "export"), model_name,
             preprocessing=export_preprocessing,
         )
+    print(describe_end(final, iterations, paths, paper_error), flush=True)
     return final
+
+
+def _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks):
+    fit_kwargs = dict(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+        validation_steps=args.validation_steps, callbacks=callbacks,
+        verbose=args.verbose,
+    )
+    if args.resume:
+        return fit_resumable(
+            model, train_data, backup_dir=os.path.join(args.output_dir, "backup"),
+            every_seconds=args.backup_every_seconds, every_steps=args.backup_every,
+            **fit_kwargs,
+        )
+    data = train_data(0) if callable(train_data) else train_data
+    # The pipelines shuffle; Keras would warn that it cannot.
+    return model.fit(data, shuffle=False, **fit_kwargs)
+
+
+def output_paths(args):
+    """Where a run writes, by kind (the files `make_callbacks` writes)."""
+    out = args.output_dir
+    paths = {
+        "checkpoint": os.path.join(out, "checkpoints", "last.keras"),
+        "metrics": os.path.join(out, "metrics.csv") + ", " + os.path.join(out, "metrics.json"),
+        "plot": os.path.join(out, "curves.png"),
+        "summary": os.path.join(out, "final_metrics.json"),
+    }
+    if args.resume:
+        paths["backups"] = os.path.join(out, "backup")
+    if not args.no_tensorboard:
+        paths["logs"] = os.path.join(out, "logs")
+    return paths
+
+
+def _parameter_counts(model):
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    non_trainable = sum(math.prod(v.shape) for v in model.non_trainable_weights)
+    return int(trainable), int(non_trainable)
+
+
+def quick_look_command(script, argv, overrides):
+    """`python script argv...` with `overrides` ({flag: value}) applied.
+
+    Flags in `overrides` and `--steps` (exclusive with `--epochs`) are
+    removed from `argv` with their values, then appended.
+
+    Example:
+
+    >>> quick_look_command("train.py", ["--steps", "9", "--epochs=3"], {"--epochs": "1"})
+    'python train.py --epochs 1'
+    """
+    drop = set(overrides) | {"--steps"}
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        flag = token.split("=", 1)[0]
+        if flag in drop:
+            skip = "=" not in token
+            continue
+        kept.append(token)
+    for flag, value in overrides.items():
+        kept += [flag, value]
+    return " ".join(["python"] + [shlex.quote(t) for t in [script, *kept]])
+
+
+def describe_start(model, args, prep, steps_per_epoch, epochs, paths,
+                   title=None, quick_look=None):
+    """The run's opening lines: what trains where, and where results go."""
+    setup = prep["setup"]
+    devices = list_devices()
+    trainable, frozen = _parameter_counts(model)
+    lines = [
+        f"keras_preact: {title or model.name}",
+        f"  backend    {keras.backend.backend()}, devices: {', '.join(devices)}",
+        f"  model      {model.name}: {trainable:,} trainable parameters (the "
+        f"count the paper reports), {frozen:,} non-trainable (BN moving statistics)",
+        f"  run        {epochs} epochs x {steps_per_epoch} steps = "
+        f"{epochs * steps_per_epoch:,} steps, global batch "
+        f"{prep['global_batch_size']} ({args.batch_size} x {setup.num_replicas} "
+        f"replicas), policy {prep['policy']}, distribute {setup.kind}",
+    ]
+    if args.resume:
+        every = f"every {args.backup_every_seconds:g} s"
+        if args.backup_every:
+            every += f", every {args.backup_every} steps"
+        lines.append(f"  backups    {paths['backups']} ({every} and at each epoch end)")
+    else:
+        lines.append("  backups    none (add --resume to make the run resumable)")
+    for kind in ("checkpoint", "logs", "metrics", "plot", "summary"):
+        if kind in paths:
+            lines.append(f"  {kind:<10} {paths[kind]}")
+    if all(d.startswith("cpu") for d in devices):
+        lines.append(
+            f"  No GPU or TPU found: training runs on the CPU ({os.cpu_count()} cores), "
+            "where the paper's full recipe takes days. The time per step is "
+            "measured after the first steps, with the estimate for this run."
+        )
+        if quick_look:
+            lines.append(f"  A quick look that completes in minutes: {quick_look}")
+    return "\n".join(lines)
+
+
+def describe_end(final, iterations, paths, paper_error=None):
+    """The run's closing lines: final metrics beside the paper's, and paths."""
+    lines = [f"Optimizer iterations: {iterations}"]
+    if final:
+        top1 = final.get("top1", float("nan"))
+        top5 = final.get("top5", float("nan"))
+        lines.append(
+            f"Final evaluation: loss={final.get('loss', float('nan')):.4f} "
+            f"top1={100 * top1:.2f}% (error {100 * (1 - top1):.2f}%) "
+            f"top5={100 * top5:.2f}% (error {100 * (1 - top5):.2f}%)"
+        )
+        if paper_error is not None:
+            error, source = paper_error
+            lines.append(f"The paper: error {error:.2f}% ({source})")
+    lines += [f"  {kind:<10} {path}" for kind, path in paths.items() if path]
+    return "\n".join(lines)
 
 
 def export_model(model, export_base, model_name, preprocessing=None):

@@ -1,0 +1,375 @@
+"""Resumable training: crash-safe backups and a `fit` that continues exactly.
+
+A run interrupted at any point (`kill -9`, a preempted VM, a closed Colab
+tab) and restarted with the same command ends with the same epoch count,
+optimizer iterations and learning-rate schedule as an uninterrupted run:
+
+- `TrainingBackup` saves weights and optimizer state (iteration counter
+  included) every `every_seconds` of wall-clock time, optionally every
+  `every_steps` steps, and at every epoch end. A backup is complete or
+  absent: the weights go to a new file, then `training_metadata.json`, which
+  names that file and the position (epoch, step of the epoch), is replaced
+  atomically.
+- `fit_resumable` restores the last backup and continues *inside* the
+  interrupted epoch: its completed steps are not run again (with a data
+  factory, the data stream continues where it stopped too).
+- Nothing is left on the model after a `fit`: a later plain `model.fit`
+  trains the epochs it is asked for.
+
+Keras' own `keras.callbacks.BackupAndRestore` restarts an interrupted epoch
+from its first step (so a resumed run takes more optimizer steps than
+planned) and leaves the restored start epoch on the model; this module uses
+only public Keras APIs instead.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import time
+
+import keras
+
+from keras_preact.training.callbacks import _atomic_write_text
+
+METADATA_FILE = "training_metadata.json"
+DEFAULT_BACKUP_SECONDS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupState:
+    """Where a backup stands.
+
+    Attributes:
+        epoch: int >= 0. The epoch in progress (0-based), i.e. the number of
+            completed epochs.
+        step: int in [0, steps_per_epoch). Steps of that epoch already done.
+        steps_per_epoch: int > 0. Steps per epoch of the run that saved it
+            (None, until restored, for a backup of the former AtomicBackupAndRestore).
+        iterations: int or None. Optimizer iterations at the backup.
+        weights_path: str. The `.weights.h5` file (model and optimizer).
+    """
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    iterations: object
+    weights_path: str
+
+    @property
+    def global_step(self):
+        """Training steps done in the run: `epoch * steps_per_epoch + step`."""
+        return self.epoch * self.steps_per_epoch + self.step
+
+    def describe(self, epochs=None):
+        total = f" of {epochs}" if epochs else ""
+        return (
+            f"epoch {self.epoch + 1}{total}, step {self.step} of "
+            f"{self.steps_per_epoch} (optimizer iterations {self.iterations})"
+        )
+
+
+def read_backup(backup_dir):
+    """Reads the position of the backup in `backup_dir`.
+
+    Args:
+        backup_dir: str. Folder written by `TrainingBackup`.
+
+    Returns:
+        `BackupState`, or None when the folder holds no complete backup.
+
+    Raises:
+        ValueError: the metadata file exists but is not a backup's.
+    """
+    path = os.path.join(backup_dir, METADATA_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        try:
+            meta = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); it was not written "
+                             "by TrainingBackup.") from e
+    if "step" not in meta and "batch" in meta:
+        # Written by the former AtomicBackupAndRestore: "batch" is the last
+        # 0-based batch done, 0 after an epoch-end save; no steps per epoch.
+        meta = dict(meta, step=meta["batch"] + 1 if meta["batch"] else 0,
+                    steps_per_epoch=None)
+    missing = {"epoch", "step", "steps_per_epoch", "weights"} - set(meta)
+    if missing:
+        raise ValueError(
+            f"{path} lacks {sorted(missing)}: it was not written by "
+            "TrainingBackup. Move the folder away to start fresh."
+        )
+    weights = os.path.join(backup_dir, meta["weights"])
+    if not os.path.exists(weights):
+        raise ValueError(f"{path} names {weights}, which does not exist.")
+    spe = meta["steps_per_epoch"]
+    return BackupState(
+        epoch=int(meta["epoch"]), step=int(meta["step"]),
+        steps_per_epoch=None if spe is None else int(spe),
+        iterations=meta.get("iterations"), weights_path=weights,
+    )
+
+
+def _iterations(model):
+    optimizer = model.optimizer
+    if optimizer is None:
+        return None
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Saves crash-safe backups of a training run; see `fit_resumable`.
+
+    A backup holds the model's weights and the optimizer's state (its
+    iteration counter included) and the run's position: epoch and step of
+    the epoch. It is taken every `every_seconds` seconds, every
+    `every_steps` steps (if given) and at each epoch end. The previous
+    backup is deleted only after the new one is complete.
+
+    Used on its own in `model.fit`, it refuses to start over an existing
+    backup (that would silently replace saved work): continue the run with
+    `fit_resumable`, or remove the folder.
+
+    Args:
+        backup_dir: str. Folder of the backup.
+        every_seconds: float > 0 or None. Wall-clock seconds between
+            backups. Defaults to 300.
+        every_steps: int > 0 or None. Steps between backups. Defaults to
+            None (by time and at epoch ends only).
+
+    Raises:
+        ValueError: bad intervals; at the start of `fit`, an existing backup
+            that was not restored, or a `fit` without a known number of
+            steps per epoch.
+
+    Example:
+
+    >>> backup = TrainingBackup("/tmp/run/backup", every_seconds=600)
+    """
+
+    def __init__(self, backup_dir, every_seconds=DEFAULT_BACKUP_SECONDS,
+                 every_steps=None):
+        super().__init__()
+        if every_seconds is not None and not every_seconds > 0:
+            raise ValueError(f"every_seconds must be > 0 or None. Received: {every_seconds}")
+        if every_steps is not None and (int(every_steps) != every_steps or every_steps <= 0):
+            raise ValueError(f"every_steps must be an int > 0 or None. Received: {every_steps}")
+        self.backup_dir = str(backup_dir)
+        self.every_seconds = every_seconds
+        self.every_steps = every_steps
+        self._start = None
+        self._reset()
+
+    def _reset(self):
+        self._steps_per_epoch = None
+        self._epoch = 0
+        self._step = 0
+        self._first_step = 0
+        self._steps_since_save = 0
+        self._last_save = time.monotonic()
+
+    def start_at(self, state, steps_per_epoch):
+        """Declares where the next `fit` starts: a restored `BackupState`.
+
+        `fit_resumable` calls this before each of its `fit` calls.
+
+        Args:
+            state: `BackupState` or None (a fresh run).
+            steps_per_epoch: int. The run's full steps per epoch.
+        """
+        self._start = (state, int(steps_per_epoch))
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        if self._start is None:
+            existing = read_backup(self.backup_dir)
+            if existing is not None:
+                raise ValueError(
+                    f"{self.backup_dir} holds a backup at {existing.describe()}; "
+                    "this fit would start over it. Continue that run with "
+                    "keras_preact.training.fit_resumable(...), or move the folder away."
+                )
+            steps = self.params.get("steps")
+            if not steps:
+                raise ValueError(
+                    "TrainingBackup needs a known number of steps per epoch: pass "
+                    f"steps_per_epoch to fit. Received steps={steps!r}."
+                )
+            self._steps_per_epoch = int(steps)
+        else:
+            state, self._steps_per_epoch = self._start
+            self._first_step = state.step if state is not None else 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._step, self._first_step = self._first_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        self._steps_since_save += 1
+        due_steps = self.every_steps and self._steps_since_save >= self.every_steps
+        due_time = (self.every_seconds is not None
+                    and time.monotonic() - self._last_save >= self.every_seconds)
+        if (due_steps or due_time) and self._step < self._steps_per_epoch:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch, self._step = epoch + 1, 0
+        self.save()
+
+    def on_train_end(self, logs=None):
+        self._start = None
+
+    def save(self):
+        """Writes a backup of the current position now."""
+        os.makedirs(self.backup_dir, exist_ok=True)
+        meta_path = os.path.join(self.backup_dir, METADATA_FILE)
+        counter = 0
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                counter = json.load(f).get("counter", 0)
+        name = f"backup-{counter + 1}.weights.h5"
+        # A new file each time: a crash while writing it leaves the previous
+        # backup, still named by the metadata, intact.
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        meta = {
+            "epoch": self._epoch, "step": self._step,
+            "steps_per_epoch": self._steps_per_epoch,
+            "iterations": _iterations(self.model),
+            "counter": counter + 1, "weights": name, "time": time.time(),
+        }
+        _atomic_write_text(meta_path, json.dumps(meta))
+        for stale in glob.glob(os.path.join(self.backup_dir, "backup-*.weights.h5")):
+            if os.path.basename(stale) != name:
+                os.remove(stale)
+        self._steps_since_save = 0
+        self._last_save = time.monotonic()
+
+
+def restore_backup(model, backup_dir, steps_per_epoch=None):
+    """Loads the last backup in `backup_dir` into a compiled model.
+
+    Args:
+        model: compiled, built `keras.Model` of the run that saved it.
+        backup_dir: str.
+        steps_per_epoch: int or None. When given, must equal the backup's.
+
+    Returns:
+        The restored `BackupState`, or None (no backup: nothing loaded).
+
+    Raises:
+        ValueError: the model is not built, or `steps_per_epoch` differs
+            from the backup's.
+    """
+    state = read_backup(backup_dir)
+    if state is None:
+        return None
+    if state.steps_per_epoch is None:  # legacy metadata
+        state = dataclasses.replace(state, steps_per_epoch=steps_per_epoch)
+    if steps_per_epoch is not None and state.steps_per_epoch != steps_per_epoch:
+        raise ValueError(
+            f"The backup in {backup_dir} was made with steps_per_epoch="
+            f"{state.steps_per_epoch}; this run has steps_per_epoch={steps_per_epoch}. "
+            "Resume with the run's original settings, or use a new output folder."
+        )
+    if not model.built:
+        raise ValueError(f"Model {model.name!r} must be built before a backup is restored.")
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(state.weights_path)
+    return dataclasses.replace(state, iterations=_iterations(model))
+
+
+def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
+                  every_seconds=DEFAULT_BACKUP_SECONDS, every_steps=None,
+                  callbacks=None, log=print, **fit_kwargs):
+    """`model.fit` that backs up as it goes and resumes where it stopped.
+
+    On start it restores the last backup in `backup_dir` (or says there is
+    none), then trains the rest of the interrupted epoch (its remaining
+    steps only) and the remaining epochs, taking backups with
+    `TrainingBackup`. An interrupted-and-resumed run ends with exactly the
+    epochs, optimizer iterations and schedule of an uninterrupted one.
+    Rerunning a finished run trains nothing.
+
+    Args:
+        model: compiled `keras.Model`.
+        train_data: what `model.fit` takes, repeated forever (a
+            `tf.data.Dataset`, `keras.utils.PyDataset`, generator), or a
+            callable `start_step -> data` that returns the data stream
+            positioned at training step `start_step` (0-based, counted over
+            the whole run). With a callable (as `keras_preact.data.
+            cifar_dataset(..., start_batch=...)` gives), the resumed run also
+            sees the very batches the uninterrupted one would have; with
+            plain data, the stream starts again from its beginning.
+        epochs: int > 0. Total epochs of the run.
+        steps_per_epoch: int > 0.
+        backup_dir: str. Folder of the backup (kept after training).
+        every_seconds, every_steps: backup intervals (see `TrainingBackup`).
+        callbacks: list of `keras.callbacks.Callback` or None.
+        log: callable taking a str, for the resume messages. Defaults to
+            `print`.
+        **fit_kwargs: other `model.fit` arguments (`validation_data`,
+            `verbose`, ...); not `initial_epoch`.
+
+    Returns:
+        `keras.callbacks.History` of the epochs trained by this call.
+
+    Raises:
+        ValueError: bad `epochs` / `steps_per_epoch`, `initial_epoch` given,
+            or a backup made with other `steps_per_epoch`.
+
+    Example:
+
+    >>> history = fit_resumable(model, lambda step: cifar_dataset(
+    ...     x, y, training=True, batch_size=128, seed=0, repeat=True,
+    ...     start_batch=step), epochs=164, steps_per_epoch=391,
+    ...     backup_dir="runs/c100/backup")
+    """
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if int(value) != value or value <= 0:
+            raise ValueError(f"{name} must be an int > 0. Received: {name}={value!r}")
+    if "initial_epoch" in fit_kwargs:
+        raise ValueError("fit_resumable chooses initial_epoch from the backup; "
+                         f"received initial_epoch={fit_kwargs['initial_epoch']!r}.")
+    state = restore_backup(model, backup_dir, steps_per_epoch)
+    if state is None:
+        log(f"no backup in {backup_dir}: starting fresh")
+        epoch, step = 0, 0
+    else:
+        log(f"resuming from {state.weights_path}: {state.describe(epochs)}")
+        epoch, step = state.epoch, state.step
+    # The data is a stream: there is nothing for Keras to shuffle (it warns).
+    fit_kwargs.setdefault("shuffle", False)
+    backup = TrainingBackup(backup_dir, every_seconds=every_seconds, every_steps=every_steps)
+    callbacks = [backup, *(callbacks or [])]
+
+    def data_at(global_step):
+        return train_data(global_step) if callable(train_data) else train_data
+
+    history = keras.callbacks.History()
+    history.epoch, history.history = [], {}
+    if epoch >= epochs:
+        log(f"the backup in {backup_dir} is at the end of the run ({epochs} epochs): "
+            "nothing to train. Move the folder away to train again.")
+        return history
+    # The interrupted epoch runs its remaining steps in a fit of its own;
+    # the remaining epochs follow in a second one.
+    runs = [(epoch, epoch + 1, steps_per_epoch - step)] if step else []
+    if (epoch + 1 if step else epoch) < epochs:
+        runs.append((epoch + 1 if step else epoch, epochs, steps_per_epoch))
+    for first_epoch, end_epoch, steps in runs:
+        backup.start_at(state, steps_per_epoch)
+        h = model.fit(
+            data_at(first_epoch * steps_per_epoch + (steps_per_epoch - steps)),
+            initial_epoch=first_epoch, epochs=end_epoch, steps_per_epoch=steps,
+            callbacks=callbacks, **fit_kwargs,
+        )
+        history.epoch += h.epoch
+        for key, values in h.history.items():
+            history.history.setdefault(key, []).extend(values)
+        state = None
+    history.set_model(model)
+    return history
