@@ -229,3 +229,33 @@ def test_colab_notebook_executes_with_tiny_settings(shared_data, tmp_path):
     )
     assert "Test top-1 accuracy" in outputs
     assert (tmp_path / "colab_run" / "metrics.csv").exists()
+
+
+def test_main_job_banner_gives_the_papers_count_and_a_quick_look():
+    """The README's main command prints the paper's parameter count, the
+    non-trainable count apart, the outputs, and (on a CPU) a quick look."""
+    import keras_preact
+    from keras_preact.training import DistributionSetup
+    from keras_preact.training import runner
+
+    script = load_script("train_cifar100")
+    argv = ["--depth", "164", "--dataset", "cifar100", "--data-source", "npz",
+            "--data-dir", "../shared/data/cifar100", "--mixed-precision", "auto",
+            "--output-dir", "runs/preact164_cifar100", "--resume"]
+    args = script.parse_args(argv)
+    prep = {"setup": DistributionSetup("none"), "policy": "float32",
+            "global_batch_size": 128}
+    quick = runner.quick_look_command("examples/train_cifar100.py", argv, {
+        "--epochs": "1", "--steps-per-epoch": "10", "--max-eval-examples": "500",
+        "--output-dir": "runs/preact164_cifar100_quick_look"})
+    text = runner.describe_start(keras_preact.PreActResNet164(classes=100), args, prep,
+                                 391, 164, runner.output_paths(args), quick_look=quick)
+    assert "1,726,388 trainable parameters" in text
+    assert "24,224 non-trainable (BN moving statistics)" in text
+    assert "164 epochs x 391 steps = 64,124 steps, global batch 128" in text
+    assert "runs/preact164_cifar100/backup (every 300 s and at each epoch end)" in text
+    if all(d.startswith("cpu") for d in runner.list_devices()):
+        assert "No GPU or TPU found" in text
+        assert quick in text and quick.endswith(
+            "--resume --epochs 1 --steps-per-epoch 10 --max-eval-examples 500 "
+            "--output-dir runs/preact164_cifar100_quick_look")
