@@ -9,9 +9,11 @@ graph) and prints the top-5 classes of each image.
     python examples/serving_client.py --protocol grpc --port 8500 --model-name preact20 img.jpg
     python examples/serving_client.py --labels labels.txt ...   # one class name a line
 
-REST needs only the standard library. gRPC needs `grpcio` and
-`tensorflow-serving-api` (imported lazily; on a tensorflow-cpu install use
-`pip install --no-deps tensorflow-serving-api`, see docs/serving.md).
+REST needs only the standard library. gRPC needs `grpcio`, a TensorFlow (any
+build) and `tensorflow-serving-api`, imported lazily. tensorflow-serving-api
+requires the full `tensorflow` distribution, so next to another build
+(tensorflow-cpu, a GPU build) install it with `--no-deps`, same minor version
+as the TensorFlow (docs/serving.md).
 """
 
 import argparse
@@ -77,8 +79,22 @@ def predict_grpc(images, model_name, host="localhost", port=8500,
                  signature_name="serving_bytes", version=None, timeout=30.0):
     """Same as `predict_rest` over gRPC (`PredictionService.Predict`).
 
+    Args:
+        images: list of encoded image `bytes` (for `serving_bytes`), or an
+            array of pixels `(N, H, W, 3)` on 0-255 (uint8 for
+            `serving_uint8`, float32 for `serving_default`).
+        model_name, host, port, signature_name, version, timeout: as in
+            `predict_rest` (gRPC port, default 8500).
+
     Returns:
-        `dict` output name -> numpy array (batch first).
+        `dict` output name -> numpy array (batch first), e.g. `classes` int32
+        `(N, k)`, `scores` and `probabilities` float32.
+
+    Raises:
+        ImportError: grpcio, tensorflow or tensorflow-serving-api is missing;
+            the message gives the install line.
+        RuntimeError: with the gRPC status and the server's message when the
+            call fails (e.g. `INVALID_ARGUMENT` for an undecodable image).
     """
     try:
         import grpc
@@ -87,9 +103,11 @@ def predict_grpc(images, model_name, host="localhost", port=8500,
         from tensorflow_serving.apis import prediction_service_pb2_grpc
     except ImportError as e:
         raise ImportError(
-            "gRPC needs grpcio, tensorflow and tensorflow-serving-api "
-            "(pip install --no-deps tensorflow-serving-api next to tensorflow-cpu). "
-            f"Missing: {e.name}"
+            f"gRPC needs grpcio, a TensorFlow and tensorflow-serving-api; missing: {e.name}. "
+            "Install: pip install grpcio tensorflow-cpu (or your TensorFlow build), then "
+            'pip install --no-deps "tensorflow-serving-api==<TensorFlow major.minor>.*" '
+            "(it requires the full `tensorflow` distribution, which would install a "
+            "second TensorFlow next to yours)."
         ) from None
 
     request = predict_pb2.PredictRequest()
@@ -105,7 +123,12 @@ def predict_grpc(images, model_name, host="localhost", port=8500,
     request.inputs["images"].CopyFrom(tensor)
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.Predict(request, timeout=timeout)
+        try:
+            response = stub.Predict(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise RuntimeError(
+                f"TF Serving returned gRPC {e.code().name}: {e.details()}"
+            ) from None
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
 

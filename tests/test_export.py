@@ -15,15 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from fake_serving import grpc_server
+from fake_serving import rest_server
 import keras_preact
 from keras_preact import export as kpe
 from keras_preact.preprocessing import CIFAR100_MEAN
@@ -572,7 +571,9 @@ def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# examples/serving_client.py against fake servers that run the SavedModel.
+# examples/serving_client.py end to end: fake REST and gRPC servers (tests/
+# fake_serving.py) that run the exported SavedModel's signatures. The wire
+# formats alone are checked on every backend in tests/test_serving_client.py.
 
 
 def _load_client():
@@ -582,41 +583,26 @@ def _load_client():
     return module
 
 
-class _FakeRestServing(BaseHTTPRequestHandler):
-    """Minimal TF Serving REST predict API ("instances" row format)."""
+def _rest_predict_with(loaded, model_name):
+    """`predict` for `fake_serving.rest_server`: TF Serving's "instances" format."""
+    import tensorflow as tf
 
-    loaded = None
-    model_name = None
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        import tensorflow as tf
-
-        if self.path != f"/v1/models/{self.model_name}:predict":
-            return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        name = request.get("signature_name", "serving_default")
-        fn = self.loaded.signatures[name]
+    def predict(path, request):
+        if path != f"/v1/models/{model_name}:predict":
+            return 404, {"error": f"Servable not found for request: {path}"}
+        fn = loaded.signatures[request.get("signature_name", "serving_default")]
         spec = fn.structured_input_signature[1]["images"]
         values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v
                   for v in request["instances"]]
         try:
             outputs = fn(images=tf.constant(values, dtype=spec.dtype))
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            return self._reply(400, {"error": getattr(e, "message", str(e))})
+            return 400, {"error": getattr(e, "message", str(e))}
         outputs = {k: v.numpy().tolist() for k, v in outputs.items()}
-        rows = [{k: outputs[k][i] for k in outputs} for i in range(len(values))]
-        self._reply(200, {"predictions": rows})
+        return 200, {"predictions": [{k: outputs[k][i] for k in outputs}
+                                     for i in range(len(values))]}
+
+    return predict
 
 
 @needs_export_backend
@@ -624,16 +610,9 @@ def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
     import tensorflow as tf
 
     client = _load_client()
-    handler = type("Handler", (_FakeRestServing,), {
-        "loaded": tf.saved_model.load(cifar_checked["path"]), "model_name": "tiny"})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
+    predict = _rest_predict_with(tf.saved_model.load(cifar_checked["path"]), "tiny")
+    with rest_server(predict) as port:
         pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
-        body = client.rest_request_body([b"\x89PNG"], "serving_bytes")
-        assert body == {"signature_name": "serving_bytes", "instances": [{"b64": "iVBORw=="}]}
         preds = client.predict_rest([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
         assert [sorted(p) for p in preds] == [["classes", "probabilities", "scores"]] * 3
         np.testing.assert_array_equal([p["classes"] for p in preds], np.argsort(-ref, 1)[:, :5])
@@ -643,8 +622,6 @@ def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
         np.testing.assert_allclose([p["probabilities"] for p in preds], ref, atol=ATOL)
         with pytest.raises(RuntimeError, match="(?s)HTTP 400.*Unknown image file format"):
             client.predict_rest([b"garbage"], "tiny", "127.0.0.1", port)
-        line = client.format_top_k(preds[0]["classes"], preds[0]["scores"])
-        assert line.startswith(f"{preds[0]['classes'][0]} (")
         # The command line prints "file: name (score), ..." with --labels names.
         image_file = tmp_path / "img.png"
         image_file.write_bytes(_png(pixels[0]))
@@ -652,51 +629,41 @@ def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
         labels.write_text("\n".join(f"class{i}" for i in range(CLASSES)))
         assert client.main([str(image_file), "--model-name", "tiny", "--host", "127.0.0.1",
                             "--port", str(port), "--labels", str(labels)]) == 0
-        printed = capsys.readouterr().out.strip()
-        top = np.argsort(-ref[0])[:5]
-        assert printed.startswith(f"{image_file}: class{top[0]} ({ref[0, top[0]]:.3f}), class{top[1]}")
-        assert printed.count("class") == 5
-    finally:
-        server.shutdown()
-        server.server_close()
+    printed = capsys.readouterr().out.strip()
+    top = np.argsort(-ref[0])[:5]
+    assert printed.startswith(f"{image_file}: class{top[0]} ({ref[0, top[0]]:.3f}), class{top[1]}")
+    assert printed.count("class") == 5
 
 
 @needs_export_backend
 def test_serving_client_grpc_request_format(cifar_checked):
-    grpc = pytest.importorskip("grpc")
-    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc",
-                        reason="tensorflow-serving-api not installed")
-    from concurrent import futures
-
+    pytest.importorskip("grpc", reason="grpcio is not installed (tests extra)")
+    pytest.importorskip(
+        "tensorflow_serving.apis.prediction_service_pb2_grpc",
+        reason="tensorflow-serving-api is not installed (CI installs it: pip install "
+        '--no-deps "tensorflow-serving-api==<TensorFlow major.minor>.*")')
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     loaded = tf.saved_model.load(cifar_checked["path"])
     seen = []
 
-    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):
-            seen.append((request.model_spec.name, request.model_spec.signature_name))
-            images = tf.make_ndarray(request.inputs["images"])
-            outputs = loaded.signatures[request.model_spec.signature_name](images=tf.constant(images))
-            response = predict_pb2.PredictResponse()
-            for k, v in outputs.items():
-                response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
-            return response
+    def predict(request, context):
+        seen.append((request.model_spec.name, request.model_spec.signature_name))
+        images = tf.make_ndarray(request.inputs["images"])
+        outputs = loaded.signatures[request.model_spec.signature_name](images=tf.constant(images))
+        response = predict_pb2.PredictResponse()
+        for k, v in outputs.items():
+            response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+        return response
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        client = _load_client()
-        pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
+    client = _load_client()
+    pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
+    with grpc_server(predict) as port:
         out = client.predict_grpc([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
         assert seen == [("tiny", "serving_bytes")]
         assert out["classes"].dtype == np.int32
         np.testing.assert_array_equal(out["classes"], np.argsort(-ref, 1)[:, :5])
+        np.testing.assert_allclose(out["probabilities"], ref, atol=ATOL)
         out = client.predict_grpc(pixels, "tiny", "127.0.0.1", port, signature_name="serving_uint8")
         np.testing.assert_allclose(out["probabilities"], ref, atol=ATOL)
-    finally:
-        server.stop(0)

@@ -96,6 +96,17 @@ def test_every_documented_extra_is_checked():
     )
 
 
+def test_readme_main_job_installs_jax_and_a_cpu_tensorflow_not_torch():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split(README_SECTIONS[0], 1)[1]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    install, _, job = command.partition("KERAS_BACKEND=")
+    assert job.startswith("jax python examples/train_cifar100.py"), command
+    assert "torch" not in install, f"the JAX main job's install names torch: {install}"
+    main_job = re.findall(r"\.\[([A-Za-z0-9_,-]+)\]", install)
+    assert main_job == [extras for machine, extras in INSTALLS if machine == "cpu"], install
+
+
 def fake_installed(site_packages, name, version):
     """A dist-info record pip reads as an installed distribution."""
     dist_info = Path(site_packages) / f"{name.replace('-', '_')}-{version}.dist-info"
