@@ -300,3 +300,35 @@ def test_plot_training_curves_writes_png(tmp_path):
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["curves.png"]
+
+
+@pytest.mark.parametrize(
+    "skip, total, expected",
+    [
+        # 2 s per timed step; measured after step 4 (skip 1 + 3), 6 remain.
+        (1, 10, "measured 2 s/step: the full run (10 steps) takes about 20 s on "
+                "this machine; 6 steps (12 s) remain"),
+        (0, 200_000, "measured 2 s/step: the full run (200,000 steps) takes about "
+                     "4.6 days on this machine; 199,997 steps (4.6 days) remain"),
+    ],
+)
+def test_run_time_estimate(monkeypatch, skip, total, expected):
+    from keras_preact.training import RunTimeEstimate
+    from keras_preact.training import callbacks as callbacks_module
+
+    clock = [0.0]
+    monkeypatch.setattr(callbacks_module.time, "perf_counter", lambda: clock[0])
+
+    class Tick(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            clock[0] += 2.0
+
+    messages = []
+    model = tiny_compiled_model()
+    model.fit(np.zeros((8, 3), "float32"), np.zeros(8, "int64"), batch_size=1,
+              epochs=1, steps_per_epoch=5, verbose=0,
+              callbacks=[Tick(), RunTimeEstimate(total, skip_steps=skip, measure_steps=3,
+                                                 log=messages.append)])
+    assert messages == [expected]
+    with pytest.raises(ValueError, match="Expected total_steps > 0"):
+        RunTimeEstimate(0)
