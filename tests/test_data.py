@@ -265,6 +265,20 @@ def test_cifar_training_random_each_pass_and_seeded():
     assert not np.allclose(a[0], d[0])
 
 
+@pytest.mark.parametrize("vectorized", [True, False])
+@pytest.mark.parametrize("start_batch", [3, 9])  # Inside the first pass; past it.
+def test_cifar_start_batch_continues_the_stream(vectorized, start_batch):
+    """What a resumed run reads: the same batches, images and crops included."""
+    x, y = _images(40), np.arange(40) % 10
+    args = dict(training=True, batch_size=8, seed=0, repeat=True, vectorized=vectorized)
+    whole = list(cifar_dataset(x, y, **args).take(start_batch + 4).as_numpy_iterator())
+    tail = list(cifar_dataset(x, y, start_batch=start_batch, **args)
+                .take(4).as_numpy_iterator())
+    for (xa, ya), (xb, yb) in zip(whole[start_batch:], tail):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+
+
 def test_cifar_eval_deterministic_and_exact():
     x, y = _images(50), np.arange(50) % 10
     ds = cifar_dataset(x, y, training=False, batch_size=16)
@@ -367,6 +381,8 @@ def test_cifar_reflect_padding_and_no_augment():
         (dict(pad_mode="wrap"), "Unknown pad_mode='wrap'"),
         (dict(num_classes=5), r"outside \[0, 4\]"),
         (dict(mean=(1.0, 2.0)), "one value per channel"),
+        (dict(start_batch=-1), "start_batch to be an int >= 0"),
+        (dict(start_batch=2, training=False), "applies to the training stream only"),
     ],
 )
 def test_cifar_dataset_bad_input(kwargs, match):
