@@ -51,6 +51,7 @@ import os
 import shutil
 import socket
 import tempfile
+import types
 
 import keras
 
@@ -268,7 +269,10 @@ def parse_tf_config(value=None):
             raise ValueError(f"TF_CONFIG cluster.{job} must be a list of 'host:port' "
                              f"strings. Received: TF_CONFIG={value!r}")
         for a in addresses:
-            _split_address(a, f"an address in TF_CONFIG cluster.{job}")
+            try:
+                _split_address(a, f"an address in TF_CONFIG cluster.{job}")
+            except ValueError as error:
+                raise ValueError(f"{error} in TF_CONFIG={value!r}") from None
         jobs[job] = addresses
     extra = sorted(set(cluster) - {"chief", "worker"})
     if extra or len(jobs["chief"]) > 1 or not jobs["chief"] + jobs["worker"]:
@@ -361,8 +365,10 @@ def _fix_keras_for_multiworker():
        `strategy.reduce("MEAN", batch, axis=None)`, which cannot reduce a
        nested (x, y) batch across workers (`ValueError: Attempt to convert a
        value (PerReplica...)`). Only the batch's shapes and dtypes are used,
-       so this worker's first replica's part of the batch is taken instead
-       (the per-replica shapes the reduction would give; no collective).
+       so they are read from the dataset's `element_spec` instead: no batch
+       drawn, no collective, and no iterator opened and dropped (which
+       would advance a reshuffling pipeline by one pass, so the first epoch
+       would not see the order a single-process run sees).
     2. The per-step logs (loss, metrics: one scalar per replica) are averaged
        over replicas with `strategy.reduce("MEAN", v, axis=0)`, which fails
        on a scalar (`Invalid reduction dimension 0 for input with 0
@@ -382,14 +388,12 @@ def _fix_keras_for_multiworker():
         strategy = self._distribute_strategy
         if strategy is None or iterator is None or strategy.extended._num_workers <= 1:
             return original(self, iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v,
-                batch,
-            )
-            break
+        spec = iterator.data_adapter.get_tf_dataset().element_spec
+        data_batch = tree.map_structure(
+            lambda s: types.SimpleNamespace(shape=tuple(s.shape.as_list()),
+                                            dtype=s.dtype.name),
+            spec,
+        )
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
@@ -455,8 +459,17 @@ def _check_cluster_agrees(setup, cluster):
             ctx = tf.distribute.get_replica_context()
             return ctx.all_gather(tf.constant(mine)[None], axis=0)
 
-        result = setup.strategy.run(gather)
-        views = setup.strategy.experimental_local_results(result)[0].numpy()
+        try:
+            result = setup.strategy.run(gather)
+            views = setup.strategy.experimental_local_results(result)[0].numpy()
+        except tf.errors.OpError as error:
+            raise ValueError(
+                "The workers could not agree on the cluster: this worker (index "
+                f"{cluster.index}) read {cluster.num_workers} workers "
+                f"{cluster.addresses} from TF_CONFIG; every worker must get the "
+                "same cluster and a distinct task index. TensorFlow said: "
+                f"{error.message.splitlines()[0]}"
+            ) from error
     else:
         from jax.experimental import multihost_utils
 

@@ -1,0 +1,406 @@
+"""Multi-worker training with real worker processes on this machine.
+
+TensorFlow (MultiWorkerMirroredStrategy) and JAX (jax.distributed +
+keras.distribution.DataParallel), each worker one CPU device, started by
+`python -m keras_preact.launch`. The suite of each backend runs its own
+engine; the torch suite checks the refusal. Every subprocess has a hard
+timeout, so a hang fails the test instead of blocking CI.
+
+What is pinned: each worker reads a distinct part of every global batch;
+after N steps both workers hold the same weights, equal to a
+single-process run on the same global batches (so the gradient is the
+global batch's, the coupled weight decay is applied once, not once per
+worker, and metrics cover the global batch); only the chief writes
+outputs; a worker lost to `kill -9` makes the survivor fail by itself
+within the peer timeout; bad cluster settings give errors naming what was
+received.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_preact import launch
+from keras_preact.training import distribute
+from keras_preact.training.distribute import DistributionSetup
+
+REPO = Path(__file__).resolve().parents[1]
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+MULTI_PROCESS = BACKEND in launch.VALID_BACKENDS
+# Peer timeout of the fault tests (seconds): small, so they stay short.
+PEER_TIMEOUT = 16
+# Hard limit of one two-worker run (seconds): a hang fails the test.
+RUN_TIMEOUT = 300
+
+needs_multi_process = pytest.mark.skipif(
+    not MULTI_PROCESS, reason=f"no multi-process training on {BACKEND}")
+
+# One worker of a tiny training run (or a single-process reference run):
+# records which examples it reads per step, trains a depth-8 PreActResNet
+# (width 4) with the paper's optimizer on fixed random CIFAR-sized images
+# through the tf.data CIFAR pipeline (the paper's augmentation), and saves
+# its weights, history and optimizer iterations.
+WORKER = textwrap.dedent(
+    """
+    import argparse, json, os, sys, time
+    import numpy as np
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["multi", "single"])
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=3)
+    parser.add_argument("--weight-decay", type=float, nargs="+", default=[0.05])
+    parser.add_argument("--step-log", action="store_true")
+    args = parser.parse_args()
+
+    import keras
+    import keras_preact
+    from keras_preact.data import cifar_dataset
+    from keras_preact.training import compile_for_paper, setup_distribution
+
+    GLOBAL_BATCH = 8
+    # Seed first, as keras_preact.training.runner.prepare does (the data
+    # pipeline's shuffle depends on it; JAX would otherwise draw a seed).
+    keras.utils.set_random_seed(0)
+    setup = setup_distribution("multiworker" if args.mode == "multi" else "none")
+    print("pid", os.getpid(), "worker", setup.worker_index, flush=True)
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(1)
+    # Many batches per pass: an iterator Keras opens and drops (to build the
+    # model) must not prefetch across the end of a pass, where the pipeline's
+    # reshuffle would draw from the seeds the training iterator uses next.
+    n = GLOBAL_BATCH * 32
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=n)
+
+    def pipeline(labels, num_classes=10):
+        return cifar_dataset(x, labels, training=True, batch_size=GLOBAL_BATCH,
+                             augment="paper", num_classes=num_classes, seed=3, repeat=True)
+
+    def local_labels(dataset, steps):
+        # The same distribution calls Keras' fit makes (TensorFlow trainer:
+        # experimental_distribute_dataset; JAX tf.data adapter:
+        # distribution.distribute_dataset).
+        if setup.strategy is not None:
+            it = iter(setup.strategy.experimental_distribute_dataset(dataset))
+            def local(batch):
+                parts = setup.strategy.experimental_local_results(batch[1])
+                return np.concatenate([np.asarray(p) for p in parts])
+        else:
+            if setup.distribution is not None:
+                dataset = setup.distribution.distribute_dataset(dataset)
+            it = iter(dataset)
+            local = lambda batch: np.asarray(batch[1])
+        return [local(next(it)).tolist() for _ in range(steps)]
+
+    result = {"worker": setup.worker_index, "num_workers": setup.num_workers,
+              "num_replicas": setup.num_replicas, "is_chief": setup.is_chief,
+              "shards": local_labels(pipeline(np.arange(n), num_classes=n), 5), "runs": {}}
+
+    class StepLog(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            print("step", batch + 1, flush=True)
+            time.sleep(0.2)
+
+    for wd in args.weight_decay:
+        keras.utils.set_random_seed(0)
+        with setup.scope():
+            model = keras_preact.PreActResNet(
+                8, layout="cifar", classes=10, input_shape=(32, 32, 3), base_width=4)
+            if backend == "tensorflow":
+                # One set of batch statistics over the global batch, as JAX's
+                # DataParallel computes them (TensorFlow's default is per replica).
+                for layer in model._flatten_layers():
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.synchronized = True
+            compile_for_paper(model, 0.1, weight_decay=wd)
+        print("initial weights checksum", sum(float(np.sum(np.abs(
+            keras.ops.convert_to_numpy(w)))) for w in model.weights), flush=True)
+        history = model.fit(pipeline(y), epochs=args.epochs,
+                            steps_per_epoch=args.steps_per_epoch, verbose=0, shuffle=False,
+                            callbacks=[StepLog()] if args.step_log else [])
+        weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
+        np.savez(os.path.join(args.out, f"weights_{args.mode}_{wd}_{setup.worker_index}.npz"),
+                 *weights)
+        result["runs"][str(wd)] = {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        }
+    with open(os.path.join(args.out, f"result_{args.mode}_{setup.worker_index}.json"), "w") as f:
+        json.dump(result, f)
+    print("DONE", flush=True)
+    """
+)
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=str(REPO), KERAS_BACKEND=BACKEND,
+               TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def _write_worker(tmp_path):
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return path
+
+
+def _launch_command(workers, *command, grace=30):
+    return [sys.executable, "-m", "keras_preact.launch", "--workers", str(workers),
+            "--backend", BACKEND, "--grace-seconds", str(grace), "--", *command]
+
+
+def _run(command, timeout=RUN_TIMEOUT, **env):
+    result = subprocess.run(command, env=_env(**env), cwd=REPO, capture_output=True,
+                            text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
+def _free_port():
+    return launch.free_ports(1)[0]
+
+
+# --- Launcher (no training) -------------------------------------------------
+
+def test_worker_environments_tensorflow_and_jax():
+    envs = launch.worker_environments(2, "tensorflow", [1111, 2222], base_env={"A": "1"})
+    configs = [json.loads(e["TF_CONFIG"]) for e in envs]
+    assert configs == [
+        {"cluster": {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]},
+         "task": {"type": "worker", "index": i}} for i in range(2)]
+    assert all(e["KERAS_BACKEND"] == "tensorflow" and e["A"] == "1" for e in envs)
+    envs = launch.worker_environments(3, "jax", [3333, 4, 5], base_env={"TF_CONFIG": "x"})
+    assert [e["KERAS_DISTRIBUTION_PROCESS_ID"] for e in envs] == ["0", "1", "2"]
+    assert {e["KERAS_DISTRIBUTION_JOB_ADDRESSES"] for e in envs} == {"127.0.0.1:3333"}
+    assert {e["KERAS_DISTRIBUTION_NUM_PROCESSES"] for e in envs} == {"3"}
+    assert not any("TF_CONFIG" in e for e in envs)
+    with pytest.raises(ValueError, match="torch backend has no multi-process"):
+        launch.worker_environments(2, "torch", [1, 2])
+    with pytest.raises(ValueError, match="backend='mxnet'"):
+        launch.worker_environments(2, "mxnet", [1, 2])
+
+
+def test_free_ports_are_distinct_and_bindable():
+    ports = launch.free_ports(3)
+    assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
+def test_launcher_refuses_torch():
+    code, out = _run([sys.executable, "-m", "keras_preact.launch", "--workers", "2",
+                      "--backend", "torch", "--", "true"], timeout=60)
+    assert code == 2
+    assert "torch backend has no multi-process training" in out
+    assert "--backend tensorflow" in out and "--backend jax" in out
+
+
+# Worker 1 exits 3 once worker 0 has started; worker 0 would sleep for 10 min.
+FAILING_WORKER = (
+    "import os, sys, time\n"
+    "rank = int(os.environ['KERAS_DISTRIBUTION_PROCESS_ID'])\n"
+    "print('hello from', rank, flush=True)\n"
+    "sys.exit(3) if rank == 1 else time.sleep(600)\n"
+)
+
+
+def test_launcher_stops_the_others_when_one_fails():
+    start = time.monotonic()
+    code, out = _run([sys.executable, "-m", "keras_preact.launch", "--workers", "2",
+                      "--backend", "jax", "--grace-seconds", "1", "--",
+                      sys.executable, "-c", FAILING_WORKER], timeout=60)
+    elapsed = time.monotonic() - start
+    assert code == 3, out
+    assert "[worker 0] hello from 0" in out and "[worker 1] hello from 1" in out
+    assert "worker 1 (pid" in out and "failed: exit status 3" in out
+    assert "sending SIGTERM" in out
+    assert re.search(r"FAILED: worker 1 exit status 3 \(worker 0: killed by signal 15 "
+                     r"\(SIGTERM\), worker 1: exit status 3\)", out), out
+    assert elapsed < 30, out
+
+
+def test_launcher_rejects_bad_arguments():
+    for argv, message in ((["--workers", "0", "--", "true"], "--workers must be >= 1"),
+                          (["--workers", "2"], "give the worker command after '--'"),
+                          (["--backend", "mxnet", "--", "true"], "--backend must be one of")):
+        code, out = _run([sys.executable, "-m", "keras_preact.launch", *argv], timeout=60)
+        assert code == 2 and message in out, out
+
+
+# --- Validation of the cluster settings --------------------------------------
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "TF_CONFIG unset or empty"),
+    ("{cluster: 1}", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["a:1"]}}', "needs a 'cluster' and a 'task'"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+     "'host:port'"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", '
+     '"index": 0}}', "parameter-server"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     r"with i in \[0, 2\)"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
+     "'evaluator'"),
+])
+def test_malformed_tf_config_is_named(tf_config, message, monkeypatch):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message) as info:
+        distribute.parse_tf_config()
+    if tf_config:
+        assert repr(tf_config)[1:-1][:20] in str(info.value)
+
+
+def test_tf_config_with_a_chief_counts_it_as_worker_0():
+    spec = distribute.parse_tf_config(json.dumps(
+        {"cluster": {"chief": ["c:1"], "worker": ["w:2", "w:3"]},
+         "task": {"type": "worker", "index": 1}}))
+    assert (spec.num_workers, spec.index, spec.addresses) == (3, 2, ["c:1", "w:2", "w:3"])
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "needs KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"),
+    ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", "KERAS_DISTRIBUTION_NUM_PROCESSES": "two",
+      "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, "KERAS_DISTRIBUTION_NUM_PROCESSES='two'"),
+    ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+      "KERAS_DISTRIBUTION_PROCESS_ID": "2"}, r"PROCESS_ID in \[0,"),
+    ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1,h:2,h:3",
+      "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
+     "lists 3 addresses but KERAS_DISTRIBUTION_NUM_PROCESSES=2"),
+    ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+      "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, "'host:port'"),
+])
+def test_malformed_jax_cluster_variables_are_named(env, message):
+    with pytest.raises(ValueError, match=message):
+        distribute.jax_cluster_from_env(env)
+
+
+def test_jax_cluster_variables():
+    spec = distribute.jax_cluster_from_env({
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"})
+    assert (spec.num_workers, spec.index, spec.addresses[0]) == (2, 1, "10.0.0.1:1234")
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_bad_timeouts_are_named(value, monkeypatch):
+    monkeypatch.setenv(distribute.ENV_PEER_TIMEOUT, value)
+    with pytest.raises(ValueError, match=f"KERAS_PREACT_PEER_TIMEOUT='{value}'"):
+        distribute.peer_timeout_seconds()
+
+
+@needs_multi_process
+def test_port_in_use_is_named(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        address = f"127.0.0.1:{port}"
+        monkeypatch.setenv("TF_CONFIG", json.dumps(
+            {"cluster": {"worker": [address, "127.0.0.1:1"]},
+             "task": {"type": "worker", "index": 0}}))
+        for k, v in launch.worker_environments(2, "jax", [port, 1], {})[0].items():
+            if k.startswith("KERAS_DISTRIBUTION"):
+                monkeypatch.setenv(k, v)
+        # Raised before the runtime is configured, so safe in this process.
+        with pytest.raises(ValueError, match=f"Port {port} of .*{address}.* already in use"):
+            distribute.setup_distribution("multiworker")
+
+
+@pytest.mark.parametrize("global_batch", [7, 0, -4, 8.0])
+def test_global_batch_not_divisible_by_replicas(global_batch):
+    setup = DistributionSetup("multiworker", num_replicas=2, num_workers=2, worker_index=1)
+    with pytest.raises(ValueError, match=f"multiple of the 2 replicas.*global_batch_size="
+                                         f"{re.escape(repr(global_batch))}"):
+        setup.per_replica_batch_size(global_batch)
+    assert setup.per_replica_batch_size(8) == 4
+    assert not setup.is_chief
+
+
+def test_worker_output_dir_chief_and_others(tmp_path):
+    out = tmp_path / "run"
+    (out / "backup").mkdir(parents=True)
+    (out / "backup" / "training_metadata.json").write_text("{}")
+    chief = DistributionSetup("multiworker", 2, num_workers=2, worker_index=0)
+    assert chief.worker_output_dir(str(out)) == str(out)
+    other = DistributionSetup("multiworker", 2, num_workers=2, worker_index=1)
+    path = other.worker_output_dir(str(out))
+    assert Path(path) != out and "keras_preact_worker1_" in path
+    # A relaunched worker restores the chief's backup.
+    assert (Path(path) / "backup" / "training_metadata.json").read_text() == "{}"
+    other.cleanup_worker_output_dir(path, str(out))
+    assert not Path(path).exists() and out.exists()
+    chief.cleanup_worker_output_dir(str(out), str(out))
+    assert out.exists()
+
+
+# --- Two real workers -----------------------------------------------------------
+
+def _load_weights(path):
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+@pytest.mark.slow
+@needs_multi_process
+def test_two_workers_shard_batches_and_match_one_process(tmp_path):
+    worker = _write_worker(tmp_path)
+    wd, doubled = 0.05, 0.1
+    code, out = _run(_launch_command(2, sys.executable, str(worker), "multi", str(tmp_path),
+                                     "--weight-decay", str(wd)))
+    assert code == 0, out
+    code, ref_out = _run([sys.executable, str(worker), "single", str(tmp_path),
+                          "--weight-decay", str(wd), str(doubled)])
+    assert code == 0, ref_out
+    results = [json.loads((tmp_path / f"result_multi_{i}.json").read_text()) for i in (0, 1)]
+    single = json.loads((tmp_path / "result_single_0.json").read_text())
+    assert [(r["worker"], r["num_workers"], r["num_replicas"], r["is_chief"])
+            for r in results] == [(0, 2, 2, True), (1, 2, 2, False)]
+
+    # Each worker reads a distinct half of every global batch of the
+    # single-process pipeline (same examples, same order).
+    for step, global_batch in enumerate(single["shards"]):
+        parts = [r["shards"][step] for r in results]
+        assert all(len(p) == 4 for p in parts)
+        assert not set(parts[0]) & set(parts[1])
+        assert sorted(parts[0] + parts[1]) == sorted(global_batch)
+
+    # Same weights on both workers, equal to one process with the same
+    # global batches: the gradient and the coupled L2 term are the global
+    # batch's, the decay counted once (twice the decay moves the weights by
+    # far more than the tolerance).
+    w0 = _load_weights(tmp_path / f"weights_multi_{wd}_0.npz")
+    w1 = _load_weights(tmp_path / f"weights_multi_{wd}_1.npz")
+    ref = _load_weights(tmp_path / f"weights_single_{wd}_0.npz")
+    ref_doubled = _load_weights(tmp_path / f"weights_single_{doubled}_0.npz")
+    assert len(w0) == len(w1) == len(ref) > 10
+    for a, b, r in zip(w0, w1, ref):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5)
+    gap = max(float(np.max(np.abs(a - r))) for a, r in zip(w0, ref))
+    gap_doubled = max(float(np.max(np.abs(d - r))) for d, r in zip(ref_doubled, ref))
+    assert gap_doubled > 20 * max(gap, 1e-6), (gap, gap_doubled)
+
+    # Metrics over the global batch, the same on both workers.
+    runs = [r["runs"][str(wd)] for r in results]
+    assert runs[0]["iterations"] == runs[1]["iterations"] == 6
+    assert single["runs"][str(wd)]["iterations"] == 6
+    for name, values in single["runs"][str(wd)]["history"].items():
+        for run in runs:
+            np.testing.assert_allclose(run["history"][name], values, rtol=1e-4, atol=1e-5,
+                                       err_msg=name)
