@@ -5,15 +5,15 @@ distribution, with GPU support), JAX (with its CUDA plugin) and torch (a CUDA
 build). An extra that required `tensorflow-cpu` installed a second
 distribution writing the same `tensorflow/` package on top of theirs.
 
-Each machine of README's "Set-up on a fresh machine" is imitated by a
-throw-away virtualenv in which fake `*.dist-info` records (name and version
-only) make pip take its frameworks for installed; `pip install --dry-run
---report` of the documented install of `keras_preact[<extras>]` must then plan
-no TensorFlow distribution, no second JAX and no torch beyond what the
-extras name. The pip work is the same on every backend, so it runs once, on
-the TensorFlow pass; it needs PyPI (or the configured index) and skips when
-that is unreachable.
-"""
+Each machine of README's "Set-up on a fresh machine" is imitated in a
+throw-away virtualenv by fake `*.dist-info` records (name and version only,
+on PYTHONPATH) that make pip take its frameworks for installed; `pip install
+--dry-run --report` of the documented install of `keras_preact[<extras>]`
+must then plan no TensorFlow distribution, no second JAX and no torch beyond
+what the extras name (marked slow). The pip work is the same on every
+backend, so it runs once, on the TensorFlow pass; it needs PyPI (or the
+configured index) and skips when that is unreachable. Where TensorFlow is
+missing, the code that needs it must say how to install it."""
 
 import json
 import os
