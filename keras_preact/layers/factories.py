@@ -5,6 +5,8 @@ import zlib
 
 import keras
 
+from keras_preact.layers.batch_normalization import BatchNormalization
+
 
 def he_normal_fan_out():
     """He normal over fan-out, untruncated: the authors' conv initialization.
@@ -104,12 +106,21 @@ def conv2d(
     )
 
 
-def batch_norm(*, name, momentum, epsilon, data_format, dtype=None):
-    """A `BatchNormalization` over the channel axis of `data_format`."""
-    return keras.layers.BatchNormalization(
+def batch_norm(
+    *, name, momentum, epsilon, data_format, dtype=None, activation=None
+):
+    """A batch normalization over the channel axis of `data_format`, with
+    `activation` (`None` or `"relu"`) fused into it.
+
+    It is `keras_preact.layers.BatchNormalization`: Keras'
+    `BatchNormalization` (same variables, weight files and numbers) on the
+    backend's fused kernel where there is one.
+    """
+    return BatchNormalization(
         axis=-1 if data_format == "channels_last" else 1,
         momentum=momentum,
         epsilon=epsilon,
+        activation=activation,
         dtype=dtype,
         name=name,
     )

@@ -48,6 +48,11 @@ class ResidualUnit(keras.layers.Layer):
     Post-activation orderings put a BN after the projection convolution, as
     the original ResNet does; pre-activation orderings do not.
 
+    Every BN is a `keras_preact.layers.BatchNormalization`: Keras' layer
+    (same variables, weight files and numbers) on the backend's fused
+    batch-norm kernel, with the ReLU that directly follows it, if any,
+    fused in (`BatchNormalization(activation="relu")`).
+
     Args:
         filters: int. Width of the unit's convolutions; a bottleneck unit
             outputs `filters * expansion` channels.
@@ -199,21 +204,25 @@ class ResidualUnit(keras.layers.Layer):
                 )
             )
 
+        # Every BN that a ReLU directly follows computes it (fused BN-ReLU).
         num_convs = len(self.convs)
         self.preact_bn = None
         if unit_ordering == "full_preact":
             if self.preactivate:
-                self.preact_bn = self._batch_norm("preact_bn")
+                self.preact_bn = self._batch_norm("preact_bn", relu=True)
             num_branch_bns = num_convs - 1
         elif unit_ordering == "bn_after_addition":
             num_branch_bns = num_convs - 1
         else:
             num_branch_bns = num_convs
         self.bns = [
-            self._batch_norm(f"bn{index + 1}") for index in range(num_branch_bns)
+            self._batch_norm(
+                f"bn{index + 1}", relu=self._relu_follows_bn(index, num_convs)
+            )
+            for index in range(num_branch_bns)
         ]
         self.post_add_bn = (
-            self._batch_norm("post_add_bn")
+            self._batch_norm("post_add_bn", relu=True)
             if unit_ordering == "bn_after_addition"
             else None
         )
@@ -256,11 +265,21 @@ class ResidualUnit(keras.layers.Layer):
             seed_salt=f"{self.name}/{name}",
         )
 
-    def _batch_norm(self, name):
+    def _relu_follows_bn(self, index, num_convs):
+        """Whether a ReLU directly follows branch BN `index` (`self.bns`)."""
+        if self.unit_ordering in (
+            "full_preact", "bn_after_addition", "relu_before_addition"
+        ):
+            return True
+        # "original", "relu_only_preact": the last BN comes before the addition.
+        return index < num_convs - 1
+
+    def _batch_norm(self, name, relu=False):
         return batch_norm(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             data_format=self.data_format,
+            activation="relu" if relu else None,
             dtype=self.dtype_policy,
             name=name,
         )
@@ -390,8 +409,9 @@ class ResidualUnit(keras.layers.Layer):
         x = inputs
         if self.is_pre_activation and self.preactivate:
             if self.preact_bn is not None:
-                x = self.preact_bn(x, training=training)
-            x = ops.relu(x)
+                x = self.preact_bn(x, training=training)  # BN-ReLU.
+            else:
+                x = ops.relu(x)
             takes_preactivated = self.preactivated_shortcut
             if takes_preactivated is None:
                 takes_preactivated = self.uses_projection
@@ -404,18 +424,17 @@ class ResidualUnit(keras.layers.Layer):
         if self.unit_ordering == "original":
             outputs = ops.relu(outputs)
         elif self.unit_ordering == "bn_after_addition":
-            outputs = ops.relu(self.post_add_bn(outputs, training=training))
+            outputs = self.post_add_bn(outputs, training=training)  # BN-ReLU.
         return outputs
 
     def _residual_branch(self, x, training):
         ordering = self.unit_ordering
         last = len(self.convs) - 1
         bns = iter(self.bns)
+        # Each BN applies the ReLU that follows it (`_relu_follows_bn`).
         for index, conv in enumerate(self.convs):
             if index > 0 and ordering == "full_preact":
-                x = ops.relu(next(bns)(x, training=training))
-            elif index > 0 and ordering == "relu_only_preact":
-                x = ops.relu(x)
+                x = next(bns)(x, training=training)
             if self.paddings[index] is not None:
                 x = self.paddings[index](x)
             x = conv(x)
@@ -423,10 +442,6 @@ class ResidualUnit(keras.layers.Layer):
                 continue
             if not (ordering == "bn_after_addition" and index == last):
                 x = next(bns)(x, training=training)
-            if ordering != "relu_only_preact" and (
-                index < last or ordering == "relu_before_addition"
-            ):
-                x = ops.relu(x)
         return x
 
     def _merge(self, shortcut_input, residual, training):

@@ -238,6 +238,9 @@ def PreActResNet(
             index += 1
 
     # === Head ===
+    # `bn` is the fused-kernel BN (factories.batch_norm). The ReLU stays its
+    # own layer: the head keeps keras.applications ResNetV2's layer names
+    # ("post_bn", "post_relu"), and "post_relu" is the last feature map.
     if unit_ordering == "full_preact":
         x = bn("post_bn")(x)
     if pre_activation:
