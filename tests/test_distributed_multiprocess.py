@@ -404,3 +404,45 @@ def test_two_workers_shard_batches_and_match_one_process(tmp_path):
         for run in runs:
             np.testing.assert_allclose(run["history"][name], values, rtol=1e-4, atol=1e-5,
                                        err_msg=name)
+
+
+# --- Faults ---------------------------------------------------------------------
+
+@pytest.mark.slow
+@needs_multi_process
+@pytest.mark.parametrize("killed", [1, 0])
+def test_kill_9_of_a_worker_fails_the_survivor_within_the_peer_timeout(killed, tmp_path):
+    """The survivor ends by itself (the launcher's grace is longer than the bound)."""
+    worker = _write_worker(tmp_path)
+    log_path = tmp_path / "launch.log"
+    command = _launch_command(2, sys.executable, str(worker), "multi", str(tmp_path),
+                              "--epochs", "1", "--steps-per-epoch", "100000", "--step-log",
+                              grace=RUN_TIMEOUT)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, env=_env(KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT)),
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT
+            pid = None
+            while time.monotonic() < deadline and proc.poll() is None:
+                text = log_path.read_text()
+                found = re.search(rf"^\[worker {killed}\] pid (\d+)", text, re.M)
+                if found and re.search(rf"^\[worker {killed}\] step 3$", text, re.M):
+                    pid = int(found.group(1))
+                    break
+                time.sleep(0.1)
+            assert pid is not None, log_path.read_text()
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            code = proc.wait(timeout=PEER_TIMEOUT + 60)
+            elapsed = time.monotonic() - killed_at
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log_path.read_text()
+    survivor = 1 - killed
+    assert code == 128 + signal.SIGKILL, out
+    assert f"worker {killed} (pid {pid}) failed: killed by signal 9 (SIGKILL)" in out
+    assert "sending SIGTERM" not in out, out  # the survivor failed by itself ...
+    assert re.search(rf"worker {survivor}: (exit status [1-9]|killed by signal 6)", out), out
+    assert elapsed < PEER_TIMEOUT + 20, (elapsed, out)  # ... within the bound
