@@ -111,7 +111,8 @@ def main(argv=None):
         )
 
     val_ds = cifar_dataset(x_test, y_test, training=False, batch_size=batch,
-                           num_classes=num_classes)
+                           num_classes=num_classes,
+                           drop_remainder=prep["setup"].needs_static_batches or None)
     if one_hot:
         import tensorflow as tf
 

@@ -339,7 +339,7 @@ def test_worker_output_dir_chief_and_others(tmp_path):
     chief = DistributionSetup("multiworker", 2, num_workers=2, worker_index=0)
     assert chief.worker_output_dir(str(out)) == str(out)
     other = DistributionSetup("multiworker", 2, num_workers=2, worker_index=1)
-    path = other.worker_output_dir(str(out))
+    path = other.worker_output_dir(str(out), cleanup_at_exit=False)
     assert Path(path) != out and "keras_preact_worker1_" in path
     # A relaunched worker restores the chief's backup.
     assert (Path(path) / "backup" / "training_metadata.json").read_text() == "{}"

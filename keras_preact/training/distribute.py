@@ -45,6 +45,7 @@ workers (an all-gather of each one's view); a disagreement is a
 `ValueError` naming what each worker received.
 """
 
+import atexit
 import contextlib
 import json
 import os
@@ -118,6 +119,18 @@ class DistributionSetup:
         return contextlib.nullcontext()
 
     @property
+    def needs_static_batches(self):
+        """True when every batch must have the full global batch size.
+
+        Multi-process JAX: Keras splits each tf.data batch between the
+        processes with `rebatch`, which needs a batch size known in the
+        dataset's `element_spec`; build finite (evaluation) pipelines with
+        `drop_remainder=True` then (the last `N mod global_batch` examples
+        are not evaluated).
+        """
+        return self.distribution is not None and self.num_workers > 1
+
+    @property
     def is_chief(self):
         """True on the worker that writes outputs (index 0; always when single)."""
         return self.worker_index == 0
@@ -139,7 +152,7 @@ class DistributionSetup:
             )
         return global_batch_size // self.num_replicas
 
-    def worker_output_dir(self, output_dir):
+    def worker_output_dir(self, output_dir, cleanup_at_exit=True):
         """Where this worker writes: `output_dir` on the chief, else a temp dir.
 
         As the TensorFlow multi-worker Keras guide prescribes, every worker
@@ -153,6 +166,8 @@ class DistributionSetup:
 
         Args:
             output_dir: str. The run's output folder.
+            cleanup_at_exit: bool. Remove the temporary folder when the
+                process exits (`atexit`). Defaults to True.
 
         Returns:
             str. The folder this worker writes to.
@@ -162,7 +177,12 @@ class DistributionSetup:
         path = tempfile.mkdtemp(prefix=f"keras_preact_worker{self.worker_index}_")
         backup = os.path.join(output_dir, "backup")
         if os.path.isdir(backup):
-            shutil.copytree(backup, os.path.join(path, "backup"))
+            shutil.copytree(backup, os.path.join(path, "backup"), dirs_exist_ok=True)
+        if cleanup_at_exit:
+            atexit.register(self.cleanup_worker_output_dir, path, output_dir)
+        print(f"keras_preact: worker {self.worker_index} of {self.num_workers} writes to "
+              f"{path} (removed at exit); the chief (worker 0) writes to {output_dir}",
+              flush=True)
         return path
 
     def cleanup_worker_output_dir(self, path, output_dir):

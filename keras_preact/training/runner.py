@@ -115,6 +115,9 @@ def prepare(args):
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
     setup = setup_distribution(args.distribute, tpu=getattr(args, "tpu", None))
+    # Multi-worker: only the chief writes to --output-dir; the others write
+    # to a temporary folder removed at exit (keras_preact.training.distribute).
+    args.output_dir = setup.worker_output_dir(args.output_dir)
     return {
         "setup": setup,
         "policy": policy,
