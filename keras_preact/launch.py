@@ -222,6 +222,7 @@ def launch(command, num_workers, backend, grace_seconds=DEFAULT_GRACE_SECONDS,
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(proc)
+        log(f"worker {rank}: pid {proc.pid}")
         thread = threading.Thread(target=_stream, args=(rank, proc.stdout, out, lock),
                                   daemon=True)
         thread.start()

@@ -446,3 +446,79 @@ def test_kill_9_of_a_worker_fails_the_survivor_within_the_peer_timeout(killed, t
     assert "sending SIGTERM" not in out, out  # the survivor failed by itself ...
     assert re.search(rf"worker {survivor}: (exit status [1-9]|killed by signal 6)", out), out
     assert elapsed < PEER_TIMEOUT + 20, (elapsed, out)  # ... within the bound
+
+
+# --- The CIFAR example under the launcher ---------------------------------------
+
+@pytest.mark.slow
+@needs_multi_process
+def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_path):
+    """kill -9 of worker 1 mid-epoch, relaunch: both continue from the chief's backup."""
+    out, scratch = tmp_path / "run", tmp_path / "tmp"
+    scratch.mkdir()
+    epochs, steps = 2, 10
+    command = _launch_command(
+        2, sys.executable, str(REPO / "examples" / "train_cifar100.py"),
+        "--distribute", "multiworker", "--depth", "8", "--dataset", "cifar100",
+        "--data-source", "npz", "--data-dir", str(shared_data / "cifar100"),
+        "--batch-size", "8", "--max-train-examples", "256", "--max-eval-examples", "32",
+        "--epochs", str(epochs), "--steps-per-epoch", str(steps), "--resume",
+        "--backup-every", "1", "--no-tensorboard", "--verbose", "2",
+        "--output-dir", str(out))
+    env = _env(TMPDIR=str(scratch), KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT))
+    metadata_path = out / "backup" / "training_metadata.json"
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+        killed_at = None
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    metadata = json.loads(metadata_path.read_text())
+                except (OSError, ValueError):
+                    metadata = None
+                if metadata and metadata["epoch"] == 1 and metadata["step"] > 0:
+                    pid = int(re.search(r"^\[launch\] worker 1: pid (\d+)$",
+                                        log_path.read_text(), re.M).group(1))
+                    os.kill(pid, signal.SIGKILL)
+                    killed_at = metadata
+                    break
+                time.sleep(0.05)
+            code = proc.wait(timeout=PEER_TIMEOUT + 60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    first = log_path.read_text()
+    assert killed_at is not None, first
+    assert code == 128 + signal.SIGKILL, first
+    assert "worker 1 (pid" in first and "killed by signal 9 (SIGKILL)" in first
+
+    code, second = _run(command, **{"TMPDIR": str(scratch)})
+    assert code == 0, second
+    # Both workers restore the chief's last backup: same epoch, step and
+    # optimizer iterations (one more backup may have landed before the kill).
+    lines = [re.search(rf"^\[worker {i}\] (resuming from .*)$", second, re.M) for i in (0, 1)]
+    assert all(lines), second
+    position = [m.group(1).split(": ", 1)[1] for m in lines]
+    assert position[0] == position[1], position
+    step = int(position[0].split(", step ")[1].split(" of ")[0])
+    assert f"epoch 2 of {epochs}, step {step} of {steps}" in position[0]
+    assert killed_at["step"] <= step < steps
+    assert position[0].endswith(f"(optimizer iterations {steps + step})")
+    for i in (0, 1):
+        assert f"[worker {i}] Optimizer iterations: {epochs * steps}" in second
+
+    # Only the chief writes the outputs; worker 1 wrote to a temporary
+    # folder, removed when it exited (the killed one's stays behind).
+    written = re.search(rf"^\[worker 1\] keras_preact: worker 1 of 2 writes to (\S+) ",
+                        second, re.M)
+    assert written and written.group(1).startswith(str(scratch)), second
+    assert not Path(written.group(1)).exists()
+    assert len(list(scratch.glob("keras_preact_worker1_*"))) <= 1
+    assert not re.search(rf"^\[worker 1\] .*{re.escape(str(out))}/metrics", second, re.M)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + epochs, rows
+    summary = json.loads((out / "final_metrics.json").read_text())
+    assert summary["iterations"] == epochs * steps

@@ -22,6 +22,7 @@ planned) and leaves the restored start epoch on the model; this module uses
 only public Keras APIs instead.
 """
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -276,9 +277,13 @@ def restore_backup(model, backup_dir, steps_per_epoch=None):
         )
     if not model.built:
         raise ValueError(f"Model {model.name!r} must be built before a backup is restored.")
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    model.load_weights(state.weights_path)
+    # In the model's tf.distribute strategy scope (TensorFlow): Mirrored and
+    # MultiWorkerMirrored strategies refuse optimizer variables built outside it.
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(state.weights_path)
     return dataclasses.replace(state, iterations=_iterations(model))
 
 
