@@ -274,7 +274,8 @@ def test_tf_config_with_a_chief_counts_it_as_worker_0():
 
 
 @pytest.mark.parametrize("env, message", [
-    ({}, "needs KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"),
+    ({"KERAS_DISTRIBUTION_PROCESS_ID": "1"},
+     "needs KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"),
     ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", "KERAS_DISTRIBUTION_NUM_PROCESSES": "two",
       "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, "KERAS_DISTRIBUTION_NUM_PROCESSES='two'"),
     ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
@@ -291,6 +292,8 @@ def test_malformed_jax_cluster_variables_are_named(env, message):
 
 
 def test_jax_cluster_variables():
+    # None set: jax.distributed detects the cluster (Cloud TPU, SLURM, MPI).
+    assert distribute.jax_cluster_from_env({}) is None
     spec = distribute.jax_cluster_from_env({
         "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
         "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"})
@@ -522,3 +525,13 @@ def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_
     assert len(rows) == 1 + epochs, rows
     summary = json.loads((out / "final_metrics.json").read_text())
     assert summary["iterations"] == epochs * steps
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX cluster detection")
+def test_jax_multiworker_without_a_cluster_is_named():
+    code, out = _run([sys.executable, "-c", (
+        "from keras_preact.training import setup_distribution\n"
+        "setup_distribution('multiworker')\n")], timeout=120, KERAS_PREACT_STARTUP_TIMEOUT="5")
+    assert code != 0
+    assert "none of KERAS_DISTRIBUTION_JOB_ADDRESSES" in out, out
+    assert "found no cluster to join" in out

@@ -24,7 +24,9 @@ environment:
   `KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`,
   as `keras.distribution.initialize` reads them; `jax.distributed` is
   started with these values and the timeouts below, with gloo collectives
-  for CPU devices. `DataParallel` then spans every device of every process.
+  for CPU devices. With none of the three set, `jax.distributed` detects
+  the cluster itself (Cloud TPU pod slices, SLURM, Open MPI).
+  `DataParallel` then spans every device of every process.
 
 The setup must come first in the program: TensorFlow's collective ops and
 `jax.distributed` must be configured before the runtime runs anything.
@@ -319,16 +321,21 @@ def jax_cluster_from_env(env=None):
         env: mapping or None. Defaults to `os.environ`.
 
     Returns:
-        `ClusterSpec` (addresses: the coordinator first).
+        `ClusterSpec` (addresses: the coordinator first), or None when none
+        of the three variables is set (then `jax.distributed` detects the
+        cluster itself: Cloud TPU pods, SLURM, Open MPI).
 
     Raises:
-        ValueError: a variable is missing or malformed, the process id is not
-            in [0, num_processes), or the address list and the process count
-            disagree. The message names the variable and its value.
+        ValueError: some but not all variables are set, one is malformed, the
+            process id is not in [0, num_processes), or the address list and
+            the process count disagree. The message names the variable and
+            its value.
     """
     env = os.environ if env is None else env
     received = {k: env.get(k) for k in (ENV_JOB_ADDRESSES, ENV_NUM_PROCESSES, ENV_PROCESS_ID)}
     missing = [k for k, v in received.items() if not v]
+    if len(missing) == len(received):
+        return None
     if missing:
         raise ValueError(
             f"distribute='multiworker' on JAX needs {', '.join(missing)} in the "
@@ -439,11 +446,37 @@ def _jax_multiworker_initialize():
     import jax
 
     cluster = jax_cluster_from_env()
-    if cluster.index == 0:
-        _check_port_free(cluster.addresses[0], ENV_JOB_ADDRESSES)
     # gloo: the CPU client's cross-process collectives (used when the
     # devices are CPUs; GPUs/TPUs use NCCL/ICI).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if cluster is None:
+        try:
+            jax.distributed.initialize(
+                initialization_timeout=startup_timeout_seconds(),
+                heartbeat_timeout_seconds=peer_timeout_seconds(),
+            )
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(
+                "distribute='multiworker' on JAX: none of "
+                f"{ENV_JOB_ADDRESSES}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID} is set "
+                "and jax.distributed found no cluster to join (it detects Cloud TPU "
+                f"pods, SLURM and Open MPI jobs): {error}. Set the three variables "
+                "(python -m keras_preact.launch does)."
+            ) from error
+        cluster = ClusterSpec(jax.process_count(), jax.process_index(), [],
+                              "jax.distributed cluster detection")
+    else:
+        if cluster.index == 0:
+            _check_port_free(cluster.addresses[0], ENV_JOB_ADDRESSES)
+        _jax_initialize_with(jax, cluster)
+    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
+
+    # Same seed on every process when none was set (keras.distribution.initialize).
+    jax_distribution_lib.initialize_rng()
+    return cluster
+
+
+def _jax_initialize_with(jax, cluster):
     try:
         jax.distributed.initialize(
             coordinator_address=cluster.addresses[0],
@@ -460,11 +493,6 @@ def _jax_multiworker_initialize():
             f"{ENV_JOB_ADDRESSES} and a distinct {ENV_PROCESS_ID}, and that all "
             f"started within {ENV_STARTUP_TIMEOUT}={startup_timeout_seconds()} s."
         ) from error
-    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
-
-    # Same seed on every process when none was set (keras.distribution.initialize).
-    jax_distribution_lib.initialize_rng()
-    return cluster
 
 
 def _check_cluster_agrees(setup, cluster):
