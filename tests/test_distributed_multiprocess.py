@@ -535,3 +535,66 @@ def test_jax_multiworker_without_a_cluster_is_named():
     assert code != 0
     assert "none of KERAS_DISTRIBUTION_JOB_ADDRESSES" in out, out
     assert "found no cluster to join" in out
+
+
+# --- ImageNet file lists ----------------------------------------------------------
+
+# Per-example checksums of the first global batches each worker reads from the
+# ImageNet folder pipeline (training: file-list shuffle, Inception crops, flips).
+IMAGENET_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    mode, data_dir, out = sys.argv[1:4]
+    import keras
+    keras.utils.set_random_seed(0)
+    from keras_preact.data.imagenet import imagenet_dataset
+    from keras_preact.training import setup_distribution
+    setup = setup_distribution("multiworker" if mode == "multi" else "none")
+    ds = imagenet_dataset("folder", data_dir, "train", training=True, batch_size=8,
+                          image_size=32, seed=0, repeat=True)
+    if setup.strategy is not None:
+        it = iter(setup.strategy.experimental_distribute_dataset(ds))
+        local = lambda v: np.concatenate(
+            [np.asarray(p) for p in setup.strategy.experimental_local_results(v)])
+    else:
+        if setup.distribution is not None:
+            ds = setup.distribution.distribute_dataset(ds)
+        it = iter(ds)
+        local = np.asarray
+    steps = []
+    for _ in range(3):
+        x, y = next(it)
+        x = local(x)
+        steps.append(np.round(x.reshape(len(x), -1).astype("float64").sum(1), 2).tolist())
+    with open(os.path.join(out, f"imagenet_{mode}_{setup.worker_index}.json"), "w") as f:
+        json.dump(steps, f)
+    """
+)
+
+
+@pytest.mark.slow
+@needs_multi_process
+def test_two_workers_shard_the_imagenet_file_list(shared_data, tmp_path):
+    images = sorted((shared_data / "imagenet_sample").glob("*.JPEG"))[:16]
+    if len(images) < 16:
+        pytest.skip("imagenet_sample has fewer than 16 images")
+    for i, image in enumerate(images):
+        folder = tmp_path / "imagenet" / "train" / f"class{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / image.name).symlink_to(image)
+    script = tmp_path / "imagenet_worker.py"
+    script.write_text(IMAGENET_WORKER)
+    args = [str(tmp_path / "imagenet"), str(tmp_path)]
+    code, out = _run(_launch_command(2, sys.executable, str(script), "multi", *args))
+    assert code == 0, out
+    code, out = _run([sys.executable, str(script), "single", *args])
+    assert code == 0, out
+    single = json.loads((tmp_path / "imagenet_single_0.json").read_text())
+    workers = [json.loads((tmp_path / f"imagenet_multi_{i}.json").read_text()) for i in (0, 1)]
+    for step, global_batch in enumerate(single):
+        parts = [w[step] for w in workers]
+        assert [len(p) for p in parts] == [4, 4]
+        # Distinct examples (checksums of different crops of different files).
+        assert not set(parts[0]) & set(parts[1])
+        assert sorted(parts[0] + parts[1]) == pytest.approx(sorted(global_batch), abs=0.05)
