@@ -4,7 +4,7 @@
 |----------------|-------------------------------------|----------------------------------|-------|
 | "none"         | default strategy                    | single device                    | yes   |
 | "mirrored"     | tf.distribute.MirroredStrategy      | -> use "data_parallel"           | no    |
-| "multiworker"  | MultiWorkerMirroredStrategy (TF_CONFIG) | keras.distribution.initialize() + DataParallel | no |
+| "multiworker"  | MultiWorkerMirroredStrategy (TF_CONFIG) | jax.distributed + DataParallel over all processes | no |
 | "tpu"          | TPUStrategy (TPUClusterResolver)    | DataParallel over TPU devices    | no    |
 | "data_parallel"| -> use "mirrored"                   | keras.distribution.DataParallel  | no    |
 
@@ -551,7 +551,19 @@ def setup_distribution(kind="none", tpu=None):
             (TensorFlow). Defaults to None (the local / Colab TPU).
 
     Returns:
-        A `DistributionSetup`.
+        A `DistributionSetup` (for "multiworker": `num_workers`,
+        `worker_index`, `is_chief` set from the cluster).
+
+    Raises:
+        ValueError: an unknown `kind` or one the backend lacks (torch has
+            only "none"); for "multiworker" (see the module doc): a malformed
+            `TF_CONFIG` or JAX variables, this worker's port (TensorFlow) or
+            the coordinator's (JAX process 0) already in use, workers that
+            disagree on the number of workers, or (JAX) no variables and no
+            cluster that `jax.distributed` detects. Each message quotes what
+            was received.
+        RuntimeError: `jax.distributed.initialize` failed (e.g. not every
+            worker joined within `KERAS_PREACT_STARTUP_TIMEOUT`).
 
     Example:
 
