@@ -1,6 +1,7 @@
 """Loading a weights file into a freshly built model, with clear errors."""
 
 import os
+import warnings
 
 
 def load_weights_file(model, weights):
@@ -32,12 +33,24 @@ def load_weights_file(model, weights):
             f"Invalid weights={path!r}. Expected a file ending in "
             "'.weights.h5' or '.keras'."
         )
-    try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises several types for a mismatch.
+    # Keras warns about the parts of a mismatched file it skips before it
+    # raises; the ValueError below says it all, so those warnings are shown
+    # only when the load succeeds.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as error:  # Keras raises several types for a mismatch.
+            failure = error
+        else:
+            failure = None
+    if failure is not None:
         raise ValueError(
             f"Could not load weights={path!r} into {model.name!r} "
             f"({len(model.weights)} weight tensors). The file must be saved "
             "from the same architecture (depth, layout, widths, classes, "
-            f"include_top). Keras said: {error}"
-        ) from error
+            f"include_top). Keras said: {failure}"
+        ) from failure
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category,
+                               warning.filename, warning.lineno)
