@@ -112,9 +112,9 @@ def test_grpc_server_error_raises_runtime_error(apis):
     def reject(request, context):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Unknown image file format.")
 
-    with grpc_server(reject) as port:
-        with pytest.raises(RuntimeError, match="gRPC INVALID_ARGUMENT: Unknown image file format"):
-            load_client().predict_grpc([b"garbage"], "tiny", "127.0.0.1", port)
+    with grpc_server(reject) as port, pytest.raises(
+            RuntimeError, match="gRPC INVALID_ARGUMENT: Unknown image file format"):
+        load_client().predict_grpc([b"garbage"], "tiny", "127.0.0.1", port)
 
 
 def test_grpc_command_line_prints_labelled_top_k(apis, tmp_path, capsys):
