@@ -233,8 +233,10 @@ def test_launcher_stops_the_others_when_one_fails():
 
 
 def test_launcher_rejects_bad_arguments():
-    for argv, message in ((["--workers", "0", "--", "true"], "--workers must be >= 1"),
-                          (["--workers", "2"], "give the worker command after '--'"),
+    for argv, message in ((["--backend", "jax", "--workers", "0", "--", "true"],
+                           "--workers must be >= 1"),
+                          (["--backend", "jax", "--workers", "2"],
+                           "give the worker command after '--'"),
                           (["--backend", "mxnet", "--", "true"], "--backend must be one of")):
         code, out = _run([sys.executable, "-m", "keras_preact.launch", *argv], timeout=60)
         assert code == 2 and message in out, out
