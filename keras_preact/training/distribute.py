@@ -4,7 +4,7 @@
 |----------------|-------------------------------------|----------------------------------|-------|
 | "none"         | default strategy                    | single device                    | yes   |
 | "mirrored"     | tf.distribute.MirroredStrategy      | -> use "data_parallel"           | no    |
-| "multiworker"  | MultiWorkerMirroredStrategy (TF_CONFIG) | jax.distributed + DataParallel over all processes | no |
+| "multiworker"  | MultiWorkerMirroredStrategy (TF_CONFIG)| jax.distributed + DataParallel   | no    |
 | "tpu"          | TPUStrategy (TPUClusterResolver)    | DataParallel over TPU devices    | no    |
 | "data_parallel"| -> use "mirrored"                   | keras.distribution.DataParallel  | no    |
 
