@@ -99,7 +99,7 @@ def build_model_fn(args):
     return build
 
 
-def make_datasets(args, batch):
+def make_datasets(args, batch, static_batches=False):
     from keras_preact.data import imagenet_dataset
     from keras_preact.data import synthetic_dataset
 
@@ -122,8 +122,11 @@ def make_datasets(args, batch):
 
     val = None
     if args.eval_split != "none":
+        # Multi-process JAX needs whole global batches (the last partial one
+        # is left out of the evaluation there).
         val = imagenet_dataset(args.data_source, args.data_dir, args.eval_split,
-                               training=False, batch_size=batch, seed=args.seed, **common)
+                               training=False, batch_size=batch, seed=args.seed,
+                               drop_remainder=static_batches or None, **common)
     return train, val
 
 
@@ -131,7 +134,7 @@ def main(argv=None):
     args = parse_args(argv)
     prep = runner.prepare(args)
     batch = prep["global_batch_size"]
-    train_ds, val_ds = make_datasets(args, batch)
+    train_ds, val_ds = make_datasets(args, batch, prep["setup"].needs_static_batches)
     steps_per_epoch, epochs, total_steps = runner.run_length(
         args, args.train_examples, batch, default_total_steps=None
     )
