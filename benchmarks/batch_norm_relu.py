@@ -10,7 +10,12 @@ updated) of
   the same `keras.ops` as generic, so the two should tie),
 
 on a 128x32x32x64 tensor (channels_last; `--data-formats` adds
-channels_first) by default. Each backend runs in its own process; within it
+channels_first) by default. `--model-depth D` adds whole-network rows: one
+`train_on_batch` step (SGD with momentum, `jit_compile="auto"`: graph mode
+on TensorFlow on a CPU, jit on JAX, eager on torch) of a CIFAR
+PreActResNet-D at `--model-batch` with every BN fused vs the same model with
+the fused kernels switched off (Keras' path, i.e. the unit before the fused
+layer), the two models alternating in one process. Each backend runs in its own process; within it
 the two layers alternate for `--rounds` rounds of `--steps` timed steps
 (after `--warmup` untimed ones), and the table gives the median over rounds
 of each round's median step, and generic / fused. Execution: torch eager
@@ -57,6 +62,12 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--model-depth", type=int, default=0,
+        help="also time train_on_batch of a CIFAR PreActResNet of this depth "
+        "(0: no)",
+    )
+    parser.add_argument("--model-batch", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=1800, help="s per backend")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -137,6 +148,89 @@ def _step_fn(layer, x, cotangent, mode):
     return lambda: float(grads(trainable, x, non_trainable)[0][1][0, 0, 0, 0])
 
 
+def _keras_path_only():
+    """Switches the fused kernels off: every keras_preact BN takes Keras' path."""
+    from unittest import mock
+
+    from keras_preact.layers import batch_normalization
+
+    return mock.patch.object(batch_normalization, "_fused_kernel", lambda *a: None)
+
+
+def _interleave(steps, args):
+    """Median over rounds of each round's median step time (s), per name."""
+    medians = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            times = []
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - start)
+            medians[name].append(statistics.median(times))
+    return medians
+
+
+def _row(backend, mode, policy, data_format, shape, medians):
+    ms = {k: 1e3 * statistics.median(v) for k, v in medians.items()}
+    return {
+        "backend": backend,
+        "mode": mode,
+        "policy": policy,
+        "data_format": data_format,
+        "shape": list(shape),
+        "generic_ms": round(ms["generic"], 2),
+        "fused_ms": round(ms["fused"], 2),
+        "speedup": round(ms["generic"] / ms["fused"], 2),
+        "round_medians_ms": {
+            k: [round(1e3 * t, 2) for t in v] for k, v in medians.items()
+        },
+    }
+
+
+def _model_rows(args, policy):
+    """train_on_batch of PreActResNet-D, fused vs Keras' path, alternating."""
+    import contextlib
+
+    import numpy as np
+
+    import keras
+    import keras_preact
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.model_batch, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(args.model_batch,))
+    steps = {}
+    for implementation in IMPLEMENTATIONS:
+        switch = (
+            _keras_path_only() if implementation == "generic"
+            else contextlib.nullcontext()
+        )
+        keras.utils.set_random_seed(0)
+        model = keras_preact.PreActResNet(args.model_depth, classes=10)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+        )
+
+        def step(model=model, switch=switch):
+            with switch:
+                return model.train_on_batch(x, y)
+
+        for _ in range(max(args.warmup, 1)):
+            step()
+        steps[implementation] = step
+    rows = [
+        _row(
+            keras.backend.backend(),
+            f"PreActResNet-{args.model_depth} train_on_batch "
+            f"(jit_compile={model.jit_compile})",
+            policy, "channels_last", x.shape, _interleave(steps, args),
+        )
+    ]
+    return rows
+
+
 def worker(args):
     import numpy as np
 
@@ -163,31 +257,10 @@ def worker(args):
                     for _ in range(max(args.warmup, 1)):
                         step()
                     steps[implementation] = step
-                medians = {name: [] for name in IMPLEMENTATIONS}
-                for _ in range(args.rounds):  # Interleaved rounds.
-                    for implementation in IMPLEMENTATIONS:
-                        times = []
-                        for _ in range(args.steps):
-                            start = time.perf_counter()
-                            steps[implementation]()
-                            times.append(time.perf_counter() - start)
-                        medians[implementation].append(statistics.median(times))
-                ms = {k: 1e3 * statistics.median(v) for k, v in medians.items()}
-                rows.append(
-                    {
-                        "backend": backend,
-                        "mode": mode,
-                        "policy": policy,
-                        "data_format": data_format,
-                        "shape": list(shape),
-                        "generic_ms": round(ms["generic"], 2),
-                        "fused_ms": round(ms["fused"], 2),
-                        "speedup": round(ms["generic"] / ms["fused"], 2),
-                        "round_medians_ms": {
-                            k: [round(1e3 * t, 2) for t in v] for k, v in medians.items()
-                        },
-                    }
-                )
+                medians = _interleave(steps, args)
+                rows.append(_row(backend, mode, policy, data_format, shape, medians))
+        if args.model_depth:
+            rows += _model_rows(args, policy)
     print(MARKER + json.dumps(rows), flush=True)
 
 
@@ -211,7 +284,7 @@ def run_backend(backend, argv, timeout):
 
 def table(rows):
     lines = [
-        "| backend | execution | policy | data format | generic BN+ReLU (ms) "
+        "| backend | execution | policy | data format | generic (ms) "
         "| fused (ms) | generic / fused |",
         "|---|---|---|---|---:|---:|---:|",
     ]

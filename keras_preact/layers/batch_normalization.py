@@ -187,7 +187,7 @@ def _tensorflow_batch_norm(inputs, layer, training, relu):
             inputs, gamma, beta, epsilon=layer.epsilon,
             data_format=data_format, is_training=True,
         )
-        count = tf.cast(tf.size(inputs) // channels, tf.float32)
+        count = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
         batch_variance = unbiased * ((count - 1.0) / count)
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(
