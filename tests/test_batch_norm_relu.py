@@ -315,6 +315,8 @@ def test_keras_file_round_trip(tmp_path):
     )
 
 
+# Slow on JAX only: 10-25 s per model on 2 cores, compiling each eager op.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIXTURE_MODELS))
 def test_files_saved_before_the_fused_layer_load_after(name, tmp_path):
     stored = np.load(os.path.join(FIXTURES, f"{name}.npz"))
