@@ -155,7 +155,8 @@ def main(argv=None):
         export_preprocessing=args.dataset,
         title=f"{model_label} on {DISPLAY_NAMES[args.dataset]}",
         paper_error=paper_reference(args),
-        quick_look=runner.quick_look_command(
+        # Suggested only for runs longer than the quick look itself.
+        quick_look=None if total_steps <= 10 else runner.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
             {"--epochs": "1", "--steps-per-epoch": "10", "--max-eval-examples": "500",

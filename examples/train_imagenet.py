@@ -168,7 +168,8 @@ def main(argv=None):
         export_preprocessing="imagenet",
         title=f"{args.model or f'PreActResNet-{args.depth}'} on ImageNet "
               f"({args.data_source})",
-        quick_look=runner.quick_look_command(
+        # Suggested only for runs longer than the quick look itself.
+        quick_look=None if total_steps <= 5 else runner.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
             {"--epochs": "1", "--steps-per-epoch": "5", "--validation-steps": "2",

@@ -219,8 +219,13 @@ def launch(command, num_workers, backend, grace_seconds=DEFAULT_GRACE_SECONDS,
     log(f"{num_workers} {backend} worker(s) on {HOST}: {' '.join(command)}")
     procs, threads = [], []
     for rank, env in enumerate(envs):
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as error:  # No such program, not executable, ...
+            log(f"FAILED: cannot start {command[0]!r}: {error.strerror}")
+            _stop(procs, 0, log)
+            return 127  # The shell's status for a command not found.
         procs.append(proc)
         log(f"worker {rank}: pid {proc.pid}")
         thread = threading.Thread(target=_stream, args=(rank, proc.stdout, out, lock),

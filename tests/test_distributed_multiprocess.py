@@ -16,6 +16,7 @@ within the peer timeout; bad cluster settings give errors naming what was
 received.
 """
 
+import io
 import json
 import os
 import re
@@ -242,6 +243,14 @@ def test_launcher_rejects_bad_arguments():
         assert code == 2 and message in out, out
 
 
+def test_launcher_names_a_command_that_cannot_start():
+    out = io.BytesIO()
+    code = launch.launch(["/nonexistent/train"], 2, "tensorflow", out=out)
+    assert code == 127
+    assert "FAILED: cannot start '/nonexistent/train': No such file or directory" in (
+        out.getvalue().decode())
+
+
 # --- Validation of the cluster settings --------------------------------------
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -451,6 +460,26 @@ def test_kill_9_of_a_worker_fails_the_survivor_within_the_peer_timeout(killed, t
     assert "sending SIGTERM" not in out, out  # the survivor failed by itself ...
     assert re.search(rf"worker {survivor}: (exit status [1-9]|killed by signal 6)", out), out
     assert elapsed < PEER_TIMEOUT + 20, (elapsed, out)  # ... within the bound
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's cluster join")
+def test_a_worker_whose_peers_never_come_fails_within_the_startup_timeout():
+    """TensorFlow waits for missing workers without a deadline, holding the GIL."""
+    port, missing = launch.free_ports(2)
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{missing}",
+                                                   f"127.0.0.1:{port}"]},
+                            "task": {"type": "worker", "index": 1}})
+    code = ("from keras_preact.training import setup_distribution\n"
+            "setup_distribution('multiworker')\nprint('joined')")
+    start = time.monotonic()
+    rc, out = _run([sys.executable, "-c", code], timeout=180, TF_CONFIG=tf_config,
+                   KERAS_PREACT_STARTUP_TIMEOUT="15")
+    elapsed = time.monotonic() - start
+    assert rc == 1 and "joined" not in out, out
+    assert "worker 1 of 2 joining" in out and "giving up after KERAS_PREACT_STARTUP_TIMEOUT=15 s" in out
+    assert "Timeout" in out or "did not come up" in out, out
+    assert elapsed < 15 + 90, elapsed  # The timeout, plus importing TensorFlow.
 
 
 # --- The CIFAR example under the launcher ---------------------------------------

@@ -157,7 +157,9 @@ def test_finished_run_trains_nothing_more(tmp_path):
     again = tiny_model()
     history = fit_resumable(again, data_at, log=messages.append, **kwargs)
     assert history.epoch == []
-    assert "nothing to train" in messages[-1]
+    assert messages == [f"the backup in {backup} is at the end of the run (2 epochs, "
+                        "optimizer iterations 4): nothing to train. Move the folder "
+                        "away to train again."]
     assert int(ops.convert_to_numpy(again.optimizer.iterations)) == 4
 
 
@@ -232,5 +234,51 @@ def test_other_steps_per_epoch_is_refused(tmp_path):
     fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=2, backup_dir=backup,
                   verbose=0)
     with pytest.raises(ValueError, match="steps_per_epoch=2; this run has steps_per_epoch=3"):
-        fit_resumable(tiny_model(), data_at, epochs=2, steps_per_epoch=3,
+        fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=3,
                       backup_dir=backup, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "changed, error",
+    [
+        (dict(epochs=4), "epochs: backup 2, this run 4"),
+        (dict(run_config={"global_batch_size": 64}),
+         "global_batch_size: backup 32, this run 64"),
+    ],
+)
+def test_a_backup_of_another_run_is_refused(tmp_path, changed, error):
+    """Other epochs or batch size would silently change the schedule mid-run."""
+    args = dict(epochs=2, steps_per_epoch=2, backup_dir=str(tmp_path / "b"), verbose=0,
+                run_config={"global_batch_size": 32})
+    with pytest.raises(RuntimeError):
+        fit_resumable(tiny_model(), data_at, every_steps=1, callbacks=[CrashAt(3)], **args)
+    with pytest.raises(ValueError, match=error):
+        fit_resumable(tiny_model(), data_at, **dict(args, **changed))
+
+
+@pytest.mark.parametrize(
+    "metadata, error",
+    [
+        ("null", "holds None, not a backup position"),
+        ('{"epoch": 0, "step": 5, "steps_per_epoch": 2, "weights": "w.weights.h5"}',
+         "expected ints with epoch >= 0 and 0 <= step < steps_per_epoch"),
+        ('{"epoch": "1", "step": 0, "steps_per_epoch": 2, "weights": "w.weights.h5"}',
+         "expected ints"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "gone.weights.h5"}',
+         "gone.weights.h5, which does not exist"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "w.weights.h5"',
+         "is not valid JSON"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "truncated.weights.h5"}',
+         "Could not load the backup .*truncated.weights.h5.* move .* away"),
+    ],
+)
+def test_damaged_backups_give_clear_errors(tmp_path, metadata, error):
+    backup = tmp_path / "b"
+    backup.mkdir()
+    model = tiny_model()
+    model.save_weights(str(backup / "w.weights.h5"))
+    (backup / "truncated.weights.h5").write_bytes((backup / "w.weights.h5").read_bytes()[:500])
+    (backup / "training_metadata.json").write_text(metadata)
+    with pytest.raises(ValueError, match=error):
+        fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=2,
+                      backup_dir=str(backup), verbose=0)

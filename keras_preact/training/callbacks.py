@@ -232,13 +232,14 @@ class RunTimeEstimate(keras.callbacks.Callback):
         total_steps: int > 0. Training steps of the whole run.
         skip_steps: int >= 0. Defaults to 2.
         measure_steps: int > 0. Defaults to 3.
-        log: callable taking a str. Defaults to `print`.
+        log: callable taking a str. Defaults to printing it on a line of
+            its own (not after a progress bar).
 
     Raises:
         ValueError: a count out of range.
     """
 
-    def __init__(self, total_steps, skip_steps=2, measure_steps=3, log=print):
+    def __init__(self, total_steps, skip_steps=2, measure_steps=3, log=None):
         super().__init__()
         if total_steps <= 0 or skip_steps < 0 or measure_steps <= 0:
             raise ValueError(
@@ -248,7 +249,7 @@ class RunTimeEstimate(keras.callbacks.Callback):
         self.total_steps = int(total_steps)
         self.skip_steps = int(skip_steps)
         self.measure_steps = int(measure_steps)
-        self.log = log
+        self.log = log or _print_below_progress_bar
 
     def on_train_begin(self, logs=None):
         self._done = 0
@@ -268,6 +269,10 @@ class RunTimeEstimate(keras.callbacks.Callback):
                 f"on this machine; {left:,} steps "
                 f"({format_duration(left * per_step)}) remain"
             )
+
+
+def _print_below_progress_bar(message):
+    print("\n" + message, flush=True)
 
 
 def format_duration(seconds):

@@ -49,11 +49,14 @@ workers (an all-gather of each one's view); a disagreement is a
 
 import atexit
 import contextlib
+import faulthandler
 import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import threading
 import types
 
 import keras
@@ -495,6 +498,42 @@ def _jax_initialize_with(jax, cluster):
         ) from error
 
 
+@contextlib.contextmanager
+def _startup_watchdog(cluster):
+    """Ends the process when the cluster is not up within the startup timeout.
+
+    TensorFlow waits for missing workers inside its C++ runtime with no
+    deadline of its own and without returning to Python, so neither an
+    exception nor SIGTERM gets through: a daemon timer prints why and exits.
+    When the runtime holds the GIL (TensorFlow 2.21 joining a cluster does),
+    that timer cannot run either; `faulthandler`'s C watchdog then prints
+    "Timeout" and the stacks and exits with status 1.
+    """
+    timeout = startup_timeout_seconds()
+    print(f"keras_preact: worker {cluster.index} of {cluster.num_workers} joining "
+          f"{cluster.addresses}; giving up after {ENV_STARTUP_TIMEOUT}={timeout} s",
+          file=sys.stderr, flush=True)
+
+    def give_up():
+        sys.stderr.write(
+            f"keras_preact: worker {cluster.index} of {cluster.num_workers}: the "
+            f"cluster {cluster.addresses} (from {cluster.source}) did not come up "
+            f"within {ENV_STARTUP_TIMEOUT}={timeout} s: a worker was not started, "
+            "an address is wrong, or a port is blocked. Exiting.\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, give_up)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
+
+
 def _check_cluster_agrees(setup, cluster):
     """All-gathers each worker's (num_workers, index); ValueError on disagreement."""
     import numpy as np
@@ -584,7 +623,15 @@ def setup_distribution(kind="none", tpu=None):
         if kind == "mirrored":
             strategy = tf.distribute.MirroredStrategy()
         elif kind == "multiworker":
-            strategy = _tf_multiworker_strategy(tf)
+            cluster = parse_tf_config()
+            with _startup_watchdog(cluster):
+                strategy = _tf_multiworker_strategy(tf)
+                setup = DistributionSetup(kind, num_replicas=strategy.num_replicas_in_sync,
+                                          strategy=strategy)
+                setup.num_workers = cluster.num_workers
+                setup.worker_index = cluster.index
+                _check_cluster_agrees(setup, cluster)
+            return setup
         elif kind == "tpu":
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
             tf.config.experimental_connect_to_cluster(resolver)
@@ -594,15 +641,9 @@ def setup_distribution(kind="none", tpu=None):
             raise _unsupported(
                 kind, backend, 'On TensorFlow use distribute="mirrored".'
             )
-        setup = DistributionSetup(
+        return DistributionSetup(
             kind, num_replicas=strategy.num_replicas_in_sync, strategy=strategy
         )
-        if kind == "multiworker":
-            cluster = parse_tf_config()
-            setup.num_workers = cluster.num_workers
-            setup.worker_index = cluster.index
-            _check_cluster_agrees(setup, cluster)
-        return setup
     if backend == "jax":
         if kind == "mirrored":
             raise _unsupported(kind, backend, 'On JAX use distribute="data_parallel".')

@@ -49,6 +49,8 @@ class BackupState:
             (None, until restored, for a backup of the former AtomicBackupAndRestore).
         iterations: int or None. Optimizer iterations at the backup.
         weights_path: str. The `.weights.h5` file (model and optimizer).
+        run: dict or None. What defines the run (its epochs and the
+            `run_config` given to `fit_resumable`); None for old backups.
     """
 
     epoch: int
@@ -56,6 +58,7 @@ class BackupState:
     steps_per_epoch: int
     iterations: object
     weights_path: str
+    run: object = None
 
     @property
     def global_step(self):
@@ -91,26 +94,32 @@ def read_backup(backup_dir):
         except ValueError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); it was not written "
                              "by TrainingBackup.") from e
-    if "step" not in meta and "batch" in meta:
+    if isinstance(meta, dict) and "step" not in meta and "batch" in meta:
         # Written by the former AtomicBackupAndRestore: "batch" is the last
         # 0-based batch done, 0 after an epoch-end save; no steps per epoch.
         meta = dict(meta, step=meta["batch"] + 1 if meta["batch"] else 0,
                     steps_per_epoch=None)
-    missing = {"epoch", "step", "steps_per_epoch", "weights"} - set(meta)
-    if missing:
+    if not isinstance(meta, dict) or not {"epoch", "step", "steps_per_epoch",
+                                          "weights"} <= set(meta):
         raise ValueError(
-            f"{path} lacks {sorted(missing)}: it was not written by "
-            "TrainingBackup. Move the folder away to start fresh."
+            f"{path} holds {meta!r:.200}, not a backup position (epoch, step, "
+            "steps_per_epoch, weights). Move the folder away to start fresh."
         )
-    weights = os.path.join(backup_dir, meta["weights"])
+    epoch, step, spe = meta["epoch"], meta["step"], meta["steps_per_epoch"]
+    valid = (isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
+             and (spe is None or (isinstance(spe, int) and 0 <= step < spe)))
+    if not valid:
+        raise ValueError(
+            f"{path} gives epoch={epoch!r}, step={step!r}, steps_per_epoch={spe!r}; "
+            "expected ints with epoch >= 0 and 0 <= step < steps_per_epoch. "
+            "Move the folder away to start fresh."
+        )
+    weights = os.path.join(backup_dir, str(meta["weights"]))
     if not os.path.exists(weights):
         raise ValueError(f"{path} names {weights}, which does not exist.")
-    spe = meta["steps_per_epoch"]
-    return BackupState(
-        epoch=int(meta["epoch"]), step=int(meta["step"]),
-        steps_per_epoch=None if spe is None else int(spe),
-        iterations=meta.get("iterations"), weights_path=weights,
-    )
+    return BackupState(epoch=epoch, step=step, steps_per_epoch=spe,
+                       iterations=meta.get("iterations"), weights_path=weights,
+                       run=meta.get("run"))
 
 
 def _iterations(model):
@@ -139,6 +148,8 @@ class TrainingBackup(keras.callbacks.Callback):
             backups. Defaults to 300.
         every_steps: int > 0 or None. Steps between backups. Defaults to
             None (by time and at epoch ends only).
+        run: JSON-serializable dict or None. What defines the run, stored
+            with each backup so a resume can check it is the same run.
 
     Raises:
         ValueError: bad intervals; at the start of `fit`, an existing backup
@@ -151,7 +162,7 @@ class TrainingBackup(keras.callbacks.Callback):
     """
 
     def __init__(self, backup_dir, every_seconds=DEFAULT_BACKUP_SECONDS,
-                 every_steps=None):
+                 every_steps=None, run=None):
         super().__init__()
         if every_seconds is not None and not every_seconds > 0:
             raise ValueError(f"every_seconds must be > 0 or None. Received: {every_seconds}")
@@ -160,6 +171,7 @@ class TrainingBackup(keras.callbacks.Callback):
         self.backup_dir = str(backup_dir)
         self.every_seconds = every_seconds
         self.every_steps = every_steps
+        self.run = run
         self._start = None
         self._reset()
 
@@ -240,6 +252,7 @@ class TrainingBackup(keras.callbacks.Callback):
             "steps_per_epoch": self._steps_per_epoch,
             "iterations": _iterations(self.model),
             "counter": counter + 1, "weights": name, "time": time.time(),
+            "run": self.run,
         }
         _atomic_write_text(meta_path, json.dumps(meta))
         for stale in glob.glob(os.path.join(self.backup_dir, "backup-*.weights.h5")):
@@ -283,13 +296,33 @@ def restore_backup(model, backup_dir, steps_per_epoch=None):
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(state.weights_path)
+        try:
+            model.load_weights(state.weights_path)
+        except (OSError, ValueError) as e:
+            raise ValueError(
+                f"Could not load the backup {state.weights_path} into model "
+                f"{model.name!r}: {e}. It is damaged or belongs to another model; "
+                f"move {backup_dir} away to start fresh."
+            ) from e
     return dataclasses.replace(state, iterations=_iterations(model))
+
+
+def _check_same_run(state, run, backup_dir):
+    """Refuses a backup of another run (None: nothing to check)."""
+    if state is None or state.run is None:
+        return
+    differ = [f"{key}: backup {state.run.get(key)!r}, this run {value!r}"
+              for key, value in run.items() if state.run.get(key) != value]
+    if differ:
+        raise ValueError(
+            f"The backup in {backup_dir} is of another run ({'; '.join(differ)}). "
+            "Rerun with the original settings, or use a new output folder."
+        )
 
 
 def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
                   every_seconds=DEFAULT_BACKUP_SECONDS, every_steps=None,
-                  callbacks=None, log=print, **fit_kwargs):
+                  callbacks=None, log=print, run_config=None, **fit_kwargs):
     """`model.fit` that backs up as it goes and resumes where it stopped.
 
     On start it restores the last backup in `backup_dir` (or says there is
@@ -316,6 +349,10 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         callbacks: list of `keras.callbacks.Callback` or None.
         log: callable taking a str, for the resume messages. Defaults to
             `print`.
+        run_config: JSON-serializable dict or None. What else defines the
+            run (batch size, model, schedule, ...): a backup made with other
+            values, or with other `epochs`, is refused instead of silently
+            continued with another schedule.
         **fit_kwargs: other `model.fit` arguments (`validation_data`,
             `verbose`, ...); not `initial_epoch`.
 
@@ -324,7 +361,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
 
     Raises:
         ValueError: bad `epochs` / `steps_per_epoch`, `initial_epoch` given,
-            or a backup made with other `steps_per_epoch`.
+            a backup of another run (other `steps_per_epoch`, `epochs` or
+            `run_config`), or a damaged backup.
 
     Example:
 
@@ -339,16 +377,27 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
     if "initial_epoch" in fit_kwargs:
         raise ValueError("fit_resumable chooses initial_epoch from the backup; "
                          f"received initial_epoch={fit_kwargs['initial_epoch']!r}.")
+    run = json.loads(json.dumps({"epochs": epochs, **(run_config or {})}))
+    _check_same_run(read_backup(backup_dir), run, backup_dir)
     state = restore_backup(model, backup_dir, steps_per_epoch)
     if state is None:
         log(f"no backup in {backup_dir}: starting fresh")
         epoch, step = 0, 0
+    elif state.epoch >= epochs:
+        log(f"the backup in {backup_dir} is at the end of the run ({epochs} epochs, "
+            f"optimizer iterations {state.iterations}): nothing to train. Move the "
+            "folder away to train again.")
+        epoch, step = state.epoch, state.step
     else:
         log(f"resuming from {state.weights_path}: {state.describe(epochs)}")
         epoch, step = state.epoch, state.step
+        if step:
+            log(f"epoch {epoch + 1} runs its remaining {steps_per_epoch - step} of "
+                f"{steps_per_epoch} steps; its logged training metrics cover those only")
     # The data is a stream: there is nothing for Keras to shuffle (it warns).
     fit_kwargs.setdefault("shuffle", False)
-    backup = TrainingBackup(backup_dir, every_seconds=every_seconds, every_steps=every_steps)
+    backup = TrainingBackup(backup_dir, every_seconds=every_seconds,
+                            every_steps=every_steps, run=run)
     callbacks = [backup, *(callbacks or [])]
 
     def data_at(global_step):
@@ -357,8 +406,6 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
     history = keras.callbacks.History()
     history.epoch, history.history = [], {}
     if epoch >= epochs:
-        log(f"the backup in {backup_dir} is at the end of the run ({epochs} epochs): "
-            "nothing to train. Move the folder away to train again.")
         return history
     # The interrupted epoch runs its remaining steps in a fit of its own;
     # the remaining epochs follow in a second one.

@@ -95,7 +95,7 @@ def check_common_arguments(parser, args):
     for name in ("batch_size", "epochs", "steps", "steps_per_epoch",
                  "validation_steps", "backup_every", "backup_every_seconds"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:  # Also refuses NaN.
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if args.epochs is not None and args.steps is not None:
         parser.error("give --epochs or --steps, not both")
@@ -212,7 +212,8 @@ def fit_and_evaluate(
                                run_info=run_info)
     callbacks.append(RunTimeEstimate(steps_per_epoch * epochs))
     start = time.time()
-    _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks)
+    _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks,
+           run_config=_run_identity(run_info))
     train_seconds = time.time() - start
     final = {}
     if val_ds is not None:
@@ -238,7 +239,14 @@ def fit_and_evaluate(
     return final
 
 
-def _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks):
+def _run_identity(run_info):
+    """What a resumed run must share with its backup (not argv or verbosity)."""
+    ignored = ("script", "argv", "eval_examples", "replicas")
+    return {k: v for k, v in (run_info or {}).items() if k not in ignored}
+
+
+def _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks,
+           run_config=None):
     fit_kwargs = dict(
         epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
         validation_steps=args.validation_steps, callbacks=callbacks,
@@ -248,7 +256,7 @@ def _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks):
         return fit_resumable(
             model, train_data, backup_dir=os.path.join(args.output_dir, "backup"),
             every_seconds=args.backup_every_seconds, every_steps=args.backup_every,
-            **fit_kwargs,
+            run_config=run_config, **fit_kwargs,
         )
     data = train_data(0) if callable(train_data) else train_data
     # The pipelines shuffle; Keras would warn that it cannot.
@@ -278,7 +286,8 @@ def _parameter_counts(model):
 
 
 def quick_look_command(script, argv, overrides):
-    """`python script argv...` with `overrides` ({flag: value}) applied.
+    """`KERAS_BACKEND=<active> python script argv...` with `overrides`
+    ({flag: value}) applied.
 
     Flags in `overrides` and `--steps` (exclusive with `--epochs`) are
     removed from `argv` with their values, then appended.
@@ -286,7 +295,7 @@ def quick_look_command(script, argv, overrides):
     Example:
 
     >>> quick_look_command("train.py", ["--steps", "9", "--epochs=3"], {"--epochs": "1"})
-    'python train.py --epochs 1'
+    'KERAS_BACKEND=jax python train.py --epochs 1'
     """
     drop = set(overrides) | {"--steps"}
     kept, skip = [], False
@@ -301,7 +310,8 @@ def quick_look_command(script, argv, overrides):
         kept.append(token)
     for flag, value in overrides.items():
         kept += [flag, value]
-    return " ".join(["python"] + [shlex.quote(t) for t in [script, *kept]])
+    command = [shlex.quote(t) for t in [script, *kept]]
+    return " ".join([f"KERAS_BACKEND={keras.backend.backend()}", "python", *command])
 
 
 def describe_start(model, args, prep, steps_per_epoch, epochs, paths,
