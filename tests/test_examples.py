@@ -259,3 +259,22 @@ def test_main_job_banner_gives_the_papers_count_and_a_quick_look():
         assert quick in text and quick.endswith(
             "--resume --epochs 1 --steps-per-epoch 10 --max-eval-examples 500 "
             "--output-dir runs/preact164_cifar100_quick_look")
+
+
+@pytest.mark.parametrize("global_batch, per_replica", [(64, 32), (7, None)])
+def test_global_batch_size_flag(monkeypatch, global_batch, per_replica):
+    """--global-batch-size is split over the replicas, or refused by name."""
+    from keras_preact.training import DistributionSetup
+    from keras_preact.training import runner
+
+    monkeypatch.setattr(runner, "setup_distribution",
+                        lambda kind, tpu=None: DistributionSetup(kind, num_replicas=2))
+    monkeypatch.setattr(runner, "set_precision", lambda mode: "float32")
+    args = load_script("train_cifar100").parse_args(
+        ["--global-batch-size", str(global_batch), "--distribute", "mirrored"])
+    if per_replica is None:
+        with pytest.raises(ValueError, match="multiple of the 2 replicas.*=7"):
+            runner.prepare(args)
+        return
+    prep = runner.prepare(args)
+    assert prep["global_batch_size"] == global_batch and args.batch_size == per_replica

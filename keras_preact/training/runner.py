@@ -32,6 +32,9 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--batch-size", type=int, default=default_batch_size,
                    help="Per-replica batch size; the global batch is this x replicas "
                         f"(default {default_batch_size}).")
+    g.add_argument("--global-batch-size", type=int, default=None,
+                   help="The batch over all replicas and workers, instead of "
+                        "--batch-size; must be a multiple of the replicas.")
     g.add_argument("--epochs", type=int, default=None, help="Number of epochs.")
     g.add_argument("--steps", type=int, default=None,
                    help="Total training iterations (alternative to --epochs; rounded "
@@ -92,7 +95,7 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
 
 def check_common_arguments(parser, args):
     """Validates the shared arguments; `parser.error` on bad values."""
-    for name in ("batch_size", "epochs", "steps", "steps_per_epoch",
+    for name in ("batch_size", "global_batch_size", "epochs", "steps", "steps_per_epoch",
                  "validation_steps", "backup_every", "backup_every_seconds"):
         value = getattr(args, name)
         if value is not None and not value > 0:  # Also refuses NaN.
@@ -118,6 +121,8 @@ def prepare(args):
     # Multi-worker: only the chief writes to --output-dir; the others write
     # to a temporary folder removed at exit (keras_preact.training.distribute).
     args.output_dir = setup.worker_output_dir(args.output_dir)
+    if args.global_batch_size is not None:
+        args.batch_size = setup.per_replica_batch_size(args.global_batch_size)
     return {
         "setup": setup,
         "policy": policy,
