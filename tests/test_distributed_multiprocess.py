@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import tempfile
 import time
 from pathlib import Path
 
@@ -361,6 +362,19 @@ def test_worker_output_dir_chief_and_others(tmp_path):
     assert not Path(path).exists() and out.exists()
     chief.cleanup_worker_output_dir(str(out), str(out))
     assert out.exists()
+
+
+def test_folders_of_killed_workers_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"keras_preact_worker1_pid{dead.pid}_abc"
+    alive = tmp_path / f"keras_preact_worker1_pid{os.getpid()}_def"
+    stale.mkdir()
+    alive.mkdir()
+    other = DistributionSetup("multiworker", 2, num_workers=2, worker_index=1)
+    path = other.worker_output_dir(str(tmp_path / "run"), cleanup_at_exit=False)
+    assert not stale.exists() and alive.exists() and Path(path).exists()
 
 
 # --- Two real workers -----------------------------------------------------------

@@ -50,6 +50,7 @@ workers (an all-gather of each one's view); a disagreement is a
 import atexit
 import contextlib
 import faulthandler
+import glob
 import json
 import os
 import shutil
@@ -163,8 +164,9 @@ class DistributionSetup:
         As the TensorFlow multi-worker Keras guide prescribes, every worker
         runs the same callbacks, but only the chief writes to the real
         output folder; the others write to a fresh temporary folder
-        (`keras_preact_worker<i>_*` under the system temp dir), to be
-        removed with `cleanup_worker_output_dir`. A backup already in
+        (`keras_preact_worker<i>_pid<pid>_*` under the system temp dir), to
+        be removed with `cleanup_worker_output_dir`; folders left by workers
+        that died (`kill -9`) are removed when the next worker starts. A backup already in
         `output_dir/backup` (a relaunch) is copied there, so every worker
         restores the chief's backup (several hosts: `output_dir` must be on
         a filesystem every worker can read).
@@ -179,7 +181,9 @@ class DistributionSetup:
         """
         if self.is_chief:
             return output_dir
-        path = tempfile.mkdtemp(prefix=f"keras_preact_worker{self.worker_index}_")
+        _remove_folders_of_dead_workers()
+        path = tempfile.mkdtemp(
+            prefix=f"keras_preact_worker{self.worker_index}_pid{os.getpid()}_")
         backup = os.path.join(output_dir, "backup")
         if os.path.isdir(backup):
             shutil.copytree(backup, os.path.join(path, "backup"), dirs_exist_ok=True)
@@ -201,6 +205,19 @@ class DistributionSetup:
         return (
             f"DistributionSetup(kind={self.kind!r}, num_replicas={self.num_replicas}{workers})"
         )
+
+
+def _remove_folders_of_dead_workers():
+    """Removes temp folders of non-chief workers whose process is gone."""
+    pattern = os.path.join(tempfile.gettempdir(), "keras_preact_worker*_pid*_*")
+    for folder in glob.glob(pattern):
+        try:
+            pid = int(os.path.basename(folder).split("_pid")[1].split("_")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue  # Not ours to judge: another user's, or another name.
 
 
 def _timeout_from_env(name, default):
