@@ -29,6 +29,17 @@ CIFAR100_STD = (68.170, 65.392, 70.418)
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
+# Named per-channel statistics: the one table of the library.
+STATISTICS = {
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+}
+
+# Name of the `keras.layers.Normalization` that a model built with
+# `input_normalization=...` starts with; `input_statistics` finds it by name.
+INPUT_NORMALIZATION_LAYER = "input_normalization"
+
 
 def _check_stats(name, value, channels):
     try:
@@ -94,3 +105,91 @@ def normalize(images, mean, std, data_format=None):
     )
     images = keras.ops.cast(images, "float32")
     return (images - mean_t) * inv_std
+
+
+def resolve_statistics(statistics, channels=3):
+    """Returns the `(mean, std)` tuples that `statistics` names.
+
+    Args:
+        statistics: a name in `STATISTICS` (`"cifar10"`, `"cifar100"`,
+            `"imagenet"`) or a `(mean, std)` pair of per-channel sequences on
+            the 0-255 scale.
+        channels: int. Number of channels expected. Defaults to `3`.
+
+    Returns:
+        `(mean, std)`: two tuples of `channels` floats, every std > 0.
+
+    Raises:
+        ValueError: for an unknown name, a malformed pair, a wrong number of
+            values or a std <= 0.
+    """
+    if isinstance(statistics, str):
+        if statistics not in STATISTICS:
+            raise ValueError(
+                f"Unknown statistics={statistics!r}. Expected one of "
+                f"{sorted(STATISTICS)} or a (mean, std) pair."
+            )
+        statistics = STATISTICS[statistics]
+    try:
+        mean, std = statistics
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected statistics to be one of {sorted(STATISTICS)} or a "
+            f"(mean, std) pair. Received: statistics={statistics!r}"
+        ) from None
+    mean = _check_stats("mean", mean, channels)
+    std = _check_stats("std", std, channels)
+    if any(s <= 0 for s in std):
+        raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
+    return mean, std
+
+
+def input_normalization_layer(statistics, data_format=None):
+    """The float32 `keras.layers.Normalization` a model starts with.
+
+    Its mean and variance are constants in its config, so they survive
+    `.keras` save and load, and it adds no weights (parameter counts stay
+    the paper's).
+
+    Args:
+        statistics: as in `resolve_statistics`.
+        data_format: `"channels_last"` or `"channels_first"`; defaults to
+            `keras.config.image_data_format()`.
+
+    Returns:
+        A `keras.layers.Normalization` named `INPUT_NORMALIZATION_LAYER`
+        that maps 0-255 pixels to `(pixels - mean) / std`.
+    """
+    mean, std = resolve_statistics(statistics)
+    data_format = data_format or keras.config.image_data_format()
+    return keras.layers.Normalization(
+        axis=-1 if data_format == "channels_last" else 1,
+        mean=list(mean),
+        variance=[s * s for s in std],
+        dtype="float32",
+        name=INPUT_NORMALIZATION_LAYER,
+    )
+
+
+def input_statistics(model):
+    """The `(mean, std)` a model normalizes its 0-255 inputs with, or `None`.
+
+    Args:
+        model: a `keras.Model`, typically built with
+            `PreActResNet(..., input_normalization=...)` or loaded from a
+            `.keras` file of one.
+
+    Returns:
+        `(mean, std)` tuples of floats on the 0-255 scale when the model
+        starts with the `INPUT_NORMALIZATION_LAYER`; `None` when the model
+        expects inputs already normalized.
+    """
+    try:
+        layer = model.get_layer(INPUT_NORMALIZATION_LAYER)
+    except ValueError:
+        return None
+    if not isinstance(layer, keras.layers.Normalization):
+        return None
+    mean = [float(v) for v in keras.ops.convert_to_numpy(layer.mean).ravel()]
+    variance = keras.ops.convert_to_numpy(layer.variance).ravel()
+    return tuple(mean), tuple(float(v) ** 0.5 for v in variance)

@@ -14,6 +14,8 @@ from keras_preact.layers.options import validate_choice
 from keras_preact.layers.residual_unit import ResidualUnit
 from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.weights import load_weights_file
+from keras_preact.preprocessing import input_normalization_layer
+from keras_preact.preprocessing import resolve_statistics
 
 POOLINGS = (None, "avg", "max")
 
@@ -32,6 +34,7 @@ def PreActResNet(
     drop_path_rate=0.0,
     remat=False,
     include_top=True,
+    input_normalization=None,
     weights=None,
     input_tensor=None,
     input_shape=None,
@@ -95,6 +98,15 @@ def PreActResNet(
             `ResidualUnit`). Defaults to `False`.
         include_top: bool. Whether to include the classifier. Defaults to
             `True`.
+        input_normalization: `None`, a name in
+            `keras_preact.preprocessing.STATISTICS` (`"cifar10"`,
+            `"cifar100"`, `"imagenet"`) or a `(mean, std)` pair on the 0-255
+            scale. When given, the model starts with a float32
+            `keras.layers.Normalization` named `"input_normalization"`: it
+            takes 0-255 pixels, and export and the pipelines read the
+            statistics from it (`keras_preact.preprocessing.input_statistics`).
+            `None`: the model takes inputs already normalized. Adds no
+            weights. Defaults to `None`.
         weights: `None` or the path to a `.weights.h5` / `.keras` file saved
             from the same architecture. Defaults to `None`.
         input_tensor: optional Keras tensor to use as the model's input.
@@ -137,6 +149,8 @@ def PreActResNet(
     validate_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
     validate_choice("shortcut", shortcut, SHORTCUTS)
     validate_choice("pooling", pooling, POOLINGS)
+    if input_normalization is not None:
+        resolve_statistics(input_normalization)
     if classes is None:
         classes = 10 if layout == "cifar" else 1000
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
@@ -182,16 +196,19 @@ def PreActResNet(
         inputs = input_tensor
     else:
         inputs = keras.Input(tensor=input_tensor, shape=input_shape)
+    x = inputs
+    if input_normalization is not None:
+        x = input_normalization_layer(input_normalization, data_format)(x)
 
     # === Stem ===
     if net.name == "cifar":
-        x = conv(net.stem_filters, 3, 1, "stem_conv")(inputs)
+        x = conv(net.stem_filters, 3, 1, "stem_conv")(x)
         if not pre_activation:
             x = bn("stem_bn")(x)
             x = keras.layers.ReLU(name="stem_relu")(x)
     else:
         pad = dict(data_format=data_format)
-        x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(inputs)
+        x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(x)
         x = conv(net.stem_filters, 7, 2, "stem_conv", padding="valid")(x)
         x = bn("stem_bn")(x)
         x = keras.layers.ReLU(name="stem_relu")(x)
