@@ -332,3 +332,63 @@ def test_run_time_estimate(monkeypatch, skip, total, expected):
     assert messages == [expected]
     with pytest.raises(ValueError, match="Expected total_steps > 0"):
         RunTimeEstimate(0)
+
+
+# --- keras_preact.io and keras_preact.validation ----------------------------
+
+
+@pytest.mark.parametrize("write, expected", [
+    (lambda io, p: io.atomic_write(p, "text"), b"text"),
+    (lambda io, p: io.atomic_write(p, b"\x00\xff"), b"\x00\xff"),
+    (lambda io, p: io.atomic_write_json(p, {"a": 1}), b'{"a": 1}\n'),
+])
+def test_atomic_write_replaces_whole_file(tmp_path, write, expected):
+    from keras_preact import io
+
+    path = tmp_path / "sub" / "out.bin"
+    write(io, str(path))
+    assert path.read_bytes() == expected
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    # A failing writer leaves the old file and no temporary behind.
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(path) as tmp:
+            Path(tmp).write_text("half")
+            raise RuntimeError("crash")
+    assert path.read_bytes() == expected
+    assert os.listdir(path.parent) == ["out.bin"]
+    with pytest.raises(TypeError, match="str or bytes"):
+        io.atomic_write(path, 1)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("check, args, message", [
+    ("check_choice", ("pooling", "sum", ("avg", "max")),
+     "Invalid pooling='sum'. Expected one of ['avg', 'max']."),
+    ("check_int", ("epochs", 0, 1), "Invalid epochs=0. Expected an int >= 1."),
+    ("check_int", ("epochs", 2.0, 1), "Invalid epochs=2.0. Expected an int >= 1."),
+    ("check_int", ("depth", True), "Invalid depth=True. Expected an int."),
+    ("check_real", ("momentum", 1.5, 0.0, 1.0),
+     "Invalid momentum=1.5. Expected a number in [0.0, 1.0]."),
+    ("check_real", ("lr", float("nan"), 0.0), "Invalid lr=nan. Expected a number >= 0.0."),
+    ("check_real", ("lr", "0.1", 0.0), "Invalid lr='0.1'. Expected a number >= 0.0."),
+])
+def test_validators_refuse_bad_values(check, args, message):
+    from keras_preact import validation
+
+    with pytest.raises(ValueError) as info:
+        getattr(validation, check)(*args)
+    assert str(info.value) == message
+
+
+def test_validators_return_converted_values():
+    from keras_preact.validation import check_choice, check_int, check_real
+
+    assert check_choice("p", "avg", ("avg",)) == "avg"
+    assert type(check_int("n", np.int64(3), 1, 3)) is int
+    assert type(check_real("x", np.float32(0.5), 0.0, 1.0)) is float
+    assert check_real("x", 1, 0.0, 1.0) == 1.0

@@ -23,13 +23,8 @@ SHORTCUTS = (
 STRIDE_POSITIONS = ("1x1", "3x3")
 
 
-def validate_choice(argument, value, valid):
-    """Raises a `ValueError` naming `value` unless it is one of `valid`."""
-    if value not in valid:
-        raise ValueError(
-            f"Invalid {argument}={value!r}. Expected one of {list(valid)}."
-        )
-    return value
+# Moved to keras_preact.validation; re-exported until the callers switch.
+from keras_preact.validation import check_choice as validate_choice  # noqa: E402
 
 
 DATA_FORMATS = ("channels_last", "channels_first")
