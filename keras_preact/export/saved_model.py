@@ -321,7 +321,7 @@ def export_saved_model(
     mean, std = _resolve_normalization(preprocessing, mean, std)
     image_size = _image_size(model, image_size)
     if eval_resize is None and preprocessing == "imagenet":
-        from keras_preact.export.image_ops import default_eval_resize
+        from keras_preact.image_ops import default_eval_resize
 
         eval_resize = default_eval_resize(image_size)
     if eval_resize == 0:
@@ -424,7 +424,7 @@ def _write_archive(
 ):
     import tensorflow as tf
 
-    from keras_preact.export import image_ops
+    from keras_preact import image_ops
 
     height, width = image_size
     ops = keras.ops
