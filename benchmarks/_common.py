@@ -16,7 +16,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
@@ -460,21 +459,22 @@ def merge_rounds(per_round):
 # --------------------------------------------------------------------------- output
 
 
-def atomic_write(path, text):
-    """Writes `text` to `path` via a temp file in the same folder and os.replace."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _load_io():
+    """`keras_preact/io.py` loaded by path: importing the package would import Keras
+    (and its default backend), which the drivers and the GPU machine must not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_keras_preact_io", os.path.join(REPO_ROOT, "keras_preact", "io.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_io = _load_io()
+atomic_path = _io.atomic_path
+atomic_write = _io.atomic_write
 
 
 def write_outputs(report, output=None, markdown=None):

@@ -919,9 +919,9 @@ def prepare_data(source, data_dir, test_examples):
     shutil.copyfile(src_train, dst_train)
     with np.load(src_test, allow_pickle=False) as z:
         x, y = z["x"][:test_examples], z["y"][:test_examples]
-    tmp = os.path.join(data_dir, ".test_small.tmp.npz")
-    np.savez_compressed(tmp, x=x, y=y)
-    os.replace(tmp, os.path.join(data_dir, "test_small.npz"))
+    with _common.atomic_path(os.path.join(data_dir, "test_small.npz")) as tmp:
+        with open(tmp, "wb") as f:  # a file object: savez would append ".npz"
+            np.savez_compressed(f, x=x, y=y)
     sizes = {f: os.path.getsize(os.path.join(data_dir, f))
              for f in ("train_0.npz", "test_small.npz")}
     print(f"wrote {data_dir}: " + ", ".join(f"{f} {s / 2**20:.1f} MiB" for f, s in sizes.items()))

@@ -132,10 +132,9 @@ def main(argv=None):
     line = json.dumps(result)
     print(line)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(args.output.name + ".tmp")
-        tmp.write_text(line + "\n")
-        os.replace(tmp, args.output)
+        from keras_preact.io import atomic_write
+
+        atomic_write(args.output, line + "\n")
 
 
 if __name__ == "__main__":
