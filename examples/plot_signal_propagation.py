@@ -16,7 +16,6 @@ measurement.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np  # noqa: E402
 import keras_preact  # noqa: E402
 from keras_preact.diagnostics import plot_signal_propagation  # noqa: E402
 from keras_preact.diagnostics import signal_propagation  # noqa: E402
+from keras_preact.io import atomic_write_json  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(_REPO), "shared", "data", "cifar100")
 LABELS = {"original": "original", "full_preact": "full pre-act"}
@@ -125,10 +125,7 @@ def main(argv=None):
     path = plot_signal_propagation(results, args.out, title=title)
     print(f"wrote {path}")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(summary, f, indent=1, default=float)
-        os.replace(args.json + ".tmp", args.json)
+        atomic_write_json(args.json, summary, indent=1, default=float)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ Output folder (`--out`):
     recipe.json            the shared recipe; a rerun must use the same one
     results/<variant>.json one file per finished variant, written atomically
                            as soon as it finishes; a rerun skips it
-    work/<variant>/        BackupAndRestore state (`backup/`) and the
-                           per-epoch log (`log.csv`); a crashed run resumes
-                           from the last finished epoch
+    work/<variant>/        `fit_resumable` backup (`backup/`) and the
+                           per-epoch metrics (`metrics.csv`, `metrics.json`,
+                           `MetricsWriter`); a crashed run resumes inside
+                           the interrupted epoch
     table.md, curves.png   the comparison (rewritten at the end of each run)
 
 `--schedule-scale s` multiplies every iteration count of the schedule (the
@@ -30,14 +31,12 @@ unit (as in the paper); Table 2's use the identity shortcut.
 """
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +47,20 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_preact import paper_results  # noqa: E402
+from keras_preact.io import atomic_write  # noqa: E402
+from keras_preact.io import atomic_write_json  # noqa: E402
 from keras_preact.layers import SHORTCUTS  # noqa: E402
+from keras_preact.training import MetricsWriter  # noqa: E402
+from keras_preact.training import PaperCIFARSchedule  # noqa: E402
+from keras_preact.training import compile_for_paper  # noqa: E402
+from keras_preact.training import fit_resumable  # noqa: E402
+from keras_preact.training import read_backup  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
+from keras_preact.validation import check_choice  # noqa: E402
+from keras_preact.validation import check_int  # noqa: E402
+from keras_preact.validation import check_real  # noqa: E402
 
 # Paper order (Table 2 lists the original unit first, full pre-activation last).
 TABLE2_VARIANTS = {
@@ -69,10 +81,6 @@ TABLES = {"1": TABLE1_VARIANTS, "2": TABLE2_VARIANTS}
 SOURCES = ("npz", "archive", "tfds")
 DATASETS = ("cifar10", "cifar100")
 
-PAPER_TOTAL_STEPS = 64000
-PAPER_BATCH_SIZE = 128
-CIFAR_TRAIN_EXAMPLES = 50000
-
 
 @dataclasses.dataclass
 class Recipe:
@@ -87,11 +95,11 @@ class Recipe:
     dataset: str = "cifar10"
     source: str = "tfds"
     data_dir: object = None
-    batch_size: int = PAPER_BATCH_SIZE
+    batch_size: int = PAPER_CIFAR_BATCH_SIZE
     schedule_scale: float = 1.0
     seed: int = 0
     warmup: bool = False
-    learning_rate: float = 0.1
+    learning_rate: float = PAPER_CIFAR_LEARNING_RATE
     weight_decay: float = 1e-4
     momentum: float = 0.9
     train_examples: object = None
@@ -103,18 +111,11 @@ class Recipe:
     epochs: int = 0
 
     def validate(self):
-        if self.table not in TABLES:
-            raise ValueError(f"Unknown table={self.table!r}. Expected one of {sorted(TABLES)}.")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"Unknown dataset={self.dataset!r}. Expected one of {list(DATASETS)}.")
-        if self.source not in SOURCES:
-            raise ValueError(f"Unknown source={self.source!r}. Expected one of {list(SOURCES)}.")
-        if not (isinstance(self.schedule_scale, (int, float)) and self.schedule_scale > 0):
-            raise ValueError(
-                f"Expected schedule_scale > 0. Received: schedule_scale={self.schedule_scale!r}"
-            )
-        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
-            raise ValueError(f"Expected batch_size > 0. Received: batch_size={self.batch_size!r}")
+        check_choice("table", self.table, sorted(TABLES))
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("source", self.source, SOURCES)
+        check_real("schedule_scale", self.schedule_scale, low=1e-12)
+        check_int("batch_size", self.batch_size, low=1)
         return self
 
     def derive(self, num_train):
@@ -129,7 +130,8 @@ class Recipe:
         self.validate()
         total = max(
             1,
-            round(PAPER_TOTAL_STEPS * PAPER_BATCH_SIZE / self.batch_size * self.schedule_scale),
+            round(PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE / self.batch_size
+                  * self.schedule_scale),
         )
         per_pass = self.steps_per_epoch or max(1, math.ceil(num_train / self.batch_size))
         epochs = max(1, math.ceil(total / min(per_pass, total)))
@@ -143,42 +145,6 @@ class Recipe:
 
 
 # --- small helpers -----------------------------------------------------------
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_json_atomically(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_text_atomically(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _log(msg):
@@ -207,15 +173,19 @@ def _num_classes(dataset):
 
 
 def make_datasets(recipe, data):
-    """Training (shuffled, augmented, repeated) and test tf.data pipelines."""
+    """Training data (a function of the start step, see `fit_resumable`:
+    shuffled, augmented, repeated) and the test tf.data pipeline."""
     from keras_preact.data import cifar_dataset
 
     x_train, y_train, x_test, y_test = data
     classes = _num_classes(recipe.dataset)
-    train = cifar_dataset(
-        x_train, y_train, training=True, batch_size=recipe.batch_size,
-        num_classes=classes, seed=recipe.seed, repeat=True,
-    )
+
+    def train(start_step):
+        return cifar_dataset(
+            x_train, y_train, training=True, batch_size=recipe.batch_size,
+            num_classes=classes, seed=recipe.seed, repeat=True, start_batch=start_step,
+        )
+
     test = cifar_dataset(
         x_test, y_test, training=False, batch_size=recipe.eval_batch_size,
         num_classes=classes,
@@ -226,30 +196,13 @@ def make_datasets(recipe, data):
 # --- one variant ---------------------------------------------------------------
 
 
-def _optimizer(recipe):
-    from keras_preact.training.optimizers import PaperSGD
-    from keras_preact.training.schedules import PaperCIFARSchedule
-
-    # The paper's drops (1/2, 3/4 of the run) and warm-up (400/64000) at this
-    # run length; the rates are the recipe's (0.1, warm-up 0.01).
-    shape = PaperCIFARSchedule.for_run(
-        batch_size=recipe.batch_size,
-        total_steps=recipe.total_steps,
-        warmup=recipe.warmup,
-        scale_learning_rate=False,
+def make_schedule(recipe):
+    """The paper's schedule at this run length: drops at 1/2 and 3/4 of the
+    run, warm-up (at lr / 10) over 400/64000 of it; rate not batch-scaled."""
+    return PaperCIFARSchedule.for_run(
+        batch_size=recipe.batch_size, total_steps=recipe.total_steps,
+        warmup=recipe.warmup, scale_learning_rate=False, learning_rate=recipe.learning_rate,
     )
-    schedule = PaperCIFARSchedule(
-        initial_learning_rate=recipe.learning_rate,
-        boundaries=shape.boundaries,
-        warmup_steps=shape.warmup_steps,
-        warmup_learning_rate=recipe.learning_rate / 10.0,
-        total_steps=shape.total_steps,
-    )
-    return PaperSGD(
-        learning_rate=schedule,
-        momentum=recipe.momentum,
-        l2_weight_decay=recipe.weight_decay,
-    ), schedule
 
 
 def build_model(recipe, spec):
@@ -268,76 +221,42 @@ def build_model(recipe, spec):
     return keras_preact.PreActResNet(recipe.depth, **kwargs)
 
 
-class _FirstEpoch(keras.callbacks.Callback):
-    """Records the epoch fit starts from (> 0 after BackupAndRestore resumes)."""
-
-    def __init__(self):
-        super().__init__()
-        self.first_epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first_epoch is None:
-            self.first_epoch = epoch
-
-
-def read_log(path, steps_per_epoch):
-    """Per-epoch curves from a CSVLogger file (last row wins per epoch)."""
-    rows = {}
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    rows[int(row["epoch"])] = row
-                except (KeyError, ValueError):
-                    continue
-    curves = {"iterations": [], "train_loss": [], "test_error": []}
-    for epoch in sorted(rows):
-        row = rows[epoch]
-        curves["iterations"].append((epoch + 1) * steps_per_epoch)
-        curves["train_loss"].append(float(row.get("loss", "nan") or "nan"))
-        acc = float(row.get("val_accuracy", "nan") or "nan")
-        curves["test_error"].append(1.0 - acc)
-    return curves
+def read_rows(path):
+    """Per-epoch rows of a `MetricsWriter` JSON file ([] if absent)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)["epochs"]
 
 
 def train_variant(recipe, name, spec, out_dir, data, extra_callbacks=()):
-    """Trains one variant (resuming if a backup exists); returns its result dict."""
+    """Trains one variant (resuming if a backup exists); returns its result dict.
+
+    The library's training path: `compile_for_paper` (PaperSGD, coupled L2,
+    top-1/top-5 metrics), `fit_resumable` (backups inside the epoch) and
+    `MetricsWriter` (per-epoch rows, kept across resumes).
+    """
     work = os.path.join(out_dir, "work", name)
-    os.makedirs(work, exist_ok=True)
+    backup_dir = os.path.join(work, "backup")
+    metrics_path = os.path.join(work, "metrics.json")
     keras.utils.set_random_seed(recipe.seed)
     model = build_model(recipe, spec)
-    optimizer, schedule = _optimizer(recipe)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    train_ds, test_ds = make_datasets(recipe, data)
-    first = _FirstEpoch()
-    log_path = os.path.join(work, "log.csv")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(
-            os.path.join(work, "backup"), save_freq="epoch", delete_checkpoint=False
-        ),
-        keras.callbacks.CSVLogger(log_path, append=True),
-        keras.callbacks.TerminateOnNaN(),
-        first,
-        *extra_callbacks,
-    ]
+    schedule = make_schedule(recipe)
+    compile_for_paper(model, schedule, momentum=recipe.momentum,
+                      weight_decay=recipe.weight_decay)
+    train_data, test_ds = make_datasets(recipe, data)
+    state = read_backup(backup_dir)
+    writer = MetricsWriter(os.path.join(work, "metrics.csv"), metrics_path)
     start = time.time()
-    model.fit(
-        train_ds,
-        epochs=recipe.epochs,
-        steps_per_epoch=recipe.steps_per_epoch,
-        validation_data=test_ds,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=2,
+    fit_resumable(
+        model, train_data, epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
+        backup_dir=backup_dir, validation_data=test_ds, verbose=2, log=_log,
+        callbacks=[writer, keras.callbacks.TerminateOnNaN(), *extra_callbacks],
     )
     wall = time.time() - start
-    curves = read_log(log_path, recipe.steps_per_epoch)
-    diverged = (not curves["train_loss"]) or (not np.isfinite(curves["train_loss"][-1]))
-    epochs_done = len(curves["iterations"])
+    rows = read_rows(metrics_path)
+    last = rows[-1] if rows else {}
+    diverged = last.get("loss") is None or last.get("val_top1") is None
     figure = paper_results.paper_figure(
         recipe.dataset, recipe.depth, spec["unit_ordering"], spec["shortcut"]
     )
@@ -350,14 +269,14 @@ def train_variant(recipe, name, spec, out_dir, data, extra_callbacks=()):
         "seed": recipe.seed,
         "backend": keras.backend.backend(),
         "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        "iterations": epochs_done * recipe.steps_per_epoch,
-        "epochs_done": epochs_done,
-        "resumed_from_epoch": first.first_epoch or 0,
-        "final_test_error": None if diverged else curves["test_error"][-1],
-        "final_train_loss": curves["train_loss"][-1] if curves["train_loss"] else None,
+        "iterations": last.get("iterations", 0),
+        "epochs_done": len(rows),
+        "resumed_from_epoch": state.epoch if state else 0,
+        "final_test_error": None if diverged else 1.0 - last["val_top1"],
+        "final_train_loss": last.get("loss"),
         "status": "diverged" if diverged else "ok",
         "wall_time_s_last_session": round(wall, 2),
-        "curves": curves,
+        "curves": rows,
         "schedule": schedule.get_config(),
         "paper_error": None if figure is None else figure.error,
         "paper_status": None if figure is None else figure.status,
@@ -384,7 +303,7 @@ def _check_recipe(out_dir, recipe):
                 f"{diff}). Use another --out, or the same settings."
             )
     else:
-        _write_json_atomically(path, current)
+        atomic_write_json(path, current, indent=2, sort_keys=True)
 
 
 def select_variants(table, names=None):
@@ -434,7 +353,7 @@ def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
         else:
             _log(f"{name}: training ({spec})")
             result = train_variant(recipe, name, spec, out_dir, data, extra_callbacks)
-            _write_json_atomically(path, result)
+            atomic_write_json(path, result, indent=2, sort_keys=True)
             # The result is safe on disk: the backup is no longer needed.
             shutil.rmtree(os.path.join(out_dir, "work", name, "backup"), ignore_errors=True)
             _log(f"{name}: test error {result['final_test_error']} ({result['status']})")
@@ -484,8 +403,8 @@ def write_report(out_dir, recipe, results):
     if not results:
         return
     table = results_table(recipe, results)
-    _write_text_atomically(os.path.join(out_dir, "table.md"), table)
-    curves = {name: r["curves"] for name, r in results.items() if r["curves"]["iterations"]}
+    atomic_write(os.path.join(out_dir, "table.md"), table)
+    curves = {name: r["curves"] for name, r in results.items() if r["curves"]}
     if curves:
         plot_training_curves(
             curves,
@@ -506,13 +425,13 @@ def parse_args(argv=None):
     p.add_argument("--source", choices=SOURCES, default="tfds")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=PAPER_BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=PAPER_CIFAR_BATCH_SIZE)
     p.add_argument("--schedule-scale", type=float, default=1.0,
                    help="Multiplies every iteration count (1.0 = the paper's 64k).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", action="store_true",
                    help="lr 0.01 for the first 400/64000 of the run (the paper's ResNet-110 warm-up).")
-    p.add_argument("--learning-rate", type=float, default=0.1)
+    p.add_argument("--learning-rate", type=float, default=PAPER_CIFAR_LEARNING_RATE)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--train-examples", type=int, default=None,
                    help="Use only the first N training images (quick looks).")

@@ -126,13 +126,9 @@ def main(argv=None):
     base_lr = args.learning_rate or PAPER_CIFAR_LEARNING_RATE
     if args.schedule == "paper":
         schedule = PaperCIFARSchedule.for_run(
-            batch_size=batch, total_steps=total_steps,
+            batch_size=batch, total_steps=total_steps, learning_rate=base_lr,
             scale_learning_rate=not args.no_lr_scaling, warmup=args.warmup,
         )
-        if args.learning_rate:
-            ratio = args.learning_rate / PAPER_CIFAR_LEARNING_RATE
-            schedule.initial_learning_rate *= ratio
-            schedule.warmup_learning_rate *= ratio
     else:
         schedule = WarmupCosineDecay(
             base_lr * scale, total_steps=total_steps,

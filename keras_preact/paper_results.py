@@ -22,6 +22,8 @@ True
 
 import dataclasses
 
+from keras_preact.validation import check_choice
+
 DATASETS = ("cifar10", "cifar100")
 
 
@@ -89,11 +91,6 @@ IMAGENET = {
 }
 
 
-def _check(name, value, valid):
-    if value not in valid:
-        raise ValueError(f"Unknown {name}={value!r}. Expected one of {list(valid)}.")
-
-
 def paper_figure(dataset, depth, unit_ordering="full_preact", shortcut="identity"):
     """The paper's test error for a CIFAR configuration, or None if not reported.
 
@@ -104,9 +101,12 @@ def paper_figure(dataset, depth, unit_ordering="full_preact", shortcut="identity
         shortcut: str. One of the paper's shortcut variants.
 
     Returns:
-        A `PaperFigure`, or None when the paper has no number for it.
+        A `PaperFigure` (error in %), or None when the paper has no number for it.
+
+    Raises:
+        ValueError: `dataset` is not "cifar10" or "cifar100".
     """
-    _check("dataset", dataset, DATASETS)
+    check_choice("dataset", dataset, DATASETS)
     if shortcut == "identity":
         if dataset == "cifar10" and depth in TABLE2_CIFAR10.get(unit_ordering, {}):
             return PaperFigure(TABLE2_CIFAR10[unit_ordering][depth], f"Table 2 (ResNet-{depth})")

@@ -53,7 +53,7 @@ class KillAtStep(keras.callbacks.Callback):
 
 
 def kill_in_backup(n):
-    write = resume._atomic_write_text
+    write = resume.atomic_write
     calls = []
 
     def write_then_maybe_die(path, text):
@@ -62,7 +62,7 @@ def kill_in_backup(n):
             os.kill(os.getpid(), signal.SIGKILL)
         write(path, text)
 
-    resume._atomic_write_text = write_then_maybe_die
+    resume.atomic_write = write_then_maybe_die
 
 
 def main(argv):

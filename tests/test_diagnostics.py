@@ -236,7 +236,8 @@ def test_figures_are_png(tmp_path):
     s = signal_propagation(model, x, y)
     path = plot_signal_propagation({"a": s, "b": s.as_dict()}, tmp_path / "sig.png", title="t")
     _check_png(path, (800, 300))
-    curves = {"v": {"iterations": [1, 2], "train_loss": [2.3, 2.1], "test_error": [0.9, 0.8]}}
+    curves = {"v": [{"epoch": 0, "iterations": 1, "loss": 2.3, "val_top1": 0.1},
+                    {"epoch": 1, "iterations": 2, "loss": 2.1, "val_top1": 0.2}]}
     _check_png(plot_training_curves(curves, tmp_path / "curves.png"), (600, 300))
     with pytest.raises(ValueError, match="non-empty dict"):
         plot_signal_propagation({}, tmp_path / "x.png")

@@ -16,10 +16,10 @@ from keras import ops
 from keras_preact.training import ImageNetStepSchedule
 from keras_preact.training import MetricsWriter
 from keras_preact.training import PaperCIFARSchedule
+from keras_preact.diagnostics import plot_training_curves
 from keras_preact.training import WarmupCosineDecay
 from keras_preact.training import accuracy_metrics
 from keras_preact.training import compile_for_paper
-from keras_preact.training import plot_training_curves
 from keras_preact.training import resolve_precision
 from keras_preact.training import setup_distribution
 
@@ -293,12 +293,16 @@ def test_metrics_writer_resume_replaces_redone_epochs(tmp_path):
 
 
 def test_plot_training_curves_writes_png(tmp_path):
-    rows = [{"epoch": e, "loss": 2.0 - e * 0.1, "val_loss": 2.1 - e * 0.1,
-             "top1": 0.1 * e, "val_top1": 0.09 * e, "learning_rate": 0.1}
-            for e in range(5)]
-    path = plot_training_curves(rows, str(tmp_path / "curves.png"), title="t")
+    rows = [{"epoch": e, "iterations": 10 * e, "loss": 2.0 - e * 0.1, "top1": 0.1 * e,
+             "val_top1": 0.09 * e, "learning_rate": 0.1} for e in range(5)]
+    no_validation = [{"epoch": e, "loss": 2.0 - e * 0.1} for e in range(3)]
+    path = plot_training_curves({"a": rows, "b": no_validation},
+                                str(tmp_path / "curves.png"), title="t")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curves.png"]
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_training_curves(rows, str(tmp_path / "x.png"))
     assert os.listdir(tmp_path) == ["curves.png"]
 
 

@@ -1,14 +1,13 @@
-"""Figures: signal propagation per unit, and training curves per variant.
+"""Figures: signal propagation per unit, and training curves per run.
 
 matplotlib (a bare `Figure`, no pyplot, no display needed) is imported inside the functions,
 so `keras_preact.diagnostics` imports without it. Files are written
-atomically (temporary file in the same folder, then `os.replace`).
+atomically (`keras_preact.io.atomic_path`).
 """
 
-import os
-import tempfile
-
 import numpy as np
+
+from keras_preact.io import atomic_path
 
 
 def _figure(figsize):
@@ -23,26 +22,10 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save_atomically(fig, path, dpi):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return str(path)
 
 
 def _as_signal(value):
@@ -101,25 +84,39 @@ def plot_signal_propagation(results, path, title=None, dpi=120):
     return _save_atomically(fig, path, dpi)
 
 
-def plot_training_curves(curves, path, title=None, dpi=120):
-    """Training loss (dashed) and test error (solid) vs iterations, per variant.
+def _curve(rows, key, scale=1.0, offset=0.0):
+    """(x, y) of `offset + scale * row[key]` over rows that have it (x: iterations, else epochs)."""
+    points = [(r.get("iterations", r["epoch"] + 1), offset + scale * r[key])
+              for r in rows if r.get(key) is not None]
+    return tuple(np.asarray(v, dtype=float) for v in zip(*points)) if points else None
 
-    Like the paper's Fig. 1 / Fig. 6: one colour per variant; left axis test
-    error (%), right axis training loss.
+
+def plot_training_curves(runs, path, title=None, dpi=120):
+    """Training loss (dashed) and test error (solid) vs iterations, per run.
+
+    Like the paper's Fig. 1 / Fig. 6: one colour per run; left axis test
+    error in % (`100 * (1 - val_top1)`), right axis training loss. Runs
+    without validation show their loss only. The x axis is the optimizer
+    iteration count (`"iterations"`), else the epoch (1-based).
 
     Args:
-        curves: dict mapping a label to a dict with lists `"iterations"`,
-            `"train_loss"` and `"test_error"` (fraction in [0, 1]).
-        path: str or path-like. Where to write the PNG.
+        runs: non-empty dict mapping a label to the run's per-epoch rows,
+            as `keras_preact.training.MetricsWriter` writes them (list of
+            dict with `"epoch"` (0-based), `"loss"`, optionally
+            `"iterations"` and `"val_top1"`, a fraction in [0, 1]).
+        path: str or path-like. Where to write the PNG (atomically).
         title: str or None.
         dpi: int. Defaults to 120.
 
     Returns:
         str, the path written.
+
+    Raises:
+        ValueError: `runs` is not a non-empty dict.
     """
-    if not isinstance(curves, dict) or not curves:
+    if not isinstance(runs, dict) or not runs:
         raise ValueError(
-            f"Expected a non-empty dict of curves. Received: {curves!r}"
+            f"Expected a non-empty dict {{label: per-epoch rows}}. Received: {runs!r:.200}"
         )
     from matplotlib import rcParams
 
@@ -127,17 +124,22 @@ def plot_training_curves(curves, path, title=None, dpi=120):
     ax_err = fig.subplots()
     ax_loss = ax_err.twinx()
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, c) in enumerate(curves.items()):
+    for i, (label, rows) in enumerate(runs.items()):
         color = colors[i % len(colors)]
-        it = np.asarray(c["iterations"], dtype=float)
-        ax_err.plot(it, 100.0 * np.asarray(c["test_error"], dtype=float),
-                    "-o", ms=3, color=color, lw=1.6, label=f"{label}")
-        ax_loss.plot(it, np.asarray(c["train_loss"], dtype=float),
-                     "--", color=color, lw=1.0)
-    ax_err.set(xlabel="iterations", ylabel="test error (%) — solid")
+        error = _curve(rows, "val_top1", scale=-100.0, offset=100.0)
+        loss = _curve(rows, "loss")
+        if error is not None:
+            ax_err.plot(*error, "-o", ms=3, color=color, lw=1.6, label=str(label))
+        if loss is not None:
+            ax_loss.plot(*loss, "--", color=color, lw=1.0,
+                         label=None if error is not None else str(label))
+    x_label = "iterations" if all("iterations" in r for rows in runs.values() for r in rows) else "epoch"
+    ax_err.set(xlabel=x_label, ylabel="test error (%) — solid")
     ax_loss.set(ylabel="training loss — dashed")
     ax_err.grid(True, alpha=0.3)
-    ax_err.legend(fontsize=8, loc="upper right")
+    handles = [h for ax in (ax_err, ax_loss) for h in ax.get_legend_handles_labels()[0]]
+    if handles:
+        ax_err.legend(handles=handles, fontsize=8, loc="upper right")
     if title:
         ax_err.set_title(title)
     fig.tight_layout()

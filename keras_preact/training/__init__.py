@@ -11,7 +11,7 @@ Public API:
     Resumable training: fit_resumable, TrainingBackup, read_backup,
         restore_backup, BackupState.
     Callbacks: AtomicModelCheckpoint, MetricsWriter, RunTimeEstimate,
-        TrainingCurvesPlot, plot_training_curves, make_callbacks.
+        TrainingCurvesPlot, make_callbacks (figures: keras_preact.diagnostics).
 
 Nothing here imports TensorFlow at import time.
 """
@@ -21,7 +21,6 @@ from keras_preact.training.callbacks import MetricsWriter
 from keras_preact.training.callbacks import RunTimeEstimate
 from keras_preact.training.callbacks import TrainingCurvesPlot
 from keras_preact.training.callbacks import make_callbacks
-from keras_preact.training.callbacks import plot_training_curves
 from keras_preact.training.compile import accuracy_metrics
 from keras_preact.training.compile import compile_for_paper
 from keras_preact.training.distribute import DistributionSetup

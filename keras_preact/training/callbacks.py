@@ -6,8 +6,8 @@
 - `MetricsWriter`: per-epoch metrics (plus learning rate and optimizer
   iterations) to `metrics.csv` and `metrics.json`, both written atomically and
   keyed by epoch, so a resumed run continues them without duplicates.
-- `TrainingCurvesPlot`: a PNG of loss / accuracy curves at the end of training
-  (matplotlib's Agg renderer, no pyplot state touched).
+- `TrainingCurvesPlot`: a PNG of the loss and test-error curves at the end of
+  training (`keras_preact.diagnostics.plot_training_curves`).
 - `RunTimeEstimate`: after a few steps, prints the measured time per step
   and what the whole run will take on this machine.
 - `make_callbacks`: the standard set used by the example scripts.
@@ -18,27 +18,13 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 
 import keras
 
-
-def _atomic_write_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for sharing.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from keras_preact.diagnostics.plotting import plot_training_curves
+from keras_preact.io import atomic_path
+from keras_preact.io import atomic_write
 
 
 def _to_float(value):
@@ -57,9 +43,8 @@ def current_learning_rate(optimizer):
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (`.keras`) at each epoch end, atomically.
 
-    The model is written to a temporary file in the same folder, then moved
-    over `filepath` with `os.replace`, so a crash never leaves a truncated
-    checkpoint.
+    Written with `keras_preact.io.atomic_path`: a crash never leaves a
+    truncated checkpoint.
 
     Args:
         filepath: str. Path ending in ".keras".
@@ -74,11 +59,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         self.filepath = str(filepath)
 
     def on_epoch_end(self, epoch, logs=None):
-        folder = os.path.dirname(os.path.abspath(self.filepath))
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, ".tmp-" + os.path.basename(self.filepath))
-        self.model.save(tmp)
-        os.replace(tmp, self.filepath)
+        with atomic_path(self.filepath) as tmp:
+            self.model.save(tmp)
 
 
 class MetricsWriter(keras.callbacks.Callback):
@@ -140,7 +122,7 @@ class MetricsWriter(keras.callbacks.Callback):
     def _write(self):
         if self.json_path:
             payload = {"run": self.extra, "epochs": self.rows}
-            _atomic_write_text(self.json_path, json.dumps(payload, indent=1))
+            atomic_write(self.json_path, json.dumps(payload, indent=1))
         if self.csv_path:
             keys = []
             for row in self.rows:
@@ -149,54 +131,7 @@ class MetricsWriter(keras.callbacks.Callback):
             writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
             writer.writeheader()
             writer.writerows(self.rows)
-            _atomic_write_text(self.csv_path, buf.getvalue())
-
-
-def plot_training_curves(rows, path, title=None):
-    """Saves a PNG of loss and accuracy curves.
-
-    Args:
-        rows: list of dict. Per-epoch rows as written by `MetricsWriter`.
-        path: str. Output PNG path (written atomically).
-        title: str or None. Figure title.
-
-    Returns:
-        `path`.
-    """
-    # A bare Figure renders with Agg and leaves pyplot's backend (e.g. a
-    # notebook's inline one) alone.
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] + 1 for r in rows]
-    groups = [("loss", ["loss", "val_loss"])]
-    acc_keys = sorted({k for r in rows for k in r if "top" in k or "acc" in k})
-    if acc_keys:
-        groups.append(("accuracy", acc_keys))
-    if any("learning_rate" in r for r in rows):
-        groups.append(("learning rate", ["learning_rate"]))
-    fig = Figure(figsize=(5 * len(groups), 4))
-    axes = fig.subplots(1, len(groups), squeeze=False)
-    for ax, (label, keys) in zip(axes[0], groups):
-        for key in keys:
-            points = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o", markersize=3, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        if label == "learning rate":
-            ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
-    return path
+            atomic_write(self.csv_path, buf.getvalue())
 
 
 class TrainingCurvesPlot(keras.callbacks.Callback):
@@ -217,7 +152,7 @@ class TrainingCurvesPlot(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.metrics_writer.rows:
-            plot_training_curves(self.metrics_writer.rows, self.path, self.title)
+            plot_training_curves({"this run": self.metrics_writer.rows}, self.path, self.title)
 
 
 class RunTimeEstimate(keras.callbacks.Callback):

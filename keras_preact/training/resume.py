@@ -31,7 +31,7 @@ import time
 
 import keras
 
-from keras_preact.training.callbacks import _atomic_write_text
+from keras_preact.io import atomic_write
 
 METADATA_FILE = "training_metadata.json"
 DEFAULT_BACKUP_SECONDS = 300.0
@@ -254,7 +254,7 @@ class TrainingBackup(keras.callbacks.Callback):
             "counter": counter + 1, "weights": name, "time": time.time(),
             "run": self.run,
         }
-        _atomic_write_text(meta_path, json.dumps(meta))
+        atomic_write(meta_path, json.dumps(meta))
         for stale in glob.glob(os.path.join(self.backup_dir, "backup-*.weights.h5")):
             if os.path.basename(stale) != name:
                 os.remove(stale)

@@ -6,7 +6,6 @@ run length, callbacks, resume, final evaluation, export) lives here.
 """
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -14,8 +13,9 @@ import time
 
 import keras
 
+from keras_preact.io import atomic_path
+from keras_preact.io import atomic_write_json
 from keras_preact.training.callbacks import RunTimeEstimate
-from keras_preact.training.callbacks import _atomic_write_text
 from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.compile import compile_for_paper
 from keras_preact.training.distribute import VALID_DISTRIBUTE
@@ -234,7 +234,7 @@ def fit_and_evaluate(
         "train_seconds_this_process": round(train_seconds, 2),
         "run": run_info or {},
     }
-    _atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
+    atomic_write_json(paths["summary"], summary, indent=1)
     if args.export:
         paths["export"] = export_model(
             model, os.path.join(args.output_dir, "export"), model_name,
@@ -394,11 +394,9 @@ def export_model(model, export_base, model_name, preprocessing=None):
     else:
         from keras_preact.export.__main__ import main as export_main
 
-        os.makedirs(export_base, exist_ok=True)
         keras_path = os.path.join(export_base, f"{model_name}.keras")
-        tmp = os.path.join(export_base, f".tmp-{model_name}.keras")
-        model.save(tmp)
-        os.replace(tmp, keras_path)
+        with atomic_path(keras_path) as tmp:
+            model.save(tmp)
         code = export_main([
             "--model", keras_path, "--export-base", export_base,
             "--model-name", model_name, "--preprocessing", preprocessing or "none",

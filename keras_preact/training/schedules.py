@@ -3,7 +3,7 @@
 All schedules are `keras.optimizers.schedules.LearningRateSchedule` subclasses
 written with `keras.ops` only, registered for serialization (they are saved
 with a compiled model in a `.keras` file) and evaluated on the optimizer's
-iteration counter, so they resume exactly with `keras.callbacks.BackupAndRestore`.
+iteration counter, so they resume exactly with `fit_resumable`.
 
 - `PaperCIFARSchedule`: He et al. 2016 on CIFAR: lr 0.1 (batch 128), divided
   by 10 at 32k and 48k iterations, training stops at 64k; optional warm-up at
@@ -20,6 +20,8 @@ import math
 import keras
 from keras import ops
 
+from keras_preact.validation import check_int
+
 _PACKAGE = "keras_preact"
 
 # The paper's CIFAR recipe, in iterations at batch 128.
@@ -35,14 +37,6 @@ CIFAR_TRAIN_EXAMPLES = 50000
 PAPER_IMAGENET_BATCH_SIZE = 256
 PAPER_IMAGENET_LEARNING_RATE = 0.1
 PAPER_IMAGENET_BOUNDARY_EPOCHS = (30, 60, 90)
-
-
-def _check_positive_int(name, value, allow_zero=False):
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        expected = "an int >= 0" if allow_zero else "an int > 0"
-        raise ValueError(f"Expected {name} to be {expected}. Received: {name}={value!r}")
 
 
 def _check_boundaries(boundaries):
@@ -106,15 +100,13 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
         name="PaperCIFARSchedule",
     ):
         super().__init__()
-        _check_positive_int("warmup_steps", warmup_steps, allow_zero=True)
-        if total_steps is not None:
-            _check_positive_int("total_steps", total_steps)
         self.initial_learning_rate = float(initial_learning_rate)
         self.boundaries = _check_boundaries(boundaries)
         self.decay_factor = float(decay_factor)
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, low=0)
         self.warmup_learning_rate = float(warmup_learning_rate)
-        self.total_steps = total_steps
+        self.total_steps = None if total_steps is None else check_int(
+            "total_steps", total_steps, low=1)
         self.name = name
 
     @classmethod
@@ -127,6 +119,7 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
         num_examples=CIFAR_TRAIN_EXAMPLES,
         scale_learning_rate=True,
         warmup=False,
+        learning_rate=PAPER_CIFAR_LEARNING_RATE,
     ):
         """The paper's schedule rescaled to another batch size or run length.
 
@@ -146,7 +139,10 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 is given. Defaults to 50000 (CIFAR).
             scale_learning_rate: bool. Linear scaling rule: multiply the
                 rates by `batch_size / 128`. Defaults to True.
-            warmup: bool. Use the paper's warm-up. Defaults to False.
+            warmup: bool. Use the paper's warm-up (at `learning_rate / 10`).
+                Defaults to False.
+            learning_rate: float > 0. Rate at batch 128, before the
+                scaling. Defaults to the paper's 0.1.
 
         Returns:
             A `PaperCIFARSchedule`.
@@ -157,21 +153,21 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
         >>> s.boundaries, s.total_steps, s.initial_learning_rate
         ((16000, 24000), 32000, 0.2)
         """
-        _check_positive_int("batch_size", batch_size)
+        check_int("batch_size", batch_size, low=1)
         if total_steps is None:
             if epochs is not None:
-                _check_positive_int("epochs", epochs)
+                check_int("epochs", epochs, low=1)
                 if steps_per_epoch is None:
-                    _check_positive_int("num_examples", num_examples)
+                    check_int("num_examples", num_examples, low=1)
                     steps_per_epoch = math.ceil(num_examples / batch_size)
-                _check_positive_int("steps_per_epoch", steps_per_epoch)
+                check_int("steps_per_epoch", steps_per_epoch, low=1)
                 total_steps = epochs * steps_per_epoch
             else:
                 total_steps = max(
                     1,
                     round(PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE / batch_size),
                 )
-        _check_positive_int("total_steps", total_steps)
+        check_int("total_steps", total_steps, low=1)
         fraction = total_steps / PAPER_CIFAR_TOTAL_STEPS
         boundaries = []
         for b in PAPER_CIFAR_BOUNDARIES:
@@ -184,10 +180,11 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
         )
         scale = batch_size / PAPER_CIFAR_BATCH_SIZE if scale_learning_rate else 1.0
         return cls(
-            initial_learning_rate=PAPER_CIFAR_LEARNING_RATE * scale,
+            initial_learning_rate=learning_rate * scale,
             boundaries=tuple(boundaries),
             warmup_steps=warmup_steps,
-            warmup_learning_rate=PAPER_CIFAR_WARMUP_LEARNING_RATE * scale,
+            warmup_learning_rate=learning_rate * scale
+            * (PAPER_CIFAR_WARMUP_LEARNING_RATE / PAPER_CIFAR_LEARNING_RATE),
             total_steps=total_steps,
         )
 
@@ -256,17 +253,13 @@ class ImageNetStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         name="ImageNetStepSchedule",
     ):
         super().__init__()
-        _check_positive_int("steps_per_epoch", steps_per_epoch)
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("base_batch_size", base_batch_size)
-        _check_positive_int("warmup_epochs", warmup_epochs, allow_zero=True)
-        self.steps_per_epoch = steps_per_epoch
-        self.batch_size = batch_size
+        self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
         self.base_learning_rate = float(base_learning_rate)
-        self.base_batch_size = base_batch_size
+        self.base_batch_size = check_int("base_batch_size", base_batch_size, low=1)
         self.boundary_epochs = tuple(_check_boundaries(boundary_epochs))
         self.decay_factor = float(decay_factor)
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
         self.name = name
 
     @property
@@ -333,16 +326,9 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         name="WarmupCosineDecay",
     ):
         super().__init__()
-        _check_positive_int("total_steps", total_steps)
-        _check_positive_int("warmup_steps", warmup_steps, allow_zero=True)
-        if warmup_steps >= total_steps:
-            raise ValueError(
-                "Expected warmup_steps < total_steps. Received: "
-                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
         self.peak_learning_rate = float(peak_learning_rate)
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
+        self.total_steps = check_int("total_steps", total_steps, low=1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, low=0, high=total_steps - 1)
         self.alpha = float(alpha)
         self.name = name
 
