@@ -42,35 +42,54 @@ VALID_ALTERNATIVES = ("resnet50v2", "torch")
 # --------------------------------------------------------------------------- workers
 
 
+def _image_shape(config):
+    s = config["image_size"]
+    return (3, s, s) if config.get("data_format") == "channels_first" else (s, s, 3)
+
+
+def synthetic_data(config, batches=1):
+    """Random normal images (in the config's data format) and labels, `batches` batches."""
+    rng = np.random.default_rng(0)
+    n = config["batch"] * batches
+    x = rng.standard_normal((n, *_image_shape(config)), dtype=np.float32)
+    y = rng.integers(0, config["classes"], size=(n,)).astype("int32")
+    return x, y
+
+
 def _build_keras_model(config):
     import keras
 
-    shape = (config["image_size"], config["image_size"], 3)
     if config["model"] == "keras_resnet50v2":
         return keras.applications.ResNet50V2(
-            weights=None, input_shape=shape, classes=config["classes"]
+            weights=None, input_shape=_image_shape(config), classes=config["classes"]
         )
     import keras_preact
 
     return keras_preact.PreActResNet(
         config["depth"],
         layout=config["layout"],
-        input_shape=shape,
+        input_shape=_image_shape(config),
         classes=config["classes"],
         remat=config.get("remat", False),
+        data_format=config.get("data_format", "channels_last"),
     )
 
 
-def run_keras(config):
+def compiled_keras_model(config):
+    """The config's model built under its precision policy and compiled with SGD
+    momentum, `jit_compile=config["jit"]` and `config.get("steps_per_execution", 1)`.
+
+    Returns:
+        `(model, policy_name, build_seconds)`; the global policy is float32 again.
+    """
+    import time
+
     import keras
 
-    rss_before = _common.current_rss_mb()
     policy = _common.keras_precision_policy(config["precision"], config["mixed_policy"])
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     try:
-        import time
-
         t0 = time.perf_counter()
         model = _build_keras_model(config)
         build_s = time.perf_counter() - t0
@@ -78,18 +97,46 @@ def run_keras(config):
             optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
             loss="sparse_categorical_crossentropy",
             jit_compile=config["jit"],
+            steps_per_execution=config.get("steps_per_execution", 1),
         )
-        rng = np.random.default_rng(0)
-        s, b = config["image_size"], config["batch"]
-        x = rng.standard_normal((b, s, s, 3), dtype=np.float32)
-        y = rng.integers(0, config["classes"], size=(b,)).astype("int32")
-        timing = _common.time_calls(
-            lambda: model.train_on_batch(x, y), config["warmup"], config["steps"]
-        )
-        params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-        gmacs = _common.keras_gmacs_per_image(model)
     finally:
         keras.config.set_dtype_policy("float32")
+    return model, policy, build_s
+
+
+def fit_images_per_s(model, x, y, batch):
+    """Images/s of one `model.fit` epoch over `x`, timed from the end of its first
+    execution (`steps_per_execution` steps; compilation on the first call) to the end
+    of its last, so set-up and compilation are left out. `len(x)` must hold at least
+    two executions. Keras calls `on_train_batch_end` once per execution, with the
+    logs as host values (a sync)."""
+    import time
+
+    import keras
+
+    stamps = []
+
+    class _Stamp(keras.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            stamps.append((step, time.perf_counter()))
+
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0,
+              callbacks=[_Stamp()])
+    (first_step, t0), (last_step, t1) = stamps[0], stamps[-1]
+    return batch * (last_step - first_step) / (t1 - t0)
+
+
+def run_keras(config):
+    import keras
+
+    rss_before = _common.current_rss_mb()
+    model, policy, build_s = compiled_keras_model(config)
+    x, y = synthetic_data(config)
+    b = config["batch"]
+    timing = _common.time_calls(
+        lambda: model.train_on_batch(x, y), config["warmup"], config["steps"]
+    )
+    params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return dict(
         config,
         status="ok",
@@ -97,7 +144,7 @@ def run_keras(config):
         dtype_policy=policy,
         build_s=round(build_s, 2),
         trainable_params=params,
-        gmacs_per_image=gmacs,
+        gmacs_per_image=_common.keras_gmacs_per_image(model),
         images_per_s=round(b / timing["median_step_s"], 2),
         **timing,
         **_common.memory_report(keras.backend.backend(), rss_before),
