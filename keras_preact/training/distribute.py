@@ -58,9 +58,10 @@ import socket
 import sys
 import tempfile
 import threading
-import types
 
 import keras
+
+from keras_preact.training import keras_compat
 
 ENV_PEER_TIMEOUT = "KERAS_PREACT_PEER_TIMEOUT"
 ENV_STARTUP_TIMEOUT = "KERAS_PREACT_STARTUP_TIMEOUT"
@@ -396,69 +397,8 @@ def _tf_multiworker_strategy(tf):
     extended._check_health_interval = max(1, peer // 4)
     extended._check_health_timeout = max(1, peer // 4)
     extended._check_health_initial_timeout = startup_timeout_seconds()
-    _fix_keras_for_multiworker()
+    keras_compat.fix_tf_multiworker_fit()
     return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def _fix_keras_for_multiworker():
-    """Lets Keras 3's TensorFlow `fit`/`evaluate` run under several workers.
-
-    Two bugs of Keras (3.15; keras-team/keras issue #20585: Keras 3 `fit`
-    fails under MultiWorkerMirroredStrategy), each fixed by replacing one
-    function of `keras.src.backend.tensorflow.trainer`, once, only when a
-    multi-worker strategy is created:
-
-    1. `fit` and `evaluate` build the model from a first batch averaged with
-       `strategy.reduce("MEAN", batch, axis=None)`, which cannot reduce a
-       nested (x, y) batch across workers (`ValueError: Attempt to convert a
-       value (PerReplica...)`). Only the batch's shapes and dtypes are used,
-       so they are read from the dataset's `element_spec` instead: no batch
-       drawn, no collective, and no iterator opened and dropped (which
-       would advance a reshuffling pipeline by one pass, so the first epoch
-       would not see the order a single-process run sees).
-    2. The per-step logs (loss, metrics: one scalar per replica) are averaged
-       over replicas with `strategy.reduce("MEAN", v, axis=0)`, which fails
-       on a scalar (`Invalid reduction dimension 0 for input with 0
-       dimensions`). The cross-replica mean is `axis=None`, the same as
-       Keras' single-worker `tf.reduce_mean(local_results, axis=0)`.
-    """
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    cls = tf_trainer.TensorFlowTrainer
-    if getattr(cls._maybe_symbolic_build, "_keras_preact_fix", False):
-        return
-    original = cls._maybe_symbolic_build
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None or strategy.extended._num_workers <= 1:
-            return original(self, iterator=iterator, data_batch=data_batch)
-        spec = iterator.data_adapter.get_tf_dataset().element_spec
-        data_batch = tree.map_structure(
-            lambda s: types.SimpleNamespace(shape=tuple(s.shape.as_list()),
-                                            dtype=s.dtype.name),
-            spec,
-        )
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    _maybe_symbolic_build._keras_preact_fix = True
-    cls._maybe_symbolic_build = _maybe_symbolic_build
-
-    original_reduce = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction == "auto" and not isinstance(strategy, tf.distribute.TPUStrategy):
-            reduction = "mean"
-        if reduction == "mean" and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None), values
-            )
-        return original_reduce(values, strategy, reduction)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _jax_multiworker_initialize():
@@ -489,10 +429,8 @@ def _jax_multiworker_initialize():
         if cluster.index == 0:
             _check_port_free(cluster.addresses[0], ENV_JOB_ADDRESSES)
         _jax_initialize_with(jax, cluster)
-    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
-
     # Same seed on every process when none was set (keras.distribution.initialize).
-    jax_distribution_lib.initialize_rng()
+    keras_compat.jax_initialize_rng()
     return cluster
 
 

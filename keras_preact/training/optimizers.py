@@ -32,28 +32,19 @@ Keras' own `SGD` differs in two ways: its `weight_decay=` is decoupled
 moving with the old rate for a few steps where Torch does not.
 """
 
-import math
-import numbers
 import re
 
 import keras
 from keras import ops
 
+from keras_preact.training import keras_compat
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_real
+
 _PACKAGE = "keras_preact"
 
 #: Valid values of `PaperSGD(l2_decay_on=...)`.
 DECAY_SCOPES = ("all", "kernels")
-
-
-def _check_real(name, value, low, high=math.inf):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not low <= float(value) <= high
-    ):
-        bounds = f"in [{low}, {high}]" if high != math.inf else f">= {low}"
-        raise ValueError(f"Expected {name} to be a float {bounds}. Received: {name}={value!r}")
-    return float(value)
 
 
 def _compile_patterns(l2_exclude):
@@ -180,8 +171,8 @@ class PaperSGD(keras.optimizers.SGD):
                 f"Received: weight_decay={kwargs['weight_decay']!r}"
             )
         kwargs.pop("weight_decay", None)
-        momentum = _check_real("momentum", momentum, 0.0, 1.0)
-        l2_weight_decay = _check_real("l2_weight_decay", l2_weight_decay, 0.0)
+        momentum = check_real("momentum", momentum, 0.0, 1.0)
+        l2_weight_decay = check_real("l2_weight_decay", l2_weight_decay, 0.0)
         if not isinstance(nesterov, bool):
             raise ValueError(f"Expected nesterov to be a bool. Received: nesterov={nesterov!r}")
         if nesterov and momentum == 0.0:
@@ -189,11 +180,7 @@ class PaperSGD(keras.optimizers.SGD):
                 "Nesterov momentum needs momentum > 0. "
                 f"Received: momentum={momentum!r}, nesterov=True"
             )
-        if l2_decay_on not in DECAY_SCOPES:
-            raise ValueError(
-                f"Expected l2_decay_on to be one of {DECAY_SCOPES}. "
-                f"Received: l2_decay_on={l2_decay_on!r}"
-            )
+        check_choice("l2_decay_on", l2_decay_on, DECAY_SCOPES)
         patterns = _compile_patterns(l2_exclude)
         super().__init__(
             learning_rate=learning_rate,
@@ -228,14 +215,13 @@ class PaperSGD(keras.optimizers.SGD):
         if self.built:
             return
         super().build(variables)
-        # Indexed like the optimizer's own slots (`_get_variable_index`), so
-        # `update_step` can look the decision up on any backend, including
-        # the per-device tf.Variables that tf.distribute hands over.
+        # Indexed like the optimizer's own slots (`keras_compat.variable_index`),
+        # so `update_step` finds it on any backend, tf.distribute included.
         self._l2_mask = [self.uses_l2(v) for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
         """One Torch7 `optim.sgd` step of `variable` (see the class docstring)."""
-        index = self._get_variable_index(variable)
+        index = keras_compat.variable_index(self, variable)
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         if self._l2_mask[index]:

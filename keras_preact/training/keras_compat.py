@@ -1,0 +1,102 @@
+"""The private Keras APIs keras_preact needs, in one place (Keras 3.15).
+
+Each is used only where Keras offers no public mechanism that does the job;
+`tests/test_optimizers.py::test_keras_private_apis_still_exist` fails loudly
+when a Keras upgrade moves one (`PRIVATE_APIS` lists them).
+
+- `variable_index`: `Optimizer._get_variable_index`, the slot index of a
+  variable inside `update_step`, as Keras' own optimizers find it: the
+  variable handed over may be a per-device `tf.Variable` (tf.distribute),
+  which neither identity nor `path` matches.
+- `fix_tf_multiworker_fit`: keras-team/keras#20585 (`fit` under
+  MultiWorkerMirroredStrategy); see its docstring.
+- `jax_initialize_rng`: one global seed on every JAX process when none was
+  set, as `keras.distribution.initialize` does; that public function cannot
+  be used since it starts `jax.distributed` without timeouts.
+"""
+
+import types
+
+#: (module, attribute path) of every private Keras API used here.
+PRIVATE_APIS = (
+    ("keras.optimizers", "Optimizer._get_variable_index"),
+    ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._maybe_symbolic_build"),
+    ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._symbolic_build"),
+    ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
+    ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
+    ("keras.src.backend.jax.distribution_lib", "initialize_rng"),
+    ("keras.src.tree", "map_structure"),
+)
+
+
+def variable_index(optimizer, variable):
+    """Index of `variable` in `optimizer`'s slot lists (e.g. `momentums`)."""
+    return optimizer._get_variable_index(variable)
+
+
+def jax_initialize_rng():
+    """One global seed on every JAX process (after `jax.distributed` started)."""
+    from keras.src.backend.jax import distribution_lib
+
+    distribution_lib.initialize_rng()
+
+
+def fix_tf_multiworker_fit():
+    """Lets Keras 3's TensorFlow `fit`/`evaluate` run under several workers.
+
+    Two bugs of Keras (3.15; keras-team/keras issue #20585: Keras 3 `fit`
+    fails under MultiWorkerMirroredStrategy), each fixed by replacing one
+    function of `keras.src.backend.tensorflow.trainer`, once, only when a
+    multi-worker strategy is created (`setup_distribution`):
+
+    1. `fit` and `evaluate` build the model from a first batch averaged with
+       `strategy.reduce("MEAN", batch, axis=None)`, which cannot reduce a
+       nested (x, y) batch across workers (`ValueError: Attempt to convert a
+       value (PerReplica...)`). Only the batch's shapes and dtypes are used,
+       so they are read from the dataset's `element_spec` instead: no batch
+       drawn, no collective, and no iterator opened and dropped (which
+       would advance a reshuffling pipeline by one pass, so the first epoch
+       would not see the order a single-process run sees).
+    2. The per-step logs (loss, metrics: one scalar per replica) are averaged
+       over replicas with `strategy.reduce("MEAN", v, axis=0)`, which fails
+       on a scalar (`Invalid reduction dimension 0 for input with 0
+       dimensions`). The cross-replica mean is `axis=None`, the same as
+       Keras' single-worker `tf.reduce_mean(local_results, axis=0)`.
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    cls = tf_trainer.TensorFlowTrainer
+    if getattr(cls._maybe_symbolic_build, "_keras_preact_fix", False):
+        return
+    original = cls._maybe_symbolic_build
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None or strategy.extended._num_workers <= 1:
+            return original(self, iterator=iterator, data_batch=data_batch)
+        spec = iterator.data_adapter.get_tf_dataset().element_spec
+        data_batch = tree.map_structure(
+            lambda s: types.SimpleNamespace(shape=tuple(s.shape.as_list()),
+                                            dtype=s.dtype.name),
+            spec,
+        )
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    _maybe_symbolic_build._keras_preact_fix = True
+    cls._maybe_symbolic_build = _maybe_symbolic_build
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction == "auto" and not isinstance(strategy, tf.distribute.TPUStrategy):
+            reduction = "mean"
+        if reduction == "mean" and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None), values
+            )
+        return original_reduce(values, strategy, reduction)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
