@@ -127,10 +127,10 @@ def test_default_statistics_follow_the_labels():
     # A label >= 10 means CIFAR-100 statistics, as in cifar_dataset.
     hundred = CIFARBatches(x, np.array([0, 1, 2, 50]), training=False, batch_size=4)
     ten = CIFARBatches(x, np.array([0, 1, 2, 5]), training=False, batch_size=4)
-    assert hundred.mean == pp.CIFAR100_MEAN and hundred.std == pp.CIFAR100_STD
-    assert ten.mean == pp.CIFAR10_MEAN and ten.std == pp.CIFAR10_STD
+    assert hundred.statistics == pp.STATISTICS["cifar100"] and hundred.pad_value == 0
+    assert ten.statistics == pp.STATISTICS["cifar10"] and ten.pad_value == 0
     custom = CIFARBatches(x, np.arange(4), training=False, batch_size=4,
-                          mean=(100, 110, 120), std=(50, 60, 70))
+                          normalization=((100, 110, 120), (50, 60, 70)))
     expected = (x.astype(np.float64) - (100, 110, 120)) / (50, 60, 70)
     np.testing.assert_allclose(custom[0][0], expected, atol=1e-5)
 
@@ -143,6 +143,43 @@ def test_real_cifar100_is_normalized(shared_data):
     per_channel = out.reshape(-1, 3)
     np.testing.assert_allclose(per_channel.mean(0), 0.0, atol=0.05)
     np.testing.assert_allclose(per_channel.std(0), 1.0, atol=0.05)
+
+
+# ----------------------------------------------------------------------------
+# normalization=: pixels for a model that normalizes its own input.
+
+
+@pytest.mark.parametrize("training, augment, statistics", [
+    (True, "paper", "cifar100"),
+    (True, "none", ((100.0, 110.0, 120.0), (50.0, 60.0, 70.0))),
+    (False, "paper", "cifar10"),
+])
+def test_pixels_for_a_self_normalizing_model(training, augment, statistics):
+    """normalization=model: 0-255 pixels (padding the model's mean colour) that
+    the model's own normalization turns into the normalized batches."""
+    # What PreActResNet(..., input_normalization=statistics) starts with
+    # (building one imports TensorFlow, which this file does without).
+    model = keras.Sequential([keras.Input((32, 32, 3)), pp.input_normalization_layer(statistics)])
+    x, y = _images(32, seed=6), np.arange(32) % 10
+    args = dict(training=training, augment=augment, batch_size=16, seed=1, num_classes=10)
+    pixels = CIFARBatches(x, y, normalization=model, **args)
+    normalized = CIFARBatches(x, y, normalization=statistics, **args)
+    assert pixels.statistics is None and pixels.pad_value == pp.input_statistics(model)[0]
+    layer = model.get_layer(pp.INPUT_NORMALIZATION_LAYER)
+    for i in range(len(pixels)):
+        (px, py), (nx, ny) = pixels[i], normalized[i]
+        np.testing.assert_array_equal(py, ny)
+        assert px.dtype == np.float32 and px.min() >= 0 and px.max() <= 255
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(px)), nx, atol=1e-4)
+    if not training:  # Evaluation pixels are the images, exactly.
+        np.testing.assert_array_equal(_epoch(pixels)[0], x)
+    # None: pixels with black padding; a model without its own normalization:
+    # the default statistics.
+    black = CIFARBatches(x, y, normalization=None, **args)
+    plain = CIFARBatches(x, y, normalization=keras.Sequential([keras.Input((32, 32, 3))]), **args)
+    assert black.statistics is None and black.pad_value == 0
+    assert plain.statistics == pp.STATISTICS["cifar10"] and plain.pad_value == 0
+    np.testing.assert_array_equal(_epoch(plain)[0], _epoch(CIFARBatches(x, y, **args))[0])
 
 
 # ----------------------------------------------------------------------------
@@ -185,26 +222,31 @@ def test_unaugmented_training_epoch_equals_cifar_dataset():
 # The paper's augmentation.
 
 
-def _loop_reference(images, offsets_y, offsets_x, flips, pad, mode):
+def _loop_reference(images, offsets_y, offsets_x, flips, pad, mode, fill=0.0):
     out = np.empty_like(images)
     h, w = images.shape[1:3]
     for i, image in enumerate(images):
         padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
+        if mode == "constant":
+            padded = np.full_like(padded, 0) + np.asarray(fill, images.dtype)
+            padded[pad : pad + h, pad : pad + w] = image
         crop = padded[offsets_y[i] : offsets_y[i] + h, offsets_x[i] : offsets_x[i] + w]
         out[i] = crop[:, ::-1] if flips[i] else crop
     return out
 
 
-@pytest.mark.parametrize("pad, mode", [(4, "constant"), (4, "reflect"), (1, "constant"),
-                                       (0, "constant")])
-def test_pad_crop_flip_equals_per_image_loop(pad, mode):
+@pytest.mark.parametrize("pad, mode, fill", [
+    (4, "constant", 0.0), (4, "reflect", 0.0), (1, "constant", 0.0), (0, "constant", 0.0),
+    (4, "constant", pp.CIFAR100_MEAN), (2, "constant", 7.0), (4, "reflect", pp.CIFAR100_MEAN),
+])
+def test_pad_crop_flip_equals_per_image_loop(pad, mode, fill):
     rng = np.random.default_rng(pad)
     x = rng.standard_normal((12, 32, 32, 3)).astype(np.float32)
     oy, ox = rng.integers(0, 2 * pad + 1, 12), rng.integers(0, 2 * pad + 1, 12)
     flips = np.arange(12) % 2 == 0
-    out = pad_crop_flip(x, oy, ox, flips, pad=pad, pad_mode=mode)
+    out = pad_crop_flip(x, oy, ox, flips, pad=pad, pad_mode=mode, pad_value=fill)
     assert out.shape == x.shape and out.dtype == x.dtype
-    np.testing.assert_array_equal(out, _loop_reference(x, oy, ox, flips, pad, mode))
+    np.testing.assert_array_equal(out, _loop_reference(x, oy, ox, flips, pad, mode, fill))
 
 
 def test_pad_crop_flip_pads_with_zeros_after_normalization():
@@ -319,8 +361,9 @@ def test_unseeded_uses_numpy_global_seed():
         (_images(4), np.arange(4), {"pad_mode": "reflect", "pad": 32}, "reflect"),
         (_images(4), np.arange(4), {"seed": -3}, "seed"),
         (_images(4), np.arange(4), {"data_format": "NHWC"}, "data_format"),
-        (_images(4), np.arange(4), {"mean": (1, 2)}, "mean"),
-        (_images(4), np.arange(4), {"std": (1, 0, 1)}, "std"),
+        (_images(4), np.arange(4), {"normalization": ((1, 2), (1, 1))}, "mean"),
+        (_images(4), np.arange(4), {"normalization": ((1, 1, 1), (1, 0, 1))}, "std"),
+        (_images(4), np.arange(4), {"normalization": "cifar1000"}, "normalization='cifar1000'"),
     ],
 )
 def test_bad_input(images, labels, kwargs, match):

@@ -24,6 +24,9 @@ import keras
 import numpy as np
 
 from keras_preact import preprocessing
+from keras_preact.data.normalization import resolve_normalization
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
 
 VALID_AUGMENTS = ("paper", "none")
 VALID_PAD_MODES = ("constant", "reflect")
@@ -38,22 +41,65 @@ _SHUFFLE_STREAM = 0
 _AUGMENT_STREAM = 1
 
 
-def _default_stats(num_classes):
-    """The CIFAR statistics `cifar_dataset` uses for `num_classes`."""
-    if num_classes == 100:
-        return preprocessing.CIFAR100_MEAN, preprocessing.CIFAR100_STD
-    return preprocessing.CIFAR10_MEAN, preprocessing.CIFAR10_STD
+def cifar_statistics(num_classes):
+    """The statistics name of `normalization="auto"`: by number of classes."""
+    return "cifar100" if num_classes == 100 else "cifar10"
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+def check_arrays(images, labels, num_classes=None):
+    """Validates CIFAR-style arrays; shared by `CIFARBatches` and `cifar_dataset`.
+
+    Args:
+        images: array `(N, H, W, 3)`, channels last, integer or float pixels
+            on the 0-255 scale.
+        labels: integer array `(N,)` or `(N, 1)`.
+        num_classes: int >= 1 or None (100 if any label >= 10, else 10).
+
+    Returns:
+        `(images, labels, num_classes)`: the images as an array, the labels
+        int64 `(N,)`, the number of classes as an int.
+
+    Raises:
+        ValueError: images not `(N, H, W, 3)` real numbers in [0, 255], no
+            image, labels not integer class ids in `[0, num_classes)` or not
+            one per image, or a bad `num_classes`.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(
-            f"Expected {name} to be an int >= {minimum}. Received: {name}={value!r}"
+            "Expected images of shape (N, H, W, 3), channels last. "
+            f"Received shape {images.shape}."
         )
-    return int(value)
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(
+            f"Expected uint8 (or real) images on the 0-255 scale. Received dtype {images.dtype}."
+        )
+    if len(images) == 0:
+        raise ValueError("Expected at least one image. Received an empty array.")
+    low, high = images.min(), images.max()
+    if not (low >= 0 and high <= 255):  # also catches NaN
+        raise ValueError(f"Expected pixel values in [0, 255]. Received values in [{low}, {high}].")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"Expected integer class ids of shape (N,). Received {labels.dtype} labels "
+            f"of shape {labels.shape}."
+        )
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}.")
+    if num_classes is None:
+        num_classes = 100 if labels.max() >= 10 else 10
+    num_classes = check_int("num_classes", num_classes, low=1)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"Labels range over [{labels.min()}, {labels.max()}], outside "
+            f"[0, {num_classes - 1}] for num_classes={num_classes}."
+        )
+    return images, labels.astype(np.int64), num_classes
 
 
-def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant"):
+def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant", pad_value=0.0):
     """Pads, crops and flips a batch of images, each with its own draw.
 
     Image `i` is padded by `pad` pixels on every side, the `H x W` window
@@ -69,8 +115,10 @@ def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant
         offsets_x: int array `(B,)`, each in `[0, 2 * pad]`.
         flips: bool array `(B,)`.
         pad: int >= 0. Pixels padded on each side. Defaults to 4.
-        pad_mode: `"constant"` (zeros, the paper) or `"reflect"` (needs
+        pad_mode: `"constant"` (the paper) or `"reflect"` (needs
             `pad < min(H, W)`). Defaults to `"constant"`.
+        pad_value: the `"constant"` padding: a number or one per channel
+            (e.g. the mean colour of 0-255 pixels). Defaults to 0.
 
     Returns:
         A numpy array with the shape and dtype of `images`.
@@ -87,40 +135,34 @@ def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant
     >>> bool((y[0] == x[0]).all()), bool((y[1] == x[1, :, ::-1]).all())
     (True, True)
     """
-    pad = _check_int("pad", pad, 0)
-    if pad_mode not in VALID_PAD_MODES:
-        raise ValueError(f"Unknown pad_mode={pad_mode!r}. Expected one of {VALID_PAD_MODES}.")
+    pad = check_int("pad", pad, low=0)
+    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     images = np.asarray(images)
     if images.ndim != 4:
-        raise ValueError(
-            f"Expected images of shape (B, H, W, C). Received shape {images.shape}."
-        )
+        raise ValueError(f"Expected images of shape (B, H, W, C). Received shape {images.shape}.")
     batch, height, width = images.shape[:3]
     if pad_mode == "reflect" and pad >= min(height, width):
         raise ValueError(
-            f"pad_mode='reflect' needs pad < min(H, W) = {min(height, width)}. "
-            f"Received: pad={pad}"
+            f"pad_mode='reflect' needs pad < min(H, W) = {min(height, width)}. Received: pad={pad}"
         )
-    draws = {}
-    for name, value in (("offsets_y", offsets_y), ("offsets_x", offsets_x), ("flips", flips)):
-        value = np.asarray(value)
+    draws = {"offsets_y": offsets_y, "offsets_x": offsets_x, "flips": flips}
+    for name, value in draws.items():
+        draws[name] = value = np.asarray(value)
         if value.shape != (batch,):
             raise ValueError(
-                f"Expected {name} of shape ({batch},), one per image. "
-                f"Received shape {value.shape}."
+                f"Expected {name} of shape ({batch},), one per image. Received shape {value.shape}."
             )
-        draws[name] = value
-    for name in ("offsets_y", "offsets_x"):
-        value = draws[name]
-        if batch and (value.min() < 0 or value.max() > 2 * pad):
+        if name != "flips" and batch and (value.min() < 0 or value.max() > 2 * pad):
             raise ValueError(
                 f"Expected {name} in [0, {2 * pad}] (2 * pad). Received values in "
                 f"[{value.min()}, {value.max()}]."
             )
     if pad:
-        images = np.pad(
-            images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=pad_mode
-        )
+        padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=pad_mode)
+        if pad_mode == "constant" and np.any(pad_value):
+            padded[:, :pad], padded[:, -pad:] = pad_value, pad_value
+            padded[:, :, :pad], padded[:, :, -pad:] = pad_value, pad_value
+        images = padded
     rows = draws["offsets_y"][:, None] + np.arange(height)  # (B, H)
     # A flipped crop reads its window's columns right to left.
     cols = np.where(
@@ -149,7 +191,10 @@ class CIFARBatches(keras.utils.PyDataset):
     Padding comes after normalization, so it is the mean colour, as in
     fb.resnet.torch and `keras_preact.data.cifar_dataset`, whose batches
     these equal value for value when `augment="none"` or `training=False`
-    (the random draws differ).
+    (the random draws differ). For a model that normalizes its own input,
+    pass `normalization=model`: the batches are then 0-255 pixels padded
+    with the model's mean colour, i.e. the same batches once the model has
+    normalized them.
 
     Every random draw is a function of `(seed, epoch, batch index)` only, so
     a batch does not depend on the order batches are requested in (Keras'
@@ -175,15 +220,15 @@ class CIFARBatches(keras.utils.PyDataset):
         augment: `"paper"` (pad, crop, flip) or `"none"`. Used only when
             `training=True`. Defaults to `"paper"`.
         num_classes: int or None. Number of classes; None: 100 if any
-            label >= 10, else 10. Picks the default statistics.
+            label >= 10, else 10. Picks the `"auto"` statistics.
         seed: int >= 0 or None. Seed of the shuffling and augmentation;
             None draws one from numpy's global generator (seeded by
             `keras.utils.set_random_seed`). Defaults to None.
-        mean: 3 floats or None. Per-channel mean on the 0-255 scale;
-            None: `preprocessing.CIFAR100_MEAN` when `num_classes == 100`,
-            else `CIFAR10_MEAN`.
-        std: 3 floats > 0 or None. Per-channel standard deviation; None:
-            `CIFAR100_STD` / `CIFAR10_STD` likewise.
+        normalization: `"auto"` (`"cifar100"` statistics if `num_classes`
+            is 100, else `"cifar10"`), a statistics name or `(mean, std)`
+            pair, `None` (pixels) or a `keras.Model` (pixels if it normalizes
+            its own input): see `data.normalization.resolve_normalization`.
+            Defaults to `"auto"`.
         pad: int >= 0. Pixels padded per side before the crop. Defaults to 4.
         pad_mode: `"constant"` (zeros, the paper) or `"reflect"`.
             Defaults to `"constant"`.
@@ -198,13 +243,14 @@ class CIFARBatches(keras.utils.PyDataset):
     Returns (per batch, from `dataset[i]`):
         `(images, labels)`: images float32 `(B, H, W, 3)` (or `(B, 3, H, W)`
         for `"channels_first"`), normalized (about zero mean and unit
-        variance per channel; padding is exactly 0); labels int32 `(B,)`.
+        variance per channel; padding is exactly 0) or, see `normalization`,
+        0-255 pixels; labels int32 `(B,)`.
 
     Raises:
         ValueError: images not `(N, H, W, 3)` real numbers in [0, 255],
             labels not integers in `[0, num_classes)` or not one per image,
             a bad `batch_size`, `augment`, `pad`, `pad_mode`, `seed`,
-            `data_format`, `mean` or `std`, or no batch at all (fewer than
+            `data_format` or `normalization`, or no batch at all (fewer than
             `batch_size` images with `drop_remainder=True`).
 
     Example:
@@ -228,8 +274,7 @@ class CIFARBatches(keras.utils.PyDataset):
         augment="paper",
         num_classes=None,
         seed=None,
-        mean=None,
-        std=None,
+        normalization="auto",
         pad=4,
         pad_mode="constant",
         drop_remainder=None,
@@ -237,41 +282,23 @@ class CIFARBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if augment not in VALID_AUGMENTS:
-            raise ValueError(f"Unknown augment={augment!r}. Expected one of {VALID_AUGMENTS}.")
-        if pad_mode not in VALID_PAD_MODES:
-            raise ValueError(
-                f"Unknown pad_mode={pad_mode!r}. Expected one of {VALID_PAD_MODES}."
-            )
+        check_choice("augment", augment, VALID_AUGMENTS)
+        check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
         data_format = data_format or keras.config.image_data_format()
-        if data_format not in VALID_DATA_FORMATS:
-            raise ValueError(
-                f"Unknown data_format={data_format!r}. Expected one of {VALID_DATA_FORMATS}."
-            )
-        batch_size = _check_int("batch_size", batch_size, 1)
-        pad = _check_int("pad", pad, 0)
+        check_choice("data_format", data_format, VALID_DATA_FORMATS)
+        batch_size = check_int("batch_size", batch_size, low=1)
+        pad = check_int("pad", pad, low=0)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        seed = _check_int("seed", seed, 0)
-        images, labels = self._check_arrays(images, labels)
-        if num_classes is None:
-            num_classes = 100 if len(labels) and labels.max() >= 10 else 10
-        num_classes = _check_int("num_classes", num_classes, 1)
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(
-                f"Labels range over [{labels.min()}, {labels.max()}], outside "
-                f"[0, {num_classes - 1}] for num_classes={num_classes}."
-            )
+        seed = check_int("seed", seed, low=0)
+        images, labels, num_classes = check_arrays(images, labels, num_classes)
         if pad_mode == "reflect" and pad >= min(images.shape[1:3]):
             raise ValueError(
                 f"pad_mode='reflect' needs pad < min(H, W) = {min(images.shape[1:3])}. "
                 f"Received: pad={pad}"
             )
-        default_mean, default_std = _default_stats(num_classes)
-        mean = default_mean if mean is None else mean
-        std = default_std if std is None else std
-        if drop_remainder is None:
-            drop_remainder = bool(training)
+        statistics, pad_value = resolve_normalization(normalization, cifar_statistics(num_classes))
+        drop_remainder = bool(training) if drop_remainder is None else drop_remainder
         num_batches = (
             len(images) // batch_size if drop_remainder else math.ceil(len(images) / batch_size)
         )
@@ -286,8 +313,8 @@ class CIFARBatches(keras.utils.PyDataset):
         self.augment = augment if self.training else "none"
         self.num_classes = num_classes
         self.seed = seed
-        self.mean = preprocessing._check_stats("mean", mean, 3)
-        self.std = preprocessing._check_stats("std", std, 3)
+        self.statistics = statistics  # (mean, std), or None for pixels.
+        self.pad_value = pad_value
         self.pad = pad
         self.pad_mode = pad_mode
         self.drop_remainder = bool(drop_remainder)
@@ -295,54 +322,19 @@ class CIFARBatches(keras.utils.PyDataset):
         self.epoch = 0
         self._num_batches = num_batches
         self._labels = labels.astype(np.int32)
-        self._images = self._normalize(images)
+        self._images = self._float32_images(images)
         self._order_lock = threading.Lock()
         self._order_cache = (None, None)
 
-    # === Validation and set-up ===
-
-    @staticmethod
-    def _check_arrays(images, labels):
-        images = np.asarray(images)
-        labels = np.asarray(labels)
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(
-                "Expected images of shape (N, H, W, 3), channels last. "
-                f"Received shape {images.shape}."
-            )
-        real = np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
-        if not real:
-            raise ValueError(
-                f"Expected uint8 (or real) images on the 0-255 scale. Received dtype "
-                f"{images.dtype}."
-            )
-        if len(images) == 0:
-            raise ValueError("Expected at least one image. Received an empty array.")
-        low, high = images.min(), images.max()
-        if not (low >= 0 and high <= 255):  # also catches NaN
-            raise ValueError(
-                f"Expected pixel values in [0, 255]. Received values in [{low}, {high}]."
-            )
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                "Expected integer class ids of shape (N,). Received "
-                f"{labels.dtype} labels of shape {labels.shape}."
-            )
-        if len(images) != len(labels):
-            raise ValueError(
-                f"images and labels differ in length: {len(images)} vs {len(labels)}."
-            )
-        return images, labels
-
-    def _normalize(self, images):
-        """Normalized float32 copy `(N, H, W, 3)` (computed in chunks)."""
+    def _float32_images(self, images):
+        """Float32 copy `(N, H, W, 3)`, normalized (in chunks) or pixels."""
+        if self.statistics is None:
+            return images.astype(np.float32)
         out = np.empty(images.shape, np.float32)
         for start in range(0, len(images), _NORMALIZE_CHUNK):
             chunk = images[start : start + _NORMALIZE_CHUNK]
             out[start : start + len(chunk)] = keras.ops.convert_to_numpy(
-                preprocessing.normalize(chunk, self.mean, self.std, "channels_last")
+                preprocessing.normalize(chunk, *self.statistics, "channels_last")
             )
         return out
 
@@ -412,7 +404,9 @@ class CIFARBatches(keras.utils.PyDataset):
         images = self._images[indices]
         draws = self.augmentation_draws(index, epoch)
         if draws is not None:
-            images = pad_crop_flip(images, pad=self.pad, pad_mode=self.pad_mode, **draws)
+            images = pad_crop_flip(
+                images, pad=self.pad, pad_mode=self.pad_mode, pad_value=self.pad_value, **draws
+            )
         if self.data_format == "channels_first":
             images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         return images, self._labels[indices]

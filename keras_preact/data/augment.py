@@ -1,49 +1,61 @@
-"""TensorFlow image ops used inside the tf.data pipelines.
+"""TensorFlow augmentation ops used inside the tf.data pipelines.
 
 Everything here runs in a tf.data graph, so it uses `tensorflow` directly
 (whatever the Keras backend is) and stateless random ops driven by explicit
-seeds, so a pipeline with `seed=...` is reproducible.
+seeds, so a pipeline with `seed=...` is reproducible. Decoding, cropping
+windows, resizing and normalization live in `keras_preact.image_ops`.
 """
 
+import numpy as np
 import tensorflow as tf
 
-VALID_PAD_MODES = ("constant", "reflect")
+from keras_preact.data.array_pipeline import VALID_PAD_MODES
+from keras_preact.validation import check_choice
 
 
-def tf_normalize(images, mean, std):
-    """`(float(images) - mean) / std` per channel, channels last, in TF."""
-    mean = tf.constant(mean, tf.float32)
-    inv_std = tf.constant([1.0 / s for s in std], tf.float32)
-    return (tf.cast(images, tf.float32) - mean) * inv_std
+def _pad(images, pad, pad_mode, pad_value):
+    """Pads the height and width of `(B, H, W, C)` images by `pad` per side."""
+    paddings = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+    if pad_mode == "reflect" or not np.any(pad_value):
+        return tf.pad(images, paddings, mode=pad_mode.upper())
+    # tf.pad takes one constant: pad each channel with its own value.
+    fill = np.broadcast_to(np.asarray(pad_value, np.float32), [images.shape[-1]])
+    channels = tf.unstack(images, axis=-1)
+    return tf.stack(
+        [tf.pad(c, paddings[:-1], constant_values=v) for c, v in zip(channels, fill)], axis=-1
+    )
 
 
-def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=True):
-    """Paper CIFAR augmentation on a batch, vectorized.
+def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=True, pad_value=0.0):
+    """The paper's CIFAR augmentation on a batch, vectorized.
 
-    Pads each image by `pad` pixels on every side, takes a random
-    `H x W` crop (independent offset per image) and flips each image
-    horizontally with probability 0.5.
+    Pads each image by `pad` pixels on every side, takes a random `H x W`
+    crop (independent offset per image) and flips each image horizontally
+    with probability 0.5 (He et al. 2016, Sec. 4.2; fb.resnet.torch
+    `RandomCrop(32, 4)` + `HorizontalFlip(0.5)`).
 
     Args:
-        images: `(B, H, W, C)` tensor.
+        images: float `(B, H, W, C)` tensor with a static `H`, `W`, `C`.
         seed: int tensor of shape `(2,)` for the stateless random ops.
-        pad: padding per side.
-        pad_mode: `"constant"` (zeros, as in the paper) or `"reflect"`.
+        pad: int >= 0, padding per side in pixels.
+        pad_mode: `"constant"` (the paper) or `"reflect"`.
         flip: whether to apply random horizontal flips.
+        pad_value: the `"constant"` padding, a number or one per channel:
+            0 for normalized images (the mean colour), the mean colour for
+            0-255 pixels.
 
     Returns:
         A tensor of the same shape and dtype.
+
+    Raises:
+        ValueError: for an unknown `pad_mode`.
     """
-    if pad_mode not in VALID_PAD_MODES:
-        raise ValueError(f"Unknown pad_mode={pad_mode!r}. Expected one of {VALID_PAD_MODES}.")
-    shape = tf.shape(images)
-    batch = shape[0]
+    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
+    batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
     seeds = tf.random.experimental.stateless_split(seed, 3)
     if pad > 0:
-        images_p = tf.pad(
-            images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode=pad_mode.upper()
-        )
+        images_p = _pad(images, pad, pad_mode, pad_value)
         off_y = tf.random.stateless_uniform([batch], seeds[0], 0, 2 * pad + 1, tf.int32)
         off_x = tf.random.stateless_uniform([batch], seeds[1], 0, 2 * pad + 1, tf.int32)
         rows = off_y[:, None] + tf.range(height)[None, :]  # (B, H)
@@ -54,17 +66,3 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
         do_flip = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
         images = tf.where(do_flip[:, None, None, None], tf.reverse(images, [2]), images)
     return images
-
-
-def random_pad_crop_flip_image(image, seed, pad=4, pad_mode="constant", flip=True):
-    """Per-image version of `random_pad_crop_flip_batch` (`(H, W, C)` input)."""
-    if pad_mode not in VALID_PAD_MODES:
-        raise ValueError(f"Unknown pad_mode={pad_mode!r}. Expected one of {VALID_PAD_MODES}.")
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    shape = image.shape
-    if pad > 0:
-        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode=pad_mode.upper())
-        image = tf.image.stateless_random_crop(padded, shape, seed=seeds[0])
-    if flip:
-        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-    return image

@@ -9,6 +9,7 @@ import tarfile
 import numpy as np
 
 from keras_preact.data.safe_pickle import safe_loads
+from keras_preact.validation import check_choice
 
 VALID_NAMES = ("cifar10", "cifar100")
 VALID_SOURCES = ("tfds", "archive", "npz")
@@ -34,11 +35,6 @@ _ARCHIVES = {
         "num_classes": 100,
     },
 }
-
-
-def _check_choice(arg, value, valid):
-    if value not in valid:
-        raise ValueError(f"Unknown {arg}={value!r}. Expected one of {valid}.")
 
 
 def load_cifar(name="cifar100", source="tfds", data_dir=None, split="train", download=True):
@@ -80,9 +76,9 @@ def load_cifar(name="cifar100", source="tfds", data_dir=None, split="train", dow
     >>> x.shape, x.dtype, y.dtype
     ((10000, 32, 32, 3), dtype('uint8'), dtype('int64'))
     """
-    _check_choice("name", name, VALID_NAMES)
-    _check_choice("source", source, VALID_SOURCES)
-    _check_choice("split", split, VALID_SPLITS)
+    check_choice("name", name, VALID_NAMES)
+    check_choice("source", source, VALID_SOURCES)
+    check_choice("split", split, VALID_SPLITS)
     if source != "tfds" and data_dir is None:
         raise ValueError(
             f"source={source!r} needs data_dir (a path). Received: data_dir=None."
@@ -139,10 +135,7 @@ def _natural_key(path):
 
 
 def _load_npz(split, data_dir):
-    if split == "train":
-        files = sorted(glob.glob(os.path.join(data_dir, "train*.npz")), key=_natural_key)
-    else:
-        files = sorted(glob.glob(os.path.join(data_dir, "test*.npz")), key=_natural_key)
+    files = sorted(glob.glob(os.path.join(data_dir, f"{split}*.npz")), key=_natural_key)
     if not files:
         raise ValueError(
             f"No {split}*.npz files in data_dir={data_dir!r}. Expected "

@@ -1,10 +1,15 @@
 """tf.data input pipeline for CIFAR held in memory as numpy arrays."""
 
-import numpy as np
 import tensorflow as tf
 
-from keras_preact import preprocessing
+from keras_preact import image_ops
 from keras_preact.data import augment as aug
+from keras_preact.data.array_pipeline import check_arrays
+from keras_preact.data.array_pipeline import cifar_statistics
+from keras_preact.data.normalization import resolve_normalization
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
+from keras_preact.validation import check_real
 
 AUTOTUNE = tf.data.AUTOTUNE
 VALID_AUGMENTS = ("paper", "randaugment", "none")
@@ -37,12 +42,6 @@ def _keras_cv_or_keras_layer(name, **kwargs):
         return getattr(keras.layers, name)(**kwargs)
 
 
-def _default_stats(num_classes):
-    if num_classes == 100:
-        return preprocessing.CIFAR100_MEAN, preprocessing.CIFAR100_STD
-    return preprocessing.CIFAR10_MEAN, preprocessing.CIFAR10_STD
-
-
 def cifar_dataset(
     images,
     labels,
@@ -54,8 +53,7 @@ def cifar_dataset(
     cutmix_alpha=0.0,
     num_classes=None,
     seed=None,
-    mean=None,
-    std=None,
+    normalization="auto",
     pad=4,
     pad_mode="constant",
     randaugment_layers=2,
@@ -68,41 +66,44 @@ def cifar_dataset(
 ):
     """Builds the CIFAR `tf.data.Dataset` for training or evaluation.
 
-    Training: shuffle, batch, (optional RandAugment), per-channel
-    normalization, the paper's augmentation (pad `pad` pixels, random 32x32
-    crop, random horizontal flip), optional MixUp/CutMix, prefetch.
-    Evaluation (`training=False`): batch, normalize, prefetch; no shuffle,
-    no augmentation, same order and values on every pass.
+    Reader: shuffled *indices* (a full uniform shuffle by default, cheap;
+    the images stay one uint8 tensor), whole batches gathered. Training
+    augmentation: (optional RandAugment), per-channel normalization, the
+    paper's pad `pad` pixels, random 32x32 crop, random horizontal flip
+    (He et al. 2016, Sec. 4.2), vectorized per batch (faster than per image
+    on CPU, `benchmarks/input_pipeline.py`), optional MixUp/CutMix.
+    Evaluation (`training=False`): batch, normalize; no shuffle, no
+    augmentation, the same values on every pass.
 
-    Images stay as one uint8 tensor; the pipeline shuffles *indices* (a full
-    uniform shuffle by default, cheap) and gathers whole batches, and the
-    augmentation runs vectorized per batch (measured faster than per image
-    on CPU, see `benchmarks/input_pipeline.py`; `vectorized=False` maps per
-    image instead).
-
-    Zero padding is applied after normalization, i.e. pads with the mean
-    colour, as in the authors' fb.resnet.torch code (normalize, then
-    `RandomCrop(32, 4)` with zero padding).
+    Zero padding comes after normalization, i.e. is the mean colour, as in
+    fb.resnet.torch (normalize, then `RandomCrop(32, 4)`). For a model that
+    normalizes its own input (`PreActResNet(..., input_normalization=...)`)
+    pass `normalization=model`: the batches are then 0-255 pixels padded
+    with the model's mean colour, the same batches once the model has
+    normalized them.
 
     Args:
-        images: uint8 (or float, 0-255 scale) array `(N, 32, 32, 3)`.
-        labels: int array `(N,)`.
+        images: uint8 (or float, 0-255 scale) array `(N, H, W, 3)`, RGB;
+            CIFAR is `(N, 32, 32, 3)` from `load_cifar`.
+        labels: int array `(N,)` (or `(N, 1)`).
         training: `True` for the shuffled, augmented training pipeline.
-        batch_size: batch size.
+        batch_size: int >= 1.
         augment: `"paper"` (pad/crop/flip), `"randaugment"` (keras-cv
             RandAugment on 0-255 pixels, then pad/crop/flip) or `"none"`.
             Ignored when `training=False`.
-        mixup_alpha: > 0 enables MixUp (keras-cv) with Beta(alpha, alpha).
-        cutmix_alpha: > 0 enables CutMix (keras-cv). With both on, each batch
-            uses one of them, chosen with probability 0.5.
+        mixup_alpha: >= 0; > 0 enables MixUp (keras-cv) with Beta(alpha, alpha).
+        cutmix_alpha: >= 0; > 0 enables CutMix (keras-cv). With both on, each
+            batch uses one of them, chosen with probability 0.5.
         num_classes: number of classes; defaults to 100 if any label >= 10,
-            else 10. Needed for one-hot labels.
+            else 10. Needed for one-hot labels; picks the `"auto"` statistics.
         seed: int for a reproducible pipeline (shuffle order and
             augmentation still change from pass to pass), or `None`.
-        mean, std: per-channel statistics (0-255 scale); default
-            `CIFAR100_MEAN/STD` when `num_classes == 100`, else `CIFAR10_*`.
+        normalization: `"auto"` (`"cifar100"` statistics if `num_classes`
+            is 100, else `"cifar10"`), a statistics name or `(mean, std)`
+            pair, `None` (pixels) or a `keras.Model` (pixels if it normalizes
+            its own input): see `data.normalization.resolve_normalization`.
         pad: pixels padded per side before the random crop.
-        pad_mode: `"constant"` (zeros, the paper) or `"reflect"`.
+        pad_mode: `"constant"` (the paper) or `"reflect"`.
         randaugment_layers, randaugment_magnitude: RandAugment settings
             (`augmentations_per_image`, `magnitude` in [0, 1]).
         shuffle_buffer: shuffle buffer size (over indices); default `N`
@@ -110,7 +111,8 @@ def cifar_dataset(
         drop_remainder: drop the last partial batch; default `training`.
         repeat: repeat forever (training only makes sense with
             `steps_per_epoch`).
-        vectorized: augment whole batches (default) or map per image.
+        vectorized: augment whole batches (default) or map per image
+            (RandAugment, crop and flip one image at a time).
         start_batch: int >= 0 (training only). Start the stream at this
             batch, as if that many batches had been read: the shuffle order
             and the crop/flip draws continue exactly (with a `seed`; MixUp,
@@ -120,9 +122,16 @@ def cifar_dataset(
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
-        `(B, 32, 32, 3)` normalized; labels int64 `(B,)`, or float32 one-hot
-        `(B, num_classes)` when MixUp or CutMix is on (use
+        `(B, H, W, 3)`, normalized (about zero mean, unit variance) or, see
+        `normalization`, 0-255 pixels; labels int64 `(B,)`, or float32
+        one-hot `(B, num_classes)` when MixUp or CutMix is on (use
         `CategoricalCrossentropy` then).
+
+    Raises:
+        ValueError: bad arrays (as `array_pipeline.check_arrays`), an unknown
+            `augment`, `pad_mode` or `normalization`, `batch_size < 1`,
+            negative `mixup_alpha`, `cutmix_alpha` or `start_batch`, or
+            `start_batch` with `training=False`.
 
     Example:
 
@@ -131,73 +140,46 @@ def cifar_dataset(
     >>> train = cifar_dataset(x, y, training=True, batch_size=128, seed=0)
     >>> model.fit(train, epochs=164)
     """
-    if augment not in VALID_AUGMENTS:
-        raise ValueError(f"Unknown augment={augment!r}. Expected one of {VALID_AUGMENTS}.")
-    if pad_mode not in aug.VALID_PAD_MODES:
-        raise ValueError(
-            f"Unknown pad_mode={pad_mode!r}. Expected one of {aug.VALID_PAD_MODES}."
-        )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
-    if not isinstance(start_batch, (int, np.integer)) or start_batch < 0:
-        raise ValueError(f"Expected start_batch to be an int >= 0. Received: {start_batch!r}")
+    # Longer than 80 lines for its docstring; the steps are `_augment` and
+    # `_make_mixer` below.
+    check_choice("augment", augment, VALID_AUGMENTS)
+    check_choice("pad_mode", pad_mode, aug.VALID_PAD_MODES)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    start_batch = check_int("start_batch", start_batch, low=0)
     if start_batch and not training:
         raise ValueError(
             f"start_batch={start_batch} applies to the training stream only "
             "(training=True); evaluation always reads the whole set."
         )
-    for arg, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-        if value < 0:
-            raise ValueError(f"Expected {arg} >= 0. Received: {arg}={value!r}")
-    images = np.asarray(images)
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"Expected images of shape (N, H, W, 3). Received shape {images.shape}."
-        )
-    if len(images) != len(labels):
-        raise ValueError(
-            f"images and labels differ in length: {len(images)} vs {len(labels)}."
-        )
-    if num_classes is None:
-        num_classes = 100 if len(labels) and labels.max() >= 10 else 10
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"Labels range over [{labels.min()}, {labels.max()}], outside "
-            f"[0, {num_classes - 1}] for num_classes={num_classes}."
-        )
-    default_mean, default_std = _default_stats(num_classes)
-    mean = preprocessing._check_stats("mean", default_mean if mean is None else mean, 3)
-    std = preprocessing._check_stats("std", default_std if std is None else std, 3)
-    if drop_remainder is None:
-        drop_remainder = bool(training)
-    mix = training and (mixup_alpha > 0 or cutmix_alpha > 0)
+    mixup_alpha = check_real("mixup_alpha", mixup_alpha, low=0.0)
+    cutmix_alpha = check_real("cutmix_alpha", cutmix_alpha, low=0.0)
+    images, labels, num_classes = check_arrays(images, labels, num_classes)
+    statistics, pad_value = resolve_normalization(normalization, cifar_statistics(num_classes))
 
-    n = len(images)
-    images_t = tf.constant(images)
-    labels_t = tf.constant(labels)
-    # Shuffle indices, not images: a full shuffle costs 8 bytes per image.
-    ds = tf.data.Dataset.range(n)
+    def to_output(pixels):  # 0-255 pixels -> the output scale
+        if statistics is None:
+            return tf.cast(pixels, tf.float32)
+        return image_ops.normalize(pixels, statistics)
+
+    drop_remainder = bool(training) if drop_remainder is None else drop_remainder
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    # Reader: shuffled indices, not images (a full shuffle costs 8 bytes per
+    # image). Batches are consecutive runs of batch_size indices, so skipping
+    # indices (and the matching augmentation seeds) skips whole batches.
+    ds = tf.data.Dataset.range(len(images))
     if training:
-        ds = ds.shuffle(shuffle_buffer or n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle_buffer or len(images), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    # Batches are consecutive runs of batch_size indices, so skipping indices
-    # (and the matching augmentation seeds below) skips whole batches.
     ds = ds.skip(start_batch * batch_size)
-
-    def normalize(x):
-        return aug.tf_normalize(x, mean, std)
-
     if not training:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(
-            lambda idx: (normalize(tf.gather(images_t, idx)), tf.gather(labels_t, idx)),
+            lambda idx: (to_output(tf.gather(images_t, idx)), tf.gather(labels_t, idx)),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
         return ds.prefetch(AUTOTUNE)
-
     randaugment = None
     if augment == "randaugment":
         randaugment = _keras_cv_or_keras_layer(
@@ -207,52 +189,44 @@ def cifar_dataset(
             magnitude=randaugment_magnitude,
             seed=seed,
         )
-    crop_flip = augment in ("paper", "randaugment")
+    crop_flip = None
+    if augment in ("paper", "randaugment"):
+        crop_flip = dict(pad=pad, pad_mode=pad_mode, pad_value=pad_value)
     # One (2,) stateless seed per element; differs on every pass.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     seeds = seeds.skip(start_batch if vectorized else start_batch * batch_size)
-
-    if vectorized:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = tf.data.Dataset.zip((ds, seeds))
-
-        def transform(idx, s):
-            x = tf.cast(tf.gather(images_t, idx), tf.float32)
-            if randaugment is not None:
-                x = randaugment(x)
-            x = normalize(x)
-            if crop_flip:
-                x = aug.random_pad_crop_flip_batch(x, s, pad=pad, pad_mode=pad_mode)
-            return x, tf.gather(labels_t, idx)
-
-        ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
-    else:
-        ds = tf.data.Dataset.zip((ds, seeds))
-
-        def transform_one(idx, s):
-            x = normalize(tf.gather(images_t, idx))
-            if crop_flip:
-                x = aug.random_pad_crop_flip_image(x, s, pad=pad, pad_mode=pad_mode)
-            return x, tf.gather(labels_t, idx)
-
-        ds = ds.map(transform_one, num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        if randaugment is not None:
-            # RandAugment expects 0-255 pixels: undo, augment, redo.
-            mean_t = tf.constant(mean, tf.float32)
-            std_t = tf.constant(std, tf.float32)
-            ds = ds.map(
-                lambda x, y: (normalize(randaugment(x * std_t + mean_t)), y),
-                num_parallel_calls=AUTOTUNE,
-            )
-
-    if mix:
+    deterministic = seed is not None
+    ds = _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output,
+                  randaugment, crop_flip, vectorized, deterministic)
+    if mixup_alpha > 0 or cutmix_alpha > 0:
         ds = ds.map(
             _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed),
             num_parallel_calls=AUTOTUNE,
-            deterministic=seed is not None,
+            deterministic=deterministic,
         )
     return ds.prefetch(AUTOTUNE)
+
+
+def _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output, randaugment,
+             crop_flip, vectorized, deterministic):
+    """Indices -> augmented batches: per batch in one vectorized step, or per image."""
+    if vectorized:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def transform(idx, s):
+        x = tf.cast(tf.gather(images_t, idx), tf.float32)
+        if randaugment is not None:
+            x = randaugment(x)  # On 0-255 pixels.
+        x = to_output(x)
+        if crop_flip and vectorized:
+            x = aug.random_pad_crop_flip_batch(x, s, **crop_flip)
+        elif crop_flip:
+            x = aug.random_pad_crop_flip_batch(x[None], s, **crop_flip)[0]
+        return x, tf.gather(labels_t, idx)
+
+    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds if vectorized else ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
 def _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed):

@@ -15,14 +15,15 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_preact import preprocessing
-from keras_preact.data import augment as aug
+from keras_preact import image_ops
+from keras_preact.data.normalization import resolve_normalization
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 VALID_SOURCES = ("tfds", "tfrecord", "folder")
 VALID_AUGMENTS = ("inception", "scale", "none")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
-_EVAL_FALLBACK_FRACTION = 224 / 256
 
 
 class SkipCounter:
@@ -80,51 +81,14 @@ class SkipCounter:
 
 
 # ----------------------------------------------------------------------------
-# Decoding and cropping (one image, inside the tf.data graph).
-
-
-def _decode_crop(image_bytes, window_fn):
-    """Decodes only the crop window of an image, as RGB uint8.
-
-    JPEGs use the fused `decode_and_crop_jpeg` (decodes only the window's
-    blocks); other formats (PNG files with a .JPEG name exist in ImageNet)
-    are decoded whole and sliced. `window_fn(shape)` returns
-    `[offset_y, offset_x, height, width]` from the int32 `[h, w, c]` shape.
-    """
-
-    def jpeg():
-        window = window_fn(tf.image.extract_jpeg_shape(image_bytes))
-        return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-
-    def other():
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        window = window_fn(tf.shape(image))
-        return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], 3])
-
-    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def _center_window(shape, image_size, resize_size):
-    """Window equal to "resize shorter side to resize_size, center crop".
-
-    Cropping `image_size * short / resize_size` pixels from the original
-    and resizing to `image_size` equals resizing first and cropping
-    `image_size`, up to interpolation, and decodes less.
-    """
-    h, w = shape[0], shape[1]
-    short = tf.cast(tf.minimum(h, w), tf.float32)
-    crop = tf.cast(tf.round(short * (image_size / resize_size)), tf.int32)
-    crop = tf.maximum(crop, 1)
-    crop_h, crop_w = tf.minimum(crop, h), tf.minimum(crop, w)
-    return tf.stack([(h - crop_h + 1) // 2, (w - crop_w + 1) // 2, crop_h, crop_w])
+# Augment: random crop windows (one image, inside the tf.data graph), decoded
+# fused by `image_ops.decode`.
 
 
 def _inception_window(shape, seed, area_range, aspect_ratio_range, image_size):
     """Random-sized crop (Szegedy et al. 2015), as in the TF Model Garden.
 
-    Falls back to the evaluation center crop when no valid box is found in
+    Falls back to the evaluation centre crop when no valid box is found in
     10 attempts (the sampler then returns the whole image).
     """
     bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
@@ -133,19 +97,15 @@ def _inception_window(shape, seed, area_range, aspect_ratio_range, image_size):
         bounding_boxes=bbox,
         seed=seed,
         min_object_covered=0.1,
-        aspect_ratio_range=aspect_ratio_range,
-        area_range=area_range,
+        aspect_ratio_range=[float(a) for a in aspect_ratio_range],
+        area_range=[float(a) for a in area_range],
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
     # The sampler returns the whole image when it found no box.
     failed = tf.logical_and(tf.equal(size[0], shape[0]), tf.equal(size[1], shape[1]))
-    return tf.cond(
-        failed,
-        lambda: _center_window(shape, image_size, image_size / _EVAL_FALLBACK_FRACTION),
-        lambda: window,
-    )
+    return tf.cond(failed, lambda: image_ops.center_crop_window(shape, image_size), lambda: window)
 
 
 def _scale_window(shape, seed, scale_range, image_size):
@@ -170,12 +130,20 @@ def _scale_window(shape, seed, scale_range, image_size):
     return tf.stack([oy, ox, crop, crop])
 
 
-def _resize(image, image_size):
-    return tf.image.resize(image, [image_size, image_size], method="bilinear")
+def _window_fn(training, augment, image_size, eval_resize, scale_range, area_range,
+               aspect_ratio_range):
+    """`window(shape, seed)`: the crop window of one image for this pipeline."""
+    if training and augment == "inception":
+        return lambda shape, seed: _inception_window(
+            shape, seed, area_range, aspect_ratio_range, image_size
+        )
+    if training and augment == "scale":
+        return lambda shape, seed: _scale_window(shape, seed, scale_range, image_size)
+    return lambda shape, seed: image_ops.center_crop_window(shape, image_size, eval_resize)
 
 
 # ----------------------------------------------------------------------------
-# Sources: each returns a dataset of (encoded image bytes or path, label).
+# Readers: each returns a dataset of (encoded image bytes or path, label).
 
 
 def _list_folder(directory):
@@ -220,14 +188,48 @@ def _folder_directory(data_dir, split):
 
 
 def _parse_tfrecord(serialized):
-    features = tf.io.parse_single_example(
-        serialized,
-        {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string),
-            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-        },
-    )
+    features = tf.io.parse_single_example(serialized, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    })
     return features["image/encoded"], features["image/class/label"]
+
+
+def _tfrecord_records(pattern, training, seed, input_context, cycle_length, deterministic):
+    """TFRecord shards matching `pattern` as (encoded bytes, label) records."""
+    if not tf.io.gfile.glob(pattern):
+        raise ValueError(f"No TFRecord files match {pattern!r}.")
+    # List shard files; shuffled per epoch in training so every epoch reads
+    # shards in a different order.
+    ds = tf.data.Dataset.list_files(pattern, shuffle=training, seed=seed)
+    # Shard by file across input pipelines (multi-worker): each worker reads
+    # disjoint files instead of reading and discarding records.
+    ds = _shard(ds, input_context)
+    # Interleave records from several shards in parallel: hides file read
+    # latency and mixes shards (a first level of shuffling).
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=8 * 1024 * 1024),
+        cycle_length=cycle_length,
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return ds.map(_parse_tfrecord, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+def _folder_records(data_dir, split, input_context, counter):
+    """`(records of (path, label), class names, number of images)`."""
+    class_names, paths, labels, ignored = _list_folder(_folder_directory(data_dir, split))
+    if counter:
+        counter.ignored_files.extend(ignored)
+    ds = _shard(tf.data.Dataset.from_tensor_slices((paths, labels)), input_context)
+    return ds, class_names, len(paths)
+
+
+def _shard(ds, input_context):
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
 
 
 def imagenet_dataset(
@@ -238,14 +240,13 @@ def imagenet_dataset(
     training,
     batch_size,
     image_size=224,
-    eval_resize=256,
+    eval_resize=None,
     augment="inception",
     scale_range=(256, 480),
     area_range=(0.08, 1.0),
     aspect_ratio_range=(3 / 4, 4 / 3),
     flip=True,
-    mean=preprocessing.IMAGENET_MEAN,
-    std=preprocessing.IMAGENET_STD,
+    normalization="imagenet",
     label_offset=0,
     file_pattern=None,
     manual_dir=None,
@@ -270,7 +271,8 @@ def imagenet_dataset(
     Evaluation: shorter side resized to `eval_resize`, center crop
     `image_size` (done as the equivalent fused center-crop + resize).
     Images are decoded to 3 channels (greyscale / CMYK JPEGs become RGB)
-    and normalized with `mean` / `std`.
+    and normalized per `normalization` (a model built with
+    `input_normalization=...` gets pixels with `normalization=model`).
 
     Undecodable images are skipped, never raised: read the count from
     `counter` (pass your own `SkipCounter`, or read `dataset.skip_counter`).
@@ -288,13 +290,17 @@ def imagenet_dataset(
             `"tfds"`; `None` for a bare class-folder root).
         training: `True` for the shuffled, augmented pipeline.
         batch_size: batch size (per replica if `input_context` is given).
-        image_size: output height and width.
-        eval_resize: shorter side before the evaluation center crop.
+        image_size: int >= 1, output height and width in pixels.
+        eval_resize: shorter side before the evaluation center crop; `None`
+            (default): `round(image_size / 0.875)`, 256 for 224
+            (`image_ops.default_eval_resize`).
         augment: `"inception"`, `"scale"` or `"none"`.
         scale_range: `(min, max)` shorter side for `augment="scale"`.
         area_range, aspect_ratio_range: `augment="inception"` ranges.
         flip: random horizontal flips in training.
-        mean, std: per-channel statistics on the 0-255 scale.
+        normalization: `"imagenet"` (default), a statistics name or
+            `(mean, std)` pair, `None` (pixels) or a `keras.Model` (pixels if
+            it normalizes its own input): `data.normalization.resolve_normalization`.
         label_offset: added to every label. TF Model Garden /
             `imagenet_to_gcs.py` TFRecords store labels 1..1000 (0 is
             "background"): pass `label_offset=-1` to get 0..999. tfds and
@@ -323,9 +329,17 @@ def imagenet_dataset(
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32
-        `(B, image_size, image_size, 3)` normalized images and int64 `(B,)`
-        labels. It has attributes `skip_counter` (the `SkipCounter`) and,
-        for `"folder"`, `class_names`.
+        `(B, image_size, image_size, 3)` images, normalized or (see
+        `normalization`) 0-255 pixels, and int64 `(B,)` labels. It has
+        attributes `skip_counter` (the `SkipCounter`) and, for `"folder"`,
+        `class_names`.
+
+    Raises:
+        ValueError: an unknown `source`, `augment` or `normalization`; a bad
+            `batch_size`, `image_size`, `eval_resize < image_size`,
+            `scale_range`, `area_range` or `counter`; no `data_dir` where
+            needed; no folder or images for `split`; no TFRecord file
+            matching. Images that fail to decode are skipped, not raised.
 
     Example:
 
@@ -336,15 +350,60 @@ def imagenet_dataset(
     >>> model.fit(train, steps_per_epoch=5005, epochs=90)
     >>> counter.skipped  # images that failed to decode so far
     """
-    if source not in VALID_SOURCES:
-        raise ValueError(f"Unknown source={source!r}. Expected one of {VALID_SOURCES}.")
-    if augment not in VALID_AUGMENTS:
-        raise ValueError(f"Unknown augment={augment!r}. Expected one of {VALID_AUGMENTS}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f"Expected image_size to be a positive int. Received: {image_size!r}")
-    if eval_resize < image_size:
+    # Longer than 80 lines for its docstring; the steps are the functions
+    # above (readers, windows) and below (`_decode_step`).
+    image_size = _check_arguments(
+        source, data_dir, file_pattern, augment, batch_size, image_size, eval_resize,
+        scale_range, area_range, counter,
+    )
+    statistics, _ = resolve_normalization(normalization, "imagenet")
+    drop_remainder = bool(training) if drop_remainder is None else drop_remainder
+    counter = SkipCounter() if counter is None else counter
+    deterministic = not training or seed is not None
+    # 1. Read (encoded bytes or path, label) records.
+    class_names = None
+    if source == "tfrecord":
+        pattern = file_pattern or os.path.join(os.fspath(data_dir), f"{split}-*")
+        ds = _tfrecord_records(pattern, training, seed, input_context, cycle_length, deterministic)
+    elif source == "folder":
+        ds, class_names, count = _folder_records(os.fspath(data_dir), split, input_context, counter)
+        # Paths are small and listed by class: shuffle them all.
+        shuffle_buffer = shuffle_buffer or count
+    else:
+        ds = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
+    # 2. Shuffle the small records (bytes or paths), not decoded images, so
+    # the buffer stays cheap; reshuffled every epoch.
+    if training:
+        ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
+    # 3. Repeat before batching, so batches span epoch boundaries and are
+    # always full.
+    if repeat:
+        ds = ds.repeat()
+    # 4. Decode the crop window, resize, flip, normalize; skip failures.
+    window = _window_fn(training, augment, image_size, eval_resize, scale_range, area_range,
+                        aspect_ratio_range)
+    ds = _decode_step(
+        ds, window, image_size, training and flip, statistics,
+        label_offset, source == "folder", seed, counter, num_parallel_calls, deterministic,
+    )
+    # 5. Batch; training drops the last partial batch (static shapes).
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # 6. Prefetch so decoding overlaps the training step.
+    ds = ds.prefetch(AUTOTUNE)
+    ds.skip_counter = counter or None
+    if class_names is not None:
+        ds.class_names = class_names
+    return ds
+
+
+def _check_arguments(source, data_dir, file_pattern, augment, batch_size, image_size,
+                     eval_resize, scale_range, area_range, counter):
+    """Raises the `ValueError`s of `imagenet_dataset`; returns `image_size` as an int."""
+    check_choice("source", source, VALID_SOURCES)
+    check_choice("augment", augment, VALID_AUGMENTS)
+    check_int("batch_size", batch_size, low=1)
+    image_size = check_int("image_size", image_size, low=1)
+    if eval_resize is not None and eval_resize < image_size:
         raise ValueError(
             f"Expected eval_resize >= image_size. Received eval_resize={eval_resize}, "
             f"image_size={image_size}."
@@ -360,122 +419,52 @@ def imagenet_dataset(
         raise ValueError(f"Expected 0 < area_range[0] <= area_range[1] <= 1. Received {area_range!r}")
     if source != "tfds" and data_dir is None and not (source == "tfrecord" and file_pattern):
         raise ValueError(f"source={source!r} needs data_dir. Received: data_dir=None.")
-    mean = preprocessing._check_stats("mean", mean, 3)
-    std = preprocessing._check_stats("std", std, 3)
-    if drop_remainder is None:
-        drop_remainder = bool(training)
-    if counter is None:
-        counter = SkipCounter()
-    elif counter is not False and not isinstance(counter, SkipCounter):
+    if counter not in (None, False) and not isinstance(counter, SkipCounter):
         raise ValueError(
             f"Expected counter to be a SkipCounter, None or False. Received: {counter!r}"
         )
-    class_names = None
-    deterministic = not training or seed is not None
+    return image_size
 
-    # 1. Source -> (encoded bytes or path, label) records.
-    if source == "tfrecord":
-        pattern = file_pattern or os.path.join(os.fspath(data_dir), f"{split}-*")
-        if not tf.io.gfile.glob(pattern):
-            raise ValueError(f"No TFRecord files match {pattern!r}.")
-        # List shard files; shuffled per epoch in training so every epoch
-        # reads shards in a different order.
-        ds = tf.data.Dataset.list_files(pattern, shuffle=training, seed=seed)
-        # Shard by file across input pipelines (multi-worker): each worker
-        # reads disjoint files instead of reading and discarding records.
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        # Interleave records from several shards in parallel: hides file
-        # read latency and mixes shards (a first level of shuffling).
-        ds = ds.interleave(
-            lambda f: tf.data.TFRecordDataset(f, buffer_size=8 * 1024 * 1024),
-            cycle_length=cycle_length,
-            block_length=1,
-            num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic,
-        )
-        ds = ds.map(_parse_tfrecord, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-        is_path = False
-    elif source == "folder":
-        directory = _folder_directory(os.fspath(data_dir), split)
-        class_names, paths, labels, ignored = _list_folder(directory)
-        if counter:
-            counter.ignored_files.extend(ignored)
-        if shuffle_buffer is None:
-            shuffle_buffer = len(paths)
-        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        is_path = True
-    else:
-        ds = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
-        is_path = False
 
-    # 2. Shuffle the small records (bytes or paths), not decoded images, so
-    # the buffer stays cheap; reshuffled every epoch.
-    if training:
-        ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
-    # 3. Repeat before batching, so batches span epoch boundaries and are
-    # always full.
-    if repeat:
-        ds = ds.repeat()
+def _decode_step(ds, window, image_size, flip, statistics, label_offset, is_path, seed,
+                 counter, num_parallel_calls, deterministic):
+    """(bytes or path, label) records -> (image, label), failures skipped.
 
-    # 4. Decode, crop, flip, normalize in parallel (the expensive step);
-    # every element gets its own stateless seed, different on every pass.
+    Every element gets its own stateless seed, different on every pass.
+    Images that fail to decode (corrupt, truncated, not an image) are
+    dropped instead of stopping training; `counter` records how many.
+    """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
-
-    def count_seen(record, s):
-        with tf.control_dependencies([counter._seen.assign_add(1)]):
-            return tf.identity(record[0]), tf.identity(record[1]), s
-
     if counter:
-        ds = ds.map(count_seen)
-    else:
-        ds = ds.map(lambda record, s: (record[0], record[1], s))
+        ds = _counted(ds, counter._seen)
 
-    area_range = tuple(float(a) for a in area_range)
-    aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
-
-    def decode(data, label, s):
+    def decode(record, s):
+        data, label = record
         image_bytes = tf.io.read_file(data) if is_path else data
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(s, 2))
-        if training and augment == "inception":
-            window_fn = lambda shape: _inception_window(  # noqa: E731
-                shape, crop_seed, area_range, aspect_ratio_range, image_size
-            )
-        elif training and augment == "scale":
-            window_fn = lambda shape: _scale_window(  # noqa: E731
-                shape, crop_seed, scale_range, image_size
-            )
-        else:
-            window_fn = lambda shape: _center_window(shape, image_size, eval_resize)  # noqa: E731
-        image = _resize(_decode_crop(image_bytes, window_fn), image_size)
-        if training and flip:
+        image = image_ops.decode(image_bytes, lambda shape: window(shape, crop_seed))
+        image = image_ops.resize(image, image_size)
+        if flip:
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        image = aug.tf_normalize(image, mean, std)
+        if statistics is not None:
+            image = image_ops.normalize(image, statistics)
         image.set_shape([image_size, image_size, 3])
         return image, tf.cast(label, tf.int64) + label_offset
 
     ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    # 5. Skip images that fail to decode (corrupt, truncated, not an image)
-    # instead of stopping training; `counter` records how many.
     ds = ds.ignore_errors()
+    return _counted(ds, counter._kept) if counter else ds
 
-    def count_kept(image, label):
-        with tf.control_dependencies([counter._kept.assign_add(1)]):
-            return tf.identity(image), tf.identity(label)
 
-    if counter:
-        ds = ds.map(count_kept)
-    # 6. Batch; training drops the last partial batch (static shapes).
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    # 7. Prefetch so decoding overlaps the training step.
-    ds = ds.prefetch(AUTOTUNE)
-    ds.skip_counter = counter or None
-    if class_names is not None:
-        ds.class_names = class_names
-    return ds
+def _counted(ds, variable):
+    """`ds` with `variable` incremented for every element that passes."""
+
+    def count(*element):
+        with tf.control_dependencies([variable.assign_add(1)]):
+            return tf.nest.map_structure(tf.identity, element)
+
+    return ds.map(count)
 
 
 def _tfds_records(split, data_dir, manual_dir, training, seed, input_context):

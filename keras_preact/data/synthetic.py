@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_preact.validation import check_int
+
 
 def synthetic_dataset(
     batch_size,
@@ -40,20 +42,16 @@ def synthetic_dataset(
     >>> ds = synthetic_dataset(64, 32, 10, num_batches=100)
     >>> model.fit(ds, epochs=1)
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be a positive int. Received: {batch_size!r}")
+    check_int("batch_size", batch_size, low=1)
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
-    image_size = tuple(image_size)
-    if len(image_size) != 2 or min(image_size) < 1:
+    if len(tuple(image_size)) != 2 or min(image_size) < 1:
         raise ValueError(
-            f"Expected image_size to be a positive int or (height, width). "
-            f"Received: {image_size!r}"
+            f"Invalid image_size={image_size!r}. Expected a positive int or (height, width)."
         )
-    if num_classes < 1:
-        raise ValueError(f"Expected num_classes >= 1. Received: {num_classes!r}")
-    if num_batches is not None and num_batches < 0:
-        raise ValueError(f"Expected num_batches >= 0 or None. Received: {num_batches!r}")
+    check_int("num_classes", num_classes, low=1)
+    if num_batches is not None:
+        check_int("num_batches", num_batches, low=0)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, *image_size, channels), dtype=np.float32)
     labels = rng.integers(0, num_classes, size=(batch_size,), dtype=np.int64)
