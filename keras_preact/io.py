@@ -1,11 +1,11 @@
 """Atomic file writes: a reader or a crash never sees a half-written file.
 
-Every file the library and its scripts write (metrics, checkpoints, figures,
-results) goes through here: the data goes to a temporary file in the
-target's folder, then `os.replace` moves it over the target (atomic within
-one filesystem on POSIX and Windows). The target keeps its old content or
-gets the whole new one; the temporary file is removed on any error.
-Permissions are those of a plain `open()`: `0o666` minus the umask.
+Every file the library and its scripts write (metrics, checkpoints, backups,
+figures, results) goes through here: the data goes to a temporary file in the
+target's folder, then `os.replace` moves it over the target (atomic within one
+filesystem, POSIX and Windows). The target keeps its old content or gets the
+whole new one; the temporary file is removed on any error. Missing folders
+are made; permissions are a plain `open()`'s (`0o666` minus the umask).
 """
 
 import contextlib
@@ -14,32 +14,18 @@ import os
 import tempfile
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path next to `path`, moved over `path` on success.
 
-    For files written by another library: `fig.savefig(tmp)`,
-    `model.save(tmp)`, `np.savez(tmp, ...)`. The temporary name ends with
-    `path`'s basename, so extension checks (`.keras`, `.png`) pass.
-
-    Args:
-        path: str or path-like. The target file; missing folders are made.
-
-    Yields:
-        str. The temporary path (an empty file already exists there).
-
-    Raises:
-        Whatever the body raises; `path` is then left untouched.
+    For files written by another library (`fig.savefig(tmp)`,
+    `model.save(tmp)`). The temporary name ends with `path`'s basename, so
+    extension checks (`.keras`, `.png`) pass. An exception in the body
+    propagates and leaves `path` untouched.
 
     Example:
-    >>> with atomic_path("out/curves.png") as tmp:
-    ...     fig.savefig(tmp, format="png")
+    >>> with atomic_path("run/last.keras") as tmp:
+    ...     model.save(tmp)
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -48,7 +34,9 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600.
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -56,17 +44,10 @@ def atomic_path(path):
 
 
 def atomic_write(path, data):
-    """Writes `data` (str: UTF-8 text, or bytes) to `path` atomically, fsynced.
-
-    Args:
-        path: str or path-like. Missing folders are made.
-        data: str or bytes.
-
-    Returns:
-        `path` as a str.
+    """Writes `data` (str: text, or bytes) to `path` atomically, fsynced; returns `path`.
 
     Raises:
-        TypeError: if `data` is neither str nor bytes.
+        TypeError: `data` is neither str nor bytes.
     """
     if not isinstance(data, (str, bytes)):
         raise TypeError(f"Expected data to be str or bytes. Received: {type(data).__name__}")
@@ -79,9 +60,5 @@ def atomic_write(path, data):
 
 
 def atomic_write_json(path, obj, **dumps_kwargs):
-    """Writes `json.dumps(obj, **dumps_kwargs)` plus a newline to `path` atomically.
-
-    Returns:
-        `path` as a str.
-    """
+    """Writes `json.dumps(obj, **dumps_kwargs)` and a newline atomically; returns `path`."""
     return atomic_write(path, json.dumps(obj, **dumps_kwargs) + "\n")

@@ -49,16 +49,19 @@ import sys
 import threading
 import time
 
+from keras_preact.training.distribute import ENV_JOB_ADDRESSES
+from keras_preact.training.distribute import ENV_NUM_PROCESSES
+from keras_preact.training.distribute import ENV_PROCESS_ID
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
+from keras_preact.validation import check_real
+
 VALID_BACKENDS = ("tensorflow", "jax")
 #: Seconds the other workers get to end by themselves after one failed.
 DEFAULT_GRACE_SECONDS = 30.0
 #: Seconds between SIGTERM and SIGKILL when stopping workers.
 KILL_AFTER_SECONDS = 5.0
 HOST = "127.0.0.1"
-
-ENV_JOB_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
-ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
-ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 
 TORCH_MESSAGE = (
     "keras_preact.launch: the torch backend has no multi-process training: "
@@ -107,10 +110,7 @@ def worker_environments(num_workers, backend, ports, base_env=None):
     """
     if backend == "torch":
         raise ValueError(TORCH_MESSAGE)
-    if backend not in VALID_BACKENDS:
-        raise ValueError(
-            f"Expected backend to be one of {VALID_BACKENDS}. Received: backend={backend!r}"
-        )
+    check_choice("backend", backend, VALID_BACKENDS)
     if len(ports) != num_workers:
         raise ValueError(f"Expected {num_workers} ports. Received: ports={ports!r}")
     base = dict(os.environ if base_env is None else base_env)
@@ -203,10 +203,8 @@ def launch(command, num_workers, backend, grace_seconds=DEFAULT_GRACE_SECONDS,
     """
     if not command:
         raise ValueError("Expected a worker command after '--'. Received: nothing.")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"Expected workers to be an int >= 1. Received: {num_workers!r}")
-    if grace_seconds < 0:
-        raise ValueError(f"Expected grace_seconds >= 0. Received: {grace_seconds!r}")
+    check_int("workers", num_workers, low=1)
+    check_real("grace_seconds", grace_seconds, low=0.0)
     out = out or sys.stdout.buffer
     lock = threading.Lock()
 
@@ -228,47 +226,48 @@ def launch(command, num_workers, backend, grace_seconds=DEFAULT_GRACE_SECONDS,
             return 127  # The shell's status for a command not found.
         procs.append(proc)
         log(f"worker {rank}: pid {proc.pid}")
-        thread = threading.Thread(target=_stream, args=(rank, proc.stdout, out, lock),
-                                  daemon=True)
-        thread.start()
-        threads.append(thread)
+        threads.append(threading.Thread(target=_stream, args=(rank, proc.stdout, out, lock),
+                                        daemon=True))
+        threads[-1].start()
+    failed, interrupted = _watch(procs, grace_seconds, log)
+    for thread in threads:
+        thread.join(timeout=5.0)
+    return _exit_code([p.returncode for p in procs], failed, interrupted, log)
 
+
+def _watch(procs, grace_seconds, log):
+    """Waits for the workers; on a failure or SIGINT/SIGTERM, stops the others.
+
+    Returns:
+        (rank of the first failed worker or None, list of signals received).
+    """
     interrupted = []
-
-    def forward(signum, frame):
-        interrupted.append(signum)
-
-    old_handlers = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    old_handlers = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
     failed = None
     try:
-        while any(p.poll() is None for p in procs):
+        while failed is None and any(p.poll() is None for p in procs):
             if interrupted:
                 log(f"received {signal.Signals(interrupted[0]).name}; stopping all workers")
                 _stop(procs, 0.0, log)
                 break
-            for rank, p in enumerate(procs):
-                if p.poll() not in (None, 0):
-                    failed = rank
-                    break
-            if failed is not None:
-                break
-            time.sleep(0.1)
+            failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+            time.sleep(0.1 if failed is None else 0)
         if failed is not None:
-            code = procs[failed].returncode
-            others = [p for r, p in enumerate(procs) if r != failed]
             log(f"worker {failed} (pid {procs[failed].pid}) failed: "
-                f"{describe_status(code)}; giving the other worker(s) "
+                f"{describe_status(procs[failed].returncode)}; giving the other worker(s) "
                 f"{grace_seconds:g} s to end before terminating them")
-            _stop(others, grace_seconds, log)
+            _stop([p for r, p in enumerate(procs) if r != failed], grace_seconds, log)
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
-    for thread in threads:
-        thread.join(timeout=5.0)
-    codes = [p.returncode for p in procs]
+    return failed, interrupted
+
+
+def _exit_code(codes, failed, interrupted, log):
+    """The launcher's exit status from the workers' (see `launch`)."""
     if failed is None:
-        bad = [r for r, c in enumerate(codes) if c != 0]
-        failed = bad[0] if bad else None
+        failed = next((r for r, c in enumerate(codes) if c != 0), None)
     if failed is None and not interrupted:
         log("all workers exited 0")
         return 0

@@ -216,11 +216,12 @@ def test_legacy_backup_metadata_resumes(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error",
     [
-        (dict(epochs=0), "epochs must be an int > 0"),
-        (dict(steps_per_epoch=1.5), "steps_per_epoch must be an int > 0"),
+        (dict(epochs=0), r"Invalid epochs=0. Expected an int >= 1"),
+        (dict(steps_per_epoch=1.5), r"Invalid steps_per_epoch=1.5. Expected an int >= 1"),
         (dict(initial_epoch=1), "chooses initial_epoch"),
-        (dict(every_seconds=0), "every_seconds must be > 0"),
-        (dict(every_steps=-2), "every_steps must be an int > 0"),
+        (dict(every_seconds=0), r"Invalid every_seconds=0. Expected a number >= 0.001"),
+        (dict(every_seconds=float("nan")), r"Invalid every_seconds=nan"),
+        (dict(every_steps=-2), r"Invalid every_steps=-2. Expected an int >= 1"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, error):

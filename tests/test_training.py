@@ -334,7 +334,7 @@ def test_run_time_estimate(monkeypatch, skip, total, expected):
               callbacks=[Tick(), RunTimeEstimate(total, skip_steps=skip, measure_steps=3,
                                                  log=messages.append)])
     assert messages == [expected]
-    with pytest.raises(ValueError, match="Expected total_steps > 0"):
+    with pytest.raises(ValueError, match="Invalid total_steps=0. Expected an int >= 1"):
         RunTimeEstimate(0)
 
 
@@ -352,7 +352,9 @@ def test_atomic_write_replaces_whole_file(tmp_path, write, expected):
     path = tmp_path / "sub" / "out.bin"
     write(io, str(path))
     assert path.read_bytes() == expected
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
     # A failing writer leaves the old file and no temporary behind.
     with pytest.raises(RuntimeError):
         with io.atomic_path(path) as tmp:
@@ -362,12 +364,6 @@ def test_atomic_write_replaces_whole_file(tmp_path, write, expected):
     assert os.listdir(path.parent) == ["out.bin"]
     with pytest.raises(TypeError, match="str or bytes"):
         io.atomic_write(path, 1)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @pytest.mark.parametrize("check, args, message", [

@@ -133,8 +133,8 @@ def plot_training_curves(runs, path, title=None, dpi=120):
         if loss is not None:
             ax_loss.plot(*loss, "--", color=color, lw=1.0,
                          label=None if error is not None else str(label))
-    x_label = "iterations" if all("iterations" in r for rows in runs.values() for r in rows) else "epoch"
-    ax_err.set(xlabel=x_label, ylabel="test error (%) — solid")
+    iterations = all("iterations" in r for rows in runs.values() for r in rows)
+    ax_err.set(xlabel="iterations" if iterations else "epoch", ylabel="test error (%) — solid")
     ax_loss.set(ylabel="training loss — dashed")
     ax_err.grid(True, alpha=0.3)
     handles = [h for ax in (ax_err, ax_loss) for h in ax.get_legend_handles_labels()[0]]

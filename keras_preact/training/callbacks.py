@@ -25,6 +25,7 @@ import keras
 from keras_preact.diagnostics.plotting import plot_training_curves
 from keras_preact.io import atomic_path
 from keras_preact.io import atomic_write
+from keras_preact.validation import check_int
 
 
 def _to_float(value):
@@ -176,14 +177,9 @@ class RunTimeEstimate(keras.callbacks.Callback):
 
     def __init__(self, total_steps, skip_steps=2, measure_steps=3, log=None):
         super().__init__()
-        if total_steps <= 0 or skip_steps < 0 or measure_steps <= 0:
-            raise ValueError(
-                "Expected total_steps > 0, skip_steps >= 0, measure_steps > 0. "
-                f"Received: {total_steps}, {skip_steps}, {measure_steps}"
-            )
-        self.total_steps = int(total_steps)
-        self.skip_steps = int(skip_steps)
-        self.measure_steps = int(measure_steps)
+        self.total_steps = check_int("total_steps", total_steps, low=1)
+        self.skip_steps = check_int("skip_steps", skip_steps, low=0)
+        self.measure_steps = check_int("measure_steps", measure_steps, low=1)
         self.log = log or _print_below_progress_bar
 
     def on_train_begin(self, logs=None):
@@ -257,29 +253,17 @@ def make_callbacks(
         list of `keras.callbacks.Callback`.
     """
     os.makedirs(output_dir, exist_ok=True)
-    callbacks = []
-    writer = MetricsWriter(
-        csv_path=os.path.join(output_dir, "metrics.csv"),
-        json_path=os.path.join(output_dir, "metrics.json"),
-        extra=run_info,
-    )
-    callbacks.append(writer)
-    if checkpoint:
-        ckpt_dir = os.path.join(output_dir, "checkpoints")
-        os.makedirs(ckpt_dir, exist_ok=True)
-        callbacks.append(
-            AtomicModelCheckpoint(os.path.join(ckpt_dir, "last.keras"))
-        )
+    writer = MetricsWriter(os.path.join(output_dir, "metrics.csv"),
+                           os.path.join(output_dir, "metrics.json"), extra=run_info)
+    callbacks = [writer]
+    if checkpoint:  # atomic_path makes the folder.
+        callbacks.append(AtomicModelCheckpoint(os.path.join(output_dir, "checkpoints",
+                                                            "last.keras")))
     if tensorboard and not _tensorboard_available():
         print("TensorBoard logs skipped: the `tensorboard` package is not installed.")
     elif tensorboard:
-        callbacks.append(
-            keras.callbacks.TensorBoard(
-                log_dir=os.path.join(output_dir, "logs"), update_freq="epoch"
-            )
-        )
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=os.path.join(output_dir, "logs"), update_freq="epoch"))
     if plot:
-        callbacks.append(
-            TrainingCurvesPlot(writer, os.path.join(output_dir, "curves.png"))
-        )
+        callbacks.append(TrainingCurvesPlot(writer, os.path.join(output_dir, "curves.png")))
     return callbacks

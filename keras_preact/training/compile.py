@@ -103,6 +103,7 @@ def compile_for_paper(
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
     >>> model = compile_for_paper(model)
     """
+    # Long by its docstring only (32 lines of code).
     if label_smoothing and not one_hot:
         raise ValueError(
             "label_smoothing needs one_hot=True (sparse labels cannot be smoothed). "

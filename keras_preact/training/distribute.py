@@ -49,6 +49,7 @@ workers (an all-gather of each one's view); a disagreement is a
 
 import atexit
 import contextlib
+import dataclasses
 import faulthandler
 import glob
 import json
@@ -62,6 +63,7 @@ import threading
 import keras
 
 from keras_preact.training import keras_compat
+from keras_preact.validation import check_choice
 
 ENV_PEER_TIMEOUT = "KERAS_PREACT_PEER_TIMEOUT"
 ENV_STARTUP_TIMEOUT = "KERAS_PREACT_STARTUP_TIMEOUT"
@@ -75,6 +77,7 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
 VALID_DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu", "data_parallel")
 
 
+@dataclasses.dataclass(frozen=True)
 class ClusterSpec:
     """One worker's view of a multi-worker cluster (from the environment).
 
@@ -86,17 +89,13 @@ class ClusterSpec:
         source: str. Where it was read ("TF_CONFIG" or the JAX variables).
     """
 
-    def __init__(self, num_workers, index, addresses, source):
-        self.num_workers = num_workers
-        self.index = index
-        self.addresses = addresses
-        self.source = source
-
-    def __repr__(self):
-        return (f"ClusterSpec(num_workers={self.num_workers}, index={self.index}, "
-                f"addresses={self.addresses}, source={self.source!r})")
+    num_workers: int
+    index: int
+    addresses: list
+    source: str
 
 
+@dataclasses.dataclass(repr=False)
 class DistributionSetup:
     """What `setup_distribution` returns.
 
@@ -110,14 +109,12 @@ class DistributionSetup:
         worker_index: int. This process' index (0 = the chief).
     """
 
-    def __init__(self, kind, num_replicas=1, strategy=None, distribution=None,
-                 num_workers=1, worker_index=0):
-        self.kind = kind
-        self.num_replicas = num_replicas
-        self.strategy = strategy
-        self.distribution = distribution
-        self.num_workers = num_workers
-        self.worker_index = worker_index
+    kind: str
+    num_replicas: int = 1
+    strategy: object = None
+    distribution: object = None
+    num_workers: int = 1
+    worker_index: int = 0
 
     def scope(self):
         """Context manager to build and compile the model in."""
@@ -565,57 +562,14 @@ def setup_distribution(kind="none", tpu=None):
     >>> setup.num_replicas
     1
     """
-    if kind not in VALID_DISTRIBUTE:
-        raise ValueError(
-            f"Unknown distribute={kind!r}. Expected one of {VALID_DISTRIBUTE}."
-        )
+    check_choice("distribute", kind, VALID_DISTRIBUTE)
     if kind == "none":
         return DistributionSetup(kind)
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        if kind == "mirrored":
-            strategy = tf.distribute.MirroredStrategy()
-        elif kind == "multiworker":
-            cluster = parse_tf_config()
-            with _startup_watchdog(cluster):
-                strategy = _tf_multiworker_strategy(tf)
-                setup = DistributionSetup(kind, num_replicas=strategy.num_replicas_in_sync,
-                                          strategy=strategy)
-                setup.num_workers = cluster.num_workers
-                setup.worker_index = cluster.index
-                _check_cluster_agrees(setup, cluster)
-            return setup
-        elif kind == "tpu":
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-            strategy = tf.distribute.TPUStrategy(resolver)
-        else:
-            raise _unsupported(
-                kind, backend, 'On TensorFlow use distribute="mirrored".'
-            )
-        return DistributionSetup(
-            kind, num_replicas=strategy.num_replicas_in_sync, strategy=strategy
-        )
+        return _tensorflow_setup(kind, tpu)
     if backend == "jax":
-        if kind == "mirrored":
-            raise _unsupported(kind, backend, 'On JAX use distribute="data_parallel".')
-        if kind == "multiworker":
-            cluster = _jax_multiworker_initialize()
-        device_type = "tpu" if kind == "tpu" else None
-        devices = keras.distribution.list_devices(device_type)
-        distribution = keras.distribution.DataParallel(devices=devices)
-        keras.distribution.set_distribution(distribution)
-        setup = DistributionSetup(
-            kind, num_replicas=len(devices), distribution=distribution
-        )
-        if kind == "multiworker":
-            setup.num_workers = cluster.num_workers
-            setup.worker_index = cluster.index
-            _check_cluster_agrees(setup, cluster)
-        return setup
+        return _jax_setup(kind)
     raise _unsupported(
         kind,
         backend,
@@ -625,6 +579,40 @@ def setup_distribution(kind="none", tpu=None):
     )
 
 
-def scale_batch_size(per_replica_batch_size, setup):
-    """Global batch size = per-replica batch size x number of replicas."""
-    return per_replica_batch_size * setup.num_replicas
+def _tensorflow_setup(kind, tpu):
+    import tensorflow as tf
+
+    if kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif kind == "multiworker":
+        cluster = parse_tf_config()
+        with _startup_watchdog(cluster):
+            strategy = _tf_multiworker_strategy(tf)
+            setup = DistributionSetup(kind, strategy.num_replicas_in_sync, strategy=strategy,
+                                      num_workers=cluster.num_workers,
+                                      worker_index=cluster.index)
+            _check_cluster_agrees(setup, cluster)
+        return setup
+    elif kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    else:
+        raise _unsupported(kind, "tensorflow", 'On TensorFlow use distribute="mirrored".')
+    return DistributionSetup(kind, strategy.num_replicas_in_sync, strategy=strategy)
+
+
+def _jax_setup(kind):
+    if kind == "mirrored":
+        raise _unsupported(kind, "jax", 'On JAX use distribute="data_parallel".')
+    cluster = _jax_multiworker_initialize() if kind == "multiworker" else None
+    devices = keras.distribution.list_devices("tpu" if kind == "tpu" else None)
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    if cluster is None:
+        return DistributionSetup(kind, len(devices), distribution=distribution)
+    setup = DistributionSetup(kind, len(devices), distribution=distribution,
+                              num_workers=cluster.num_workers, worker_index=cluster.index)
+    _check_cluster_agrees(setup, cluster)
+    return setup

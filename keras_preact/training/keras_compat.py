@@ -1,18 +1,16 @@
 """The private Keras APIs keras_preact needs, in one place (Keras 3.15).
 
-Each is used only where Keras offers no public mechanism that does the job;
-`tests/test_optimizers.py::test_keras_private_apis_still_exist` fails loudly
-when a Keras upgrade moves one (`PRIVATE_APIS` lists them).
+Used only where Keras has no public mechanism that does the job;
+`tests/test_optimizers.py::test_keras_private_apis_still_exist` fails when a
+Keras upgrade moves one of `PRIVATE_APIS`.
 
-- `variable_index`: `Optimizer._get_variable_index`, the slot index of a
-  variable inside `update_step`, as Keras' own optimizers find it: the
-  variable handed over may be a per-device `tf.Variable` (tf.distribute),
-  which neither identity nor `path` matches.
-- `fix_tf_multiworker_fit`: keras-team/keras#20585 (`fit` under
-  MultiWorkerMirroredStrategy); see its docstring.
+- `variable_index`: `Optimizer._get_variable_index`, a variable's slot index
+  in `update_step`, as Keras' own optimizers find it (tf.distribute hands
+  over per-device `tf.Variable`s that neither identity nor `path` matches).
+- `fix_tf_multiworker_fit`: keras-team/keras#20585, see its docstring.
 - `jax_initialize_rng`: one global seed on every JAX process when none was
-  set, as `keras.distribution.initialize` does; that public function cannot
-  be used since it starts `jax.distributed` without timeouts.
+  set, as `keras.distribution.initialize` does (which cannot be used: it
+  starts `jax.distributed` without timeouts).
 """
 
 import types
@@ -25,7 +23,6 @@ PRIVATE_APIS = (
     ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
     ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
     ("keras.src.backend.jax.distribution_lib", "initialize_rng"),
-    ("keras.src.tree", "map_structure"),
 )
 
 
@@ -64,7 +61,7 @@ def fix_tf_multiworker_fit():
        Keras' single-worker `tf.reduce_mean(local_results, axis=0)`.
     """
     import tensorflow as tf
-    from keras.src import tree
+    from keras import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     cls = tf_trainer.TensorFlowTrainer

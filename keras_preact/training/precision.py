@@ -9,6 +9,8 @@ the active backend's own device API.
 
 import keras
 
+from keras_preact.validation import check_choice
+
 VALID_PRECISIONS = ("off", "float32", "float16", "bfloat16", "auto")
 _POLICIES = {
     "off": "float32",
@@ -99,16 +101,15 @@ def resolve_precision(mode="auto", info=None):
     Returns:
         "float32", "mixed_float16" or "mixed_bfloat16".
 
+    Raises:
+        ValueError: an unknown `mode`.
+
     Example:
 
     >>> resolve_precision("auto", info={"kind": "gpu", "compute_capability": (8, 0)})
     'mixed_bfloat16'
     """
-    if mode not in VALID_PRECISIONS:
-        raise ValueError(
-            f"Unknown mixed precision mode={mode!r}. Expected one of {VALID_PRECISIONS}."
-        )
-    if mode != "auto":
+    if check_choice("mode", mode, VALID_PRECISIONS) != "auto":
         return _POLICIES[mode]
     info = accelerator_info() if info is None else info
     if info["kind"] == "tpu":

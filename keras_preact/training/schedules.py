@@ -15,6 +15,7 @@ iteration counter, so they resume exactly with `fit_resumable`.
   recipe; offered for modern, shorter runs.
 """
 
+import inspect
 import math
 
 import keras
@@ -49,6 +50,15 @@ def _check_boundaries(boundaries):
     return tuple(boundaries)
 
 
+class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`get_config`: the constructor's arguments, read back (tuples as lists)."""
+
+    def get_config(self):
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: list(v) if isinstance(v, tuple) else v
+                for n, v in ((n, getattr(self, n)) for n in names)}
+
+
 def _step_decay(step, initial_learning_rate, boundaries, decay_factor):
     """lr = initial * decay_factor ** (number of boundaries <= step)."""
     lr = ops.full_like(step, initial_learning_rate)
@@ -58,7 +68,7 @@ def _step_decay(step, initial_learning_rate, boundaries, decay_factor):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
+class PaperCIFARSchedule(_Schedule):
     """Step schedule of the pre-activation ResNet paper on CIFAR.
 
     `lr = initial_learning_rate * decay_factor ** k` where `k` is the number
@@ -201,20 +211,10 @@ class PaperCIFARSchedule(keras.optimizers.schedules.LearningRateSchedule):
             )
         return lr
 
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "boundaries": list(self.boundaries),
-            "decay_factor": self.decay_factor,
-            "warmup_steps": self.warmup_steps,
-            "warmup_learning_rate": self.warmup_learning_rate,
-            "total_steps": self.total_steps,
-            "name": self.name,
-        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ImageNetStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+class ImageNetStepSchedule(_Schedule):
     """Step schedule of the paper on ImageNet, in iterations.
 
     `lr = base_learning_rate * batch_size / base_batch_size`, divided by
@@ -282,21 +282,10 @@ class ImageNetStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
             lr = ops.where(ops.less(step, warmup_steps), ramp, lr)
         return lr
 
-    def get_config(self):
-        return {
-            "steps_per_epoch": self.steps_per_epoch,
-            "batch_size": self.batch_size,
-            "base_learning_rate": self.base_learning_rate,
-            "base_batch_size": self.base_batch_size,
-            "boundary_epochs": list(self.boundary_epochs),
-            "decay_factor": self.decay_factor,
-            "warmup_epochs": self.warmup_epochs,
-            "name": self.name,
-        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosineDecay(_Schedule):
     """Linear warm-up then cosine decay. NOT the paper's recipe.
 
     A common modern alternative for short runs: the rate rises linearly from
@@ -344,11 +333,3 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             lr = ops.where(ops.less(step, float(self.warmup_steps)), ramp, lr)
         return lr
 
-    def get_config(self):
-        return {
-            "peak_learning_rate": self.peak_learning_rate,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "alpha": self.alpha,
-            "name": self.name,
-        }
