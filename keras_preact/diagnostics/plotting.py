@@ -22,12 +22,6 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
-def _save_atomically(fig, path, dpi):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return str(path)
-
-
 def _as_signal(value):
     from keras_preact.diagnostics.signal import SignalPropagation
 
@@ -53,6 +47,9 @@ def plot_signal_propagation(results, path, title=None, dpi=120):
 
     Returns:
         str, the path written.
+
+    Raises:
+        ValueError: `results` is not a non-empty dict of `SignalPropagation`s.
 
     Example:
 
@@ -81,7 +78,9 @@ def plot_signal_propagation(results, path, title=None, dpi=120):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save_atomically(fig, path, dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return str(path)
 
 
 def _curve(rows, key, scale=1.0, offset=0.0):
@@ -143,4 +142,6 @@ def plot_training_curves(runs, path, title=None, dpi=120):
     if title:
         ax_err.set_title(title)
     fig.tight_layout()
-    return _save_atomically(fig, path, dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return str(path)

@@ -41,6 +41,12 @@ def current_learning_rate(optimizer):
     return _to_float(optimizer.learning_rate)
 
 
+def optimizer_iterations(model):
+    """`model`'s optimizer step counter as an int (None without an optimizer)."""
+    optimizer = model.optimizer
+    return None if optimizer is None else int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (`.keras`) at each epoch end, atomically.
 
@@ -49,6 +55,9 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: str. Path ending in ".keras".
+
+    Raises:
+        ValueError: `filepath` does not end in ".keras".
     """
 
     def __init__(self, filepath):
@@ -116,7 +125,7 @@ class MetricsWriter(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None:
             row["learning_rate"] = current_learning_rate(optimizer)
-            row["iterations"] = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            row["iterations"] = optimizer_iterations(self.model)
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
         self._write()
 
@@ -192,8 +201,7 @@ class RunTimeEstimate(keras.callbacks.Callback):
             self._t0 = time.perf_counter()
         elif self._done == self.skip_steps + self.measure_steps and self._t0 is not None:
             per_step = (time.perf_counter() - self._t0) / self.measure_steps
-            done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-            left = max(0, self.total_steps - done)
+            left = max(0, self.total_steps - optimizer_iterations(self.model))
             self.log(
                 f"measured {per_step:.3g} s/step: the full run ({self.total_steps:,} "
                 f"steps) takes about {format_duration(self.total_steps * per_step)} "

@@ -222,14 +222,10 @@ def _timeout_from_env(name, default):
     value = os.environ.get(name)
     if value in (None, ""):
         return default
-    try:
-        seconds = int(value)
-    except ValueError:
-        seconds = 0
-    if seconds <= 0:
+    if not value.strip().isdigit() or int(value) <= 0:
         raise ValueError(f"Expected {name} to be a whole number of seconds > 0. "
                          f"Received: {name}={value!r}")
-    return seconds
+    return int(value)
 
 
 def peer_timeout_seconds():

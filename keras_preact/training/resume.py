@@ -32,6 +32,7 @@ import time
 import keras
 
 from keras_preact.io import atomic_write
+from keras_preact.training.callbacks import optimizer_iterations
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
 
@@ -122,13 +123,6 @@ def read_backup(backup_dir):
     return BackupState(epoch=epoch, step=step, steps_per_epoch=spe,
                        iterations=meta.get("iterations"), weights_path=weights,
                        run=meta.get("run"))
-
-
-def _iterations(model):
-    optimizer = model.optimizer
-    if optimizer is None:
-        return None
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -250,7 +244,7 @@ class TrainingBackup(keras.callbacks.Callback):
         meta = {
             "epoch": self._epoch, "step": self._step,
             "steps_per_epoch": self._steps_per_epoch,
-            "iterations": _iterations(self.model),
+            "iterations": optimizer_iterations(self.model),
             "counter": counter + 1, "weights": name, "time": time.time(),
             "run": self.run,
         }
@@ -304,7 +298,7 @@ def restore_backup(model, backup_dir, steps_per_epoch=None):
                 f"{model.name!r}: {e}. It is damaged or belongs to another model; "
                 f"move {backup_dir} away to start fresh."
             ) from e
-    return dataclasses.replace(state, iterations=_iterations(model))
+    return dataclasses.replace(state, iterations=optimizer_iterations(model))
 
 
 def _check_same_run(state, run, backup_dir):
