@@ -1,6 +1,7 @@
 """Export a model for TensorFlow Serving (thin wrapper over `python -m keras_preact.export`).
 
-    # a trained model saved with model.save("preact20.keras"), any backend:
+    # a trained model saved with model.save("preact20.keras"), any backend
+    # (add --preprocessing cifar100 if it was built without input_normalization):
     python examples/export.py --model preact20.keras --export-base models --model-name preact20
 
     # demo: an untrained PreActResNet-20 for CIFAR-100, to try the serving setup
@@ -18,10 +19,14 @@ from keras_preact.export.__main__ import main as export_main
 
 
 def demo_model_file(directory):
-    """Saves an untrained PreActResNet-20 (CIFAR-100) as `.keras`; returns its path."""
+    """Saves an untrained PreActResNet-20 (CIFAR-100) as `.keras`; returns its path.
+
+    The model records its input statistics (`input_normalization`), so the
+    export reads them from the file: no `--preprocessing` needed.
+    """
     import keras_preact
 
-    model = keras_preact.PreActResNet20(classes=100)
+    model = keras_preact.PreActResNet20(classes=100, input_normalization="cifar100")
     path = os.path.join(directory, "preact20_demo.keras")
     model.save(path)
     return path

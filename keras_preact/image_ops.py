@@ -68,12 +68,9 @@ def _size_checks(encoded, max_image_bytes):
     if max_image_bytes is None:
         return []
     size = tf.strings.length(encoded)
+    too_big = f"Encoded image is larger than max_image_bytes={int(max_image_bytes)}."
     return [
-        tf.debugging.assert_less_equal(
-            size,
-            tf.constant(int(max_image_bytes), tf.int32),
-            message=f"Encoded image is larger than max_image_bytes={int(max_image_bytes)}.",
-        ),
+        tf.debugging.assert_less_equal(size, int(max_image_bytes), message=too_big),
         tf.debugging.assert_greater(size, 0, message="Encoded image is empty (0 bytes)."),
     ]
 
@@ -114,7 +111,7 @@ def decode(encoded, window_fn=None, max_image_bytes=None):
         return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], 3])
 
     with tf.control_dependencies(_size_checks(encoded, max_image_bytes)):
-        if window_fn is None:
+        if not window_fn:
             image = whole()
         else:
             image = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other_window)
@@ -154,10 +151,10 @@ def decode_and_resize(encoded, image_size, eval_resize=None, max_image_bytes=Non
     Raises:
         tf.errors.InvalidArgumentError: as `decode`.
     """
-    window_fn = None
-    if eval_resize is not None:
-        window_fn = lambda shape: center_crop_window(shape, image_size, eval_resize)  # noqa: E731
-    image = resize(decode(encoded, window_fn, max_image_bytes), image_size)
+    def window_fn(shape):
+        return center_crop_window(shape, image_size, eval_resize)
+
+    image = resize(decode(encoded, eval_resize and window_fn, max_image_bytes), image_size)
     return tf.ensure_shape(image, (*_pair(image_size), 3))
 
 

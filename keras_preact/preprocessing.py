@@ -73,6 +73,10 @@ def normalize(images, mean, std, data_format=None):
     Returns:
         A float32 tensor of the same shape, on the current Keras backend.
 
+    Raises:
+        ValueError: unknown `data_format`, unknown channel count, or `mean` /
+            `std` as `resolve_statistics` refuses them.
+
     Example:
 
     >>> import numpy as np
@@ -94,17 +98,13 @@ def normalize(images, mean, std, data_format=None):
             "normalize needs a known channel dimension. Received images "
             f"with shape {images.shape}."
         )
-    mean = _check_stats("mean", mean, channels)
-    std = _check_stats("std", std, channels)
-    if any(s <= 0 for s in std):
-        raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
+    mean, std = resolve_statistics((mean, std), channels)
     shape = [channels] if axis == -1 else [channels, 1, 1]
     mean_t = keras.ops.reshape(keras.ops.convert_to_tensor(mean, "float32"), shape)
     inv_std = keras.ops.reshape(
         keras.ops.convert_to_tensor([1.0 / s for s in std], "float32"), shape
     )
-    images = keras.ops.cast(images, "float32")
-    return (images - mean_t) * inv_std
+    return (keras.ops.cast(images, "float32") - mean_t) * inv_std
 
 
 def resolve_statistics(statistics, channels=3):
@@ -177,19 +177,20 @@ def input_statistics(model):
     Args:
         model: a `keras.Model`, typically built with
             `PreActResNet(..., input_normalization=...)` or loaded from a
-            `.keras` file of one.
+            `.keras` file of one, possibly nested in another model.
 
     Returns:
-        `(mean, std)` tuples of floats on the 0-255 scale when the model
-        starts with the `INPUT_NORMALIZATION_LAYER`; `None` when the model
-        expects inputs already normalized.
+        `(mean, std)` tuples of floats on the 0-255 scale from the first
+        `INPUT_NORMALIZATION_LAYER` found (in the model, then in the models
+        it contains, one level deep); `None` when the model expects
+        normalized inputs.
     """
-    try:
-        layer = model.get_layer(INPUT_NORMALIZATION_LAYER)
-    except ValueError:
-        return None
-    if not isinstance(layer, keras.layers.Normalization):
-        return None
-    mean = [float(v) for v in keras.ops.convert_to_numpy(layer.mean).ravel()]
-    variance = keras.ops.convert_to_numpy(layer.variance).ravel()
-    return tuple(mean), tuple(float(v) ** 0.5 for v in variance)
+    for layer in [model, *model.layers]:
+        if not isinstance(layer, keras.Model):
+            continue
+        found = {sub.name: sub for sub in layer.layers}.get(INPUT_NORMALIZATION_LAYER)
+        if isinstance(found, keras.layers.Normalization):
+            mean = [float(v) for v in keras.ops.convert_to_numpy(found.mean).ravel()]
+            variance = keras.ops.convert_to_numpy(found.variance).ravel()
+            return tuple(mean), tuple(float(v) ** 0.5 for v in variance)
+    return None

@@ -25,10 +25,7 @@ from fake_serving import grpc_server
 from fake_serving import rest_server
 import keras_preact
 from keras_preact import export as kpe
-from keras_preact.preprocessing import CIFAR100_MEAN
-from keras_preact.preprocessing import CIFAR100_STD
-from keras_preact.preprocessing import IMAGENET_MEAN
-from keras_preact.preprocessing import IMAGENET_STD
+from keras_preact.preprocessing import STATISTICS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -45,14 +42,30 @@ needs_export_backend = pytest.mark.skipif(
 ATOL = 1e-5  # float32 probabilities: exported graph vs the Keras model
 CLASSES = 100
 MAX_IMAGE_BYTES = 16384  # CIFAR PNGs are ~3 KB; the oversized test sends ~50 KB
+# The smallest model of each layout (32x32 inputs; ImageNet: 1x1 at the end).
+CIFAR = dict(depth=8, base_width=4)
+IMAGENET = dict(layout="imagenet", stage_units=(1, 1, 1, 1), block_type="basic", base_width=8)
 
 
-def _tiny_model(classes=CLASSES, seed=0):
-    """PreActResNet-8 at width 4 with random, non-trivial weights and BN stats."""
+def _model(classes=CLASSES, seed=0, policy=None, weights_from=None, **kwargs):
+    """A tiny PreActResNet with random, non-trivial weights and BN statistics.
+
+    `kwargs` go to `PreActResNet` (default: CIFAR layout, 32x32, no input
+    normalization); `weights_from` copies another model's weights instead.
+    """
     keras.utils.set_random_seed(seed)
-    model = keras_preact.PreActResNet(
-        depth=8, base_width=4, classes=classes, input_shape=(32, 32, 3), name="tiny"
-    )
+    channels_first = kwargs.get("data_format") == "channels_first"
+    layout = {} if "layout" in kwargs else CIFAR
+    kwargs = {**layout, "input_shape": (3, 32, 32) if channels_first else (32, 32, 3), **kwargs}
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy or old)
+    try:
+        model = keras_preact.PreActResNet(classes=classes, name="tiny", **kwargs)
+    finally:
+        keras.config.set_dtype_policy(old)
+    if weights_from is not None:
+        model.set_weights(weights_from.get_weights())
+        return model
     rng = np.random.default_rng(seed)
     weights = []
     for var in model.weights:
@@ -68,9 +81,21 @@ def _tiny_model(classes=CLASSES, seed=0):
     return model
 
 
-def _keras_probs(model, pixels, mean=CIFAR100_MEAN, std=CIFAR100_STD):
-    x = (np.asarray(pixels, "float32") - np.float32(mean)) * (1.0 / np.float32(std))
-    return np.asarray(keras.ops.convert_to_numpy(model(x.astype("float32"), training=False)))
+def _predict(model, pixels, statistics=None):
+    """`model.predict` on NHWC 0-255 pixels, normalized first with `statistics`
+    (for a model that records none) and transposed for a channels_first model."""
+    x = np.asarray(pixels, "float32")
+    if statistics is not None:
+        mean, std = STATISTICS[statistics]
+        x = (x - np.float32(mean)) * (1.0 / np.float32(std))
+    if model.inputs[0].shape[1] == 3:
+        x = np.transpose(x, (0, 3, 1, 2))
+    return np.asarray(model.predict(x.astype("float32"), verbose=0), "float32")
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def _cifar_images(n=7):
@@ -184,7 +209,8 @@ def _run_checker(tmp, path, arrays, files, v1_calls, v2_calls=(), v1_errors=(), 
 
 
 # ----------------------------------------------------------------------------
-# Shared export (CIFAR-style, 100 classes) and one fresh-process check of it.
+# Shared export (CIFAR layout, 100 classes, CIFAR-100 statistics recorded in
+# the model: no preprocessing argument) and one fresh-process check of it.
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +218,8 @@ def cifar_export(tmp_path_factory):
     if not CAN_EXPORT:
         pytest.skip(f"SavedModel export needs tensorflow/jax, not {BACKEND}")
     base = tmp_path_factory.mktemp("export_base")
-    model = _tiny_model()
-    path = kpe.export_saved_model(
-        model, base, "tiny", preprocessing="cifar100", max_image_bytes=MAX_IMAGE_BYTES
-    )
+    model = _model(input_normalization="cifar100")
+    path = kpe.export_saved_model(model, base, "tiny", max_image_bytes=MAX_IMAGE_BYTES)
     return model, base, path
 
 
@@ -211,12 +235,9 @@ def cifar_checked(cifar_export, tmp_path_factory):
     big = np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     (tmp / "big.png").write_bytes(_png(big))
     assert (tmp / "big.png").stat().st_size > MAX_IMAGE_BYTES
-    normalized = ((pixels.astype("float32") - np.float32(CIFAR100_MEAN))
-                  * (1.0 / np.float32(CIFAR100_STD))).astype("float32")
     arrays = {
         "u8": pixels,
         "f32": pixels.astype("float32"),
-        "normalized": normalized,
         "rank3": pixels[0].astype("float32"),
         "wrong_size": np.zeros((2, 30, 30, 3), "float32"),
         "garbage": np.array([b"definitely not an image"]),
@@ -228,7 +249,6 @@ def cifar_checked(cifar_export, tmp_path_factory):
         ["serving_default", "f32", [1, 7]],
         ["serving_uint8", "u8", [1, 7]],
         ["serving_bytes", "png", [1, 7]],
-        ["serving_normalized", "normalized", [1, 7]],
     ]
     v1_errors = [
         ["v1_garbage", "serving_bytes", "garbage"],
@@ -239,13 +259,15 @@ def cifar_checked(cifar_export, tmp_path_factory):
     ]
     v2_errors = [
         ["v2_wrong_dtype", "serving_uint8", "f32", "float32"],
-        ["v2_wrong_rank", "serving_default", "rank3", "float32"],
-        ["v2_two_channels", "serving_default", "two_channels", "float32"],
+        ["v2_wrong_rank", "serving_uint8", "rank3", "uint8"],
+        ["v2_two_channels", "serving_uint8", "two_channels", "uint8"],
+        ["v2_default_wrong_rank", "serving_default", "rank3", "float32"],
+        ["v2_default_two_channels", "serving_default", "two_channels", "float32"],
         ["v2_garbage", "serving_bytes", "garbage", "string"],
     ]
     out, errors, sigs = _run_checker(tmp, path, arrays, files, calls, calls, v1_errors, v2_errors)
     return {"model": model, "pixels": pixels, "out": out, "errors": errors, "sigs": sigs,
-            "ref": _keras_probs(model, pixels), "path": path, "base": base}
+            "ref": _predict(model, pixels), "path": path, "base": base}
 
 
 @needs_export_backend
@@ -256,63 +278,43 @@ def test_layout_version_and_no_temp_dirs(cifar_export):
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
     assert info["image_size"] == [32, 32] and info["top_k"] == 5
-    assert info["mean"] == pytest.approx(CIFAR100_MEAN)
+    assert info["mean"] == pytest.approx(STATISTICS["cifar100"][0])
+    assert info["normalized_by"] == "model" and info["data_format"] == "channels_last"
 
 
 @needs_export_backend
 def test_signature_defs_names_dtypes_shapes(cifar_checked):
     sigs = cifar_checked["sigs"]
-    assert set(sigs) == {"serving_default", "serving_uint8", "serving_bytes",
-                         "serving_normalized"}
+    assert set(sigs) == {"serving_default", "serving_uint8", "serving_bytes"}
     expected_in = {"serving_default": ["float32", [-1, 32, 32, 3]],
                    "serving_uint8": ["uint8", [-1, 32, 32, 3]],
-                   "serving_bytes": ["string", [-1]],
-                   "serving_normalized": ["float32", [-1, 32, 32, 3]]}
+                   "serving_bytes": ["string", [-1]]}
     for name, (dtype, shape) in expected_in.items():
         assert sigs[name]["method"] == "tensorflow/serving/predict"
         assert list(sigs[name]["inputs"]) == ["images"]
         assert sigs[name]["inputs"]["images"][1:] == [dtype, shape]
-    for name in ("serving_default", "serving_uint8", "serving_bytes"):
         outs = {k: v[1:] for k, v in sigs[name]["outputs"].items()}
         assert outs == {"probabilities": ["float32", [-1, CLASSES]],
                         "classes": ["int32", [-1, 5]],
                         "scores": ["float32", [-1, 5]]}
-    assert {k: v[1:] for k, v in sigs["serving_normalized"]["outputs"].items()} == {
-        "probabilities": ["float32", [-1, CLASSES]]}
 
 
 @needs_export_backend
 @pytest.mark.parametrize("api", ["v1", "v2"])
 @pytest.mark.parametrize("signature,kind", [("serving_default", "f32"), ("serving_uint8", "u8"),
-                                            ("serving_normalized", "normalized")])
+                                            ("serving_bytes", "png")])
 def test_predictions_match_keras_batch_1_and_7(cifar_checked, api, signature, kind):
     ref, out = cifar_checked["ref"], cifar_checked["out"]
     for n in (1, 7):
         probs = out[f"{api}/{signature}/{kind}/{n}/probabilities"]
         assert probs.dtype == np.float32 and probs.shape == (n, CLASSES)
         np.testing.assert_allclose(probs, ref[:n], atol=ATOL, rtol=0)
-
-
-@needs_export_backend
-def test_top_k_outputs_are_sorted_indices_and_probabilities(cifar_checked):
-    ref, out = cifar_checked["ref"], cifar_checked["out"]
-    classes = out["v1/serving_default/f32/7/classes"]
-    scores = out["v1/serving_default/f32/7/scores"]
-    assert classes.dtype == np.int32 and classes.shape == (7, 5)
-    np.testing.assert_array_equal(classes, np.argsort(-ref, axis=1)[:, :5])
-    np.testing.assert_allclose(scores, np.take_along_axis(ref, classes, 1), atol=ATOL)
-    assert np.all(np.diff(scores, axis=1) <= 0)
-
-
-@needs_export_backend
-def test_bytes_signature_png_matches_pixel_signature(cifar_checked):
-    out = cifar_checked["out"]
-    for api in ("v1", "v2"):
-        for n in (1, 7):
-            np.testing.assert_array_equal(out[f"{api}/serving_bytes/png/{n}/classes"],
-                                          out[f"{api}/serving_uint8/u8/{n}/classes"])
-            np.testing.assert_allclose(out[f"{api}/serving_bytes/png/{n}/probabilities"],
-                                       cifar_checked["ref"][:n], atol=ATOL, rtol=0)
+        classes = out[f"{api}/{signature}/{kind}/{n}/classes"]
+        assert classes.dtype == np.int32 and classes.shape == (n, 5)
+        np.testing.assert_array_equal(classes, np.argsort(-ref[:n], axis=1)[:, :5])
+        scores = out[f"{api}/{signature}/{kind}/{n}/scores"]
+        np.testing.assert_allclose(scores, np.take_along_axis(ref[:n], classes, 1), atol=ATOL)
+        assert np.all(np.diff(scores, axis=1) <= 0)
 
 
 @needs_export_backend
@@ -330,10 +332,16 @@ def test_bad_requests_raise_clear_errors(cifar_checked):
     assert errors["v2_wrong_dtype"].startswith("InvalidArgumentError")
     assert "expected to be a uint8 tensor but is a float tensor" in errors["v2_wrong_dtype"]
     # A tf.saved_model.load caller (like the C++ server) is not checked
-    # before running: the in-graph tf.ensure_shape gives InvalidArgument.
+    # before running: an in-graph check gives InvalidArgument (on TF before
+    # the oneDNN convolution, whose own check would abort the process).
     for label in ("v2_wrong_rank", "v2_two_channels"):
         assert errors[label].startswith("InvalidArgumentError"), errors[label]
         assert "is not compatible with expected shape [?,32,32,3]" in errors[label]
+    shape_error = ("is not compatible with expected shape [?,32,32,3]" if BACKEND == "tensorflow"
+                   else "refinement dimension sizes must match for static dimensions")
+    for label in ("v2_default_wrong_rank", "v2_default_two_channels"):
+        assert errors[label].startswith("InvalidArgumentError"), errors[label]
+        assert shape_error in errors[label] or "rank" in errors[label], errors[label]
     assert "Unknown image file format" in errors["v2_garbage"]
 
 
@@ -346,7 +354,7 @@ def test_saved_model_cli_show_all(cifar_export):
         pytest.skip("saved_model_cli not installed next to the interpreter")
     text = subprocess.run([str(cli), "show", "--all", "--dir", path], capture_output=True,
                           text=True, env=_env(), timeout=300, check=True).stdout
-    for name in ("serving_default", "serving_uint8", "serving_bytes", "serving_normalized"):
+    for name in ("serving_default", "serving_uint8", "serving_bytes"):
         assert f"signature_def['{name}']:" in text
     block = text.split("signature_def['serving_bytes']:")[1].split("signature_def[")[0]
     assert "inputs['images'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in block
@@ -358,7 +366,160 @@ def test_saved_model_cli_show_all(cifar_export):
 
 
 # ----------------------------------------------------------------------------
-# Versioning, atomicity, argument checks (cheap: no second full export).
+# Every model the builder makes: one table, one fresh process, one set of
+# checks. Each row: PreActResNet kwargs, export kwargs, and the reference:
+# `model.predict` of the model itself, or (serving_dtype="float32" for a
+# mixed-precision model) of its float32 twin with the same weights.
+
+SERVED = {
+    "cifar-channels_first-logits": (
+        dict(data_format="channels_first", classifier_activation=None,
+             input_normalization="cifar10"), {}),
+    "imagenet-softmax": (dict(IMAGENET, input_normalization="imagenet"), {}),
+    "imagenet-channels_first-logits": (
+        dict(IMAGENET, data_format="channels_first", classifier_activation=None,
+             input_normalization="imagenet"), {}),
+    # No statistics in the model: the export normalizes.
+    "cifar-no-statistics": (dict(), {"preprocessing": "cifar100"}),
+    # Served as trained (half precision) and rebuilt in float32 (default).
+    "cifar-mixed_float16-kept": (
+        dict(policy="mixed_float16", input_normalization="cifar100"), {"serving_dtype": None}),
+    "imagenet-mixed_bfloat16-logits": (
+        dict(IMAGENET, policy="mixed_bfloat16", classifier_activation=None,
+             input_normalization="imagenet"), {}),
+}
+# Probabilities: float32 1e-5; half precision kept: served graph vs predict.
+SERVED_ATOL = {"cifar-mixed_float16-kept": 2e-3}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not CAN_EXPORT:
+        pytest.skip(f"SavedModel export needs tensorflow/jax, not {BACKEND}")
+    tmp = tmp_path_factory.mktemp("served")
+    pixels = _cifar_images(5)
+    results = {}
+    for name, (build, export) in SERVED.items():
+        model = _model(classes=10, **build)
+        twin = None
+        if "policy" in build:  # the float32 twin carries the weights
+            twin = _model(classes=10, **{k: v for k, v in build.items() if k != "policy"})
+            model = _model(classes=10, weights_from=twin, **build)
+        path = kpe.export_saved_model(model, tmp, name.replace("_", "-"), top_k=3,
+                                      include_encoded_image_signature=False, **export)
+        reference = twin if twin is not None and export.get("serving_dtype", "float32") else model
+        results[name] = {"path": path, "model": model,
+                         "ref": _predict(reference, pixels, export.get("preprocessing"))}
+    script = "\n".join(
+        ["import json, sys, numpy as np, tensorflow as tf",
+         "paths, x = json.loads(sys.argv[1]), np.load(sys.argv[2])",
+         "out = {}",
+         "for name, path in paths.items():",
+         "    loaded = tf.saved_model.load(path)",
+         "    for sig, dtype in (('serving_default', tf.float32), ('serving_uint8', tf.uint8)):",
+         "        res = loaded.signatures[sig](images=tf.constant(x, dtype))",
+         "        out.update({f'{name}/{sig}/{k}': v.numpy() for k, v in res.items()})",
+         "np.savez(sys.argv[3], **out)"])
+    np.save(tmp / "x.npy", pixels)
+    paths = {name: r["path"] for name, r in results.items()}
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(paths), str(tmp / "x.npy"),
+                           str(tmp / "out.npz")], capture_output=True, text=True, env=_env(),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = dict(np.load(tmp / "out.npz"))
+    for name, result in results.items():
+        result["out"] = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith(name + "/")}
+    return results
+
+
+@needs_export_backend
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SERVED))
+def test_every_model_is_served_like_predict(served, name):
+    """Fails on the old export: channels_first refused, logits served as
+    `probabilities`, the model's statistics ignored for CIFAR-100's."""
+    build, export = SERVED[name]
+    result, atol = served[name], SERVED_ATOL.get(name, ATOL)
+    logits = build.get("classifier_activation", "softmax") is None
+    ref = result["ref"]
+    probabilities = _softmax(ref) if logits else ref
+    names = {"probabilities", "classes", "scores"} | ({"logits"} if logits else set())
+    for signature in ("serving_default", "serving_uint8"):
+        out = {k.split("/")[1]: v for k, v in result["out"].items() if k.startswith(signature)}
+        assert set(out) == names, (signature, sorted(out))
+        assert out["probabilities"].dtype == np.float32 and out["probabilities"].shape == (5, 10)
+        np.testing.assert_allclose(out["probabilities"], probabilities, atol=atol, rtol=0)
+        np.testing.assert_allclose(out["probabilities"].sum(-1), 1.0, atol=1e-5)
+        if logits:
+            np.testing.assert_allclose(out["logits"], ref, atol=max(atol, 1e-4), rtol=1e-5)
+        # Top 3 of the served probabilities, best first.
+        np.testing.assert_array_equal(out["classes"], np.argsort(-out["probabilities"], 1)[:, :3])
+        np.testing.assert_array_equal(
+            out["scores"], np.take_along_axis(out["probabilities"], out["classes"], 1))
+    if "policy" in build:  # the mixed model itself is left as it was
+        assert result["model"].get_layer("stem_conv").compute_dtype != "float32"
+
+
+# ----------------------------------------------------------------------------
+# Preprocessing read from the model; refusals; versioning and atomicity.
+
+NORMALIZATION_CASES = {
+    # id: (model's input_normalization, preprocessing=, expected (name, in_model))
+    "model-records": ("cifar100", None, ("cifar100", True)),
+    "same-name": ("imagenet", "imagenet", ("imagenet", True)),
+    "same-pair": ("cifar10", STATISTICS["cifar10"], ("cifar10", True)),
+    "export-normalizes": (None, "imagenet", ("imagenet", False)),
+}
+
+
+@pytest.mark.parametrize("case", list(NORMALIZATION_CASES))
+def test_serving_statistics_read_from_the_model(case):
+    recorded, preprocessing, (expected, in_model) = NORMALIZATION_CASES[case]
+    model = _model(classes=10, input_normalization=recorded)
+    statistics, got_in_model = kpe.serving_statistics(model, preprocessing)
+    np.testing.assert_allclose(statistics, STATISTICS[expected], rtol=1e-6)
+    assert got_in_model is in_model
+
+
+@needs_export_backend
+@pytest.mark.parametrize(
+    "build,kwargs,match",
+    [
+        # CIFAR statistics for an ImageNet model: both are named.
+        (dict(IMAGENET, input_normalization="imagenet"), {"preprocessing": "cifar100"},
+         r"(?s)preprocessing='cifar100' gives mean=\(129\.304.*normalizes its inputs with "
+         r"mean=\(123\.67"),
+        (dict(), {}, r"(?s)records no input statistics.*input_normalization=.*preprocessing="),
+        (dict(), {"preprocessing": "cifar"}, "Unknown statistics='cifar'"),
+        (dict(), {"preprocessing": ((1.0, 2.0), (1.0, 1.0))}, "one value per channel"),
+        (dict(), {"preprocessing": ((0, 0, 0), (1.0, 0.0, 1.0))}, "std values > 0"),
+        (dict(input_shape=(32, 32, 1)), {"preprocessing": "cifar100"}, "RGB image input"),
+        (dict(input_normalization="cifar100"), {"serving_dtype": "float64"},
+         "Invalid serving_dtype='float64'"),
+        (dict(input_normalization="cifar100"), {"model_name": "a/b"}, "Invalid model_name='a/b'"),
+        (dict(input_normalization="cifar100"), {"model_name": "123"}, "Invalid model_name='123'"),
+        (dict(input_normalization="cifar100"), {"version": 0}, "Invalid version=0"),
+        (dict(input_normalization="cifar100"), {"top_k": 0}, "Invalid top_k=0"),
+        (dict(input_normalization="cifar100"), {"image_size": (64, 64)},
+         "does not match the model input shape"),
+        (dict(input_normalization="cifar100"), {"eval_resize": 16}, "Invalid eval_resize=16. Expected an int >= 32"),
+        (dict(input_normalization="cifar100"), {"max_image_bytes": 0}, "Invalid max_image_bytes=0"),
+    ],
+)
+def test_bad_arguments(tmp_path, build, kwargs, match):
+    model = _model(classes=10, **build)
+    kwargs = {"model_name": "m", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        kpe.export_saved_model(model, tmp_path, **kwargs)
+    assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
+
+
+@needs_export_backend
+def test_unreadable_head_names_the_way_out(tmp_path):
+    logits_model = _model(classes=10, classifier_activation=None, input_normalization="cifar100")
+    unreadable = keras.Sequential([logits_model, keras.layers.ReLU()])
+    with pytest.raises(ValueError, match="from_logits"):
+        kpe.export_saved_model(unreadable, tmp_path, "relu")
 
 
 @needs_export_backend
@@ -384,44 +545,31 @@ def test_next_version_ignores_non_integer_dirs(tmp_path):
 def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     from keras_preact.export import saved_model as sm
 
-    def failing_write(model, path, **kwargs):
+    def failing_write(model, path, *args):
         os.makedirs(os.path.join(path, "variables"))
         Path(path, "saved_model.pb").write_bytes(b"half written")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sm, "_write_archive", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
-        kpe.export_saved_model(_tiny_model(classes=10), tmp_path, "m")
+        kpe.export_saved_model(_model(classes=10, input_normalization="cifar10"), tmp_path, "m")
     assert os.listdir(tmp_path / "m") == []
 
 
-@needs_export_backend
-@pytest.mark.parametrize(
-    "kwargs,match",
-    [
-        ({"preprocessing": "cifar"}, "Unknown preprocessing='cifar'"),
-        ({"serving_dtype": "float64"}, "Unknown serving_dtype='float64'"),
-        ({"model_name": "a/b"}, "Invalid model_name='a/b'"),
-        ({"model_name": "123"}, "Invalid model_name='123'"),
-        ({"version": 0}, "positive int"),
-        ({"top_k": 0}, "top_k"),
-        ({"mean": (1.0, 2.0)}, "one value per channel"),
-        ({"std": (1.0, 0.0, 1.0)}, "std values > 0"),
-        ({"image_size": (64, 64)}, "does not match the model input shape"),
-        ({"eval_resize": 16}, "eval_resize=16 must be >="),
-        ({"max_image_bytes": 0}, "max_image_bytes"),
-    ],
-)
-def test_bad_arguments(tmp_path, kwargs, match):
-    model = _tiny_model(classes=10)
-    kwargs = {"model_name": "m", **kwargs}
-    with pytest.raises(ValueError, match=match):
-        kpe.export_saved_model(model, tmp_path, **kwargs)
-    assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
-
-
 # ----------------------------------------------------------------------------
-# ImageNet-style bytes pipeline on real JPEGs, features, mixed precision.
+# ImageNet-style bytes pipeline on real JPEGs, features.
+
+
+def _center_crop_reference(encoded, size, eval_resize):
+    """Whole decode, crop window by plain arithmetic, bilinear resize."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+    h, w = image.shape[:2]
+    crop = min(max(int(round(min(h, w) * size / eval_resize)), 1), h, w)
+    y, x = (h - crop + 1) // 2, (w - crop + 1) // 2
+    window = image[y:y + crop, x:x + crop].astype("float32")
+    return tf.image.resize(window, (size, size), method="bilinear").numpy()
 
 
 @needs_export_backend
@@ -429,104 +577,38 @@ def test_bad_arguments(tmp_path, kwargs, match):
 def test_imagenet_bytes_jpeg_resize_crop_matches_pixels(tmp_path):
     if not IMAGENET_DIR.exists():
         pytest.skip(f"real JPEGs not found at {IMAGENET_DIR}")
-    import tensorflow as tf
-
-    from keras_preact.data import imagenet as data_imagenet
-
-    if not hasattr(data_imagenet, "_center_window"):
-        pytest.skip("keras_preact.data.imagenet eval-crop helpers not found")
-
-    model = _tiny_model(classes=10)
-    path = kpe.export_saved_model(model, tmp_path, "inet", preprocessing="imagenet", top_k=3)
+    model = _model(classes=10, **IMAGENET, input_normalization="imagenet")
+    path = kpe.export_saved_model(model, tmp_path, "inet", top_k=3)
     info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
-    assert info["eval_resize"] == 37  # round(32 / 0.875)
+    assert info["eval_resize"] == 37  # round(32 / 0.875): ImageNet statistics -> centre crop
     png = tmp_path / "wide.png"  # non-JPEG branch: full decode, then slice
     png.write_bytes(_png(np.random.default_rng(3).integers(0, 256, (40, 70, 3), dtype=np.uint8)))
     files = [str(IMAGENET_DIR / f) for f in JPEGS] + [str(png)]
-    # Reference pixels: the ImageNet evaluation pipeline's own decode + center
-    # crop (shorter side 37 -> 32x32 crop) + bilinear resize.
-    ref_pixels = np.stack([
-        data_imagenet._resize(
-            data_imagenet._decode_crop(
-                tf.constant(Path(f).read_bytes()),
-                lambda shape: data_imagenet._center_window(shape, 32, 37)),
-            32).numpy()
-        for f in files
-    ])
+    # The fused decode_and_crop_jpeg must equal decoding whole and cropping.
+    ref_pixels = np.stack([_center_crop_reference(Path(f).read_bytes(), 32, 37) for f in files])
     calls = [["serving_bytes", "jpeg", [4]], ["serving_default", "ref", [4]]]
     out, _, sigs = _run_checker(tmp_path, path, {"ref": ref_pixels}, {"jpeg": files}, calls)
     assert sigs["serving_bytes"]["outputs"]["classes"][1:] == ["int32", [-1, 3]]
     np.testing.assert_array_equal(out["v1/serving_bytes/jpeg/4/classes"],
                                   out["v1/serving_default/ref/4/classes"])
     np.testing.assert_allclose(out["v1/serving_bytes/jpeg/4/probabilities"],
-                               _keras_probs(model, ref_pixels, IMAGENET_MEAN, IMAGENET_STD),
-                               atol=ATOL, rtol=0)
+                               _predict(model, ref_pixels), atol=ATOL, rtol=0)
 
 
 @needs_export_backend
 @pytest.mark.slow
 def test_features_only_exports_pooled_features(tmp_path):
-    model = _tiny_model(classes=10)
+    model = _model(classes=10, input_normalization="cifar100")
     path = kpe.export_saved_model(model, tmp_path, "feat", features_only=True,
                                   include_encoded_image_signature=False)
     pixels = _cifar_images(3)
-    headless = keras.Model(model.inputs, model.get_layer("avg_pool").output)
-    x = (pixels.astype("float32") - np.float32(CIFAR100_MEAN)) * (1.0 / np.float32(CIFAR100_STD))
-    ref = np.asarray(keras.ops.convert_to_numpy(headless(x.astype("float32"))))
+    ref = _predict(keras.Model(model.inputs, model.get_layer("avg_pool").output), pixels)
     out, _, sigs = _run_checker(tmp_path, path, {"u8": pixels}, {},
                                 [["serving_uint8", "u8", [3]]])
     assert "serving_bytes" not in sigs
     assert {k: v[1:] for k, v in sigs["serving_uint8"]["outputs"].items()} == {
         "features": ["float32", [-1, ref.shape[1]]]}
     np.testing.assert_allclose(out["v1/serving_uint8/u8/3/features"], ref, atol=ATOL, rtol=0)
-
-
-@needs_export_backend
-def test_logits_model_serves_probabilities(tmp_path):
-    """`classifier_activation=None`: the served `probabilities` are a softmax."""
-    reference = _tiny_model(classes=10)
-    logits_model = keras_preact.PreActResNet(
-        depth=8, base_width=4, classes=10, input_shape=(32, 32, 3),
-        classifier_activation=None, name="tiny",
-    )
-    logits_model.set_weights(reference.get_weights())
-    path = kpe.export_saved_model(logits_model, tmp_path, "logits",
-                                  include_encoded_image_signature=False)
-    pixels = _cifar_images(3)
-    out, _, _ = _run_checker(tmp_path, path, {"u8": pixels}, {},
-                             [["serving_uint8", "u8", [3]]])
-    probs = out["v1/serving_uint8/u8/3/probabilities"]
-    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(probs, _keras_probs(reference, pixels), atol=ATOL, rtol=0)
-    unreadable = keras.Sequential([logits_model, keras.layers.ReLU()])
-    with pytest.raises(ValueError, match="from_logits"):
-        kpe.export_saved_model(unreadable, tmp_path, "relu")
-
-
-@needs_export_backend
-@pytest.mark.slow
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_model_exports_float32(tmp_path, policy):
-    reference = _tiny_model(classes=10)  # float32, same weights
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        mixed = keras_preact.PreActResNet(depth=8, base_width=4, classes=10,
-                                          input_shape=(32, 32, 3), name="tiny")
-    finally:
-        keras.config.set_dtype_policy(old)
-    mixed.set_weights(reference.get_weights())
-    assert mixed.get_layer("stem_conv").compute_dtype != "float32"
-    path = kpe.export_saved_model(mixed, tmp_path, "mixed", include_encoded_image_signature=False)
-    pixels = _cifar_images(7)
-    out, _, sigs = _run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [7]]])
-    assert sigs["serving_uint8"]["outputs"]["probabilities"][1] == "float32"
-    probs = out["v1/serving_uint8/u8/7/probabilities"]
-    np.testing.assert_allclose(probs, _keras_probs(reference, pixels), atol=ATOL, rtol=0)
-    # Same predictions as the mixed model itself, up to its half precision.
-    np.testing.assert_allclose(probs, _keras_probs(mixed, pixels), atol=0.05, rtol=0)
-    # The mixed model is left untouched.
-    assert mixed.get_layer("stem_conv").compute_dtype != "float32"
 
 
 # ----------------------------------------------------------------------------
@@ -536,7 +618,7 @@ def test_mixed_precision_model_exports_float32(tmp_path, policy):
 @pytest.mark.skipif(BACKEND != "torch", reason="checks the torch backend's error")
 def test_torch_backend_gives_clear_error(tmp_path):
     with pytest.raises(kpe.UnsupportedBackendError) as info:
-        kpe.export_saved_model(_tiny_model(classes=10), tmp_path, "m")
+        kpe.export_saved_model(_model(classes=10), tmp_path, "m")
     message = str(info.value)
     assert "'torch'" in message and "tensorflow, jax" in message
     assert "KERAS_BACKEND=tensorflow python -m keras_preact.export" in message
@@ -545,17 +627,18 @@ def test_torch_backend_gives_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
-    """Under torch the CLI re-launches itself under TensorFlow."""
-    model = _tiny_model(classes=10)
+    """Under torch the CLI re-launches itself under TensorFlow; the
+    statistics come from the .keras file, no --preprocessing needed."""
+    model = _model(classes=10, input_normalization="cifar100")
     model_file = tmp_path / "model.keras"
     model.save(model_file)
     pixels = _cifar_images(3)
-    ref = _keras_probs(model, pixels)
+    ref = _predict(model, pixels)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=BACKEND)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, "-m", "keras_preact.export", "--model", str(model_file),
            "--export-base", str(tmp_path / "models"), "--model-name", "cli",
-           "--preprocessing", "cifar100", "--version", "3", "--no-bytes-signature"]
+           "--version", "3", "--no-bytes-signature"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     path = str(tmp_path / "models" / "cli" / "3")
@@ -564,10 +647,10 @@ def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
         assert "re-running with KERAS_BACKEND=tensorflow" in proc.stderr
     out, _, _ = _run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [3]]])
     np.testing.assert_allclose(out["v1/serving_uint8/u8/3/probabilities"], ref, atol=ATOL, rtol=0)
-    # Same version again: refused with a clear message and exit status 2.
+    # Same version again: refused with a clear message and exit status 2
+    # (statistics that contradict the file go the same way; see test_bad_arguments).
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2
-    assert "already exists" in proc.stderr
+    assert proc.returncode == 2 and "already exists" in proc.stderr, proc.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------

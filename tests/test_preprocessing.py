@@ -1,8 +1,13 @@
-"""Normalization constants and keras.ops `normalize`."""
+"""Input statistics (keras_preact.preprocessing) and the TF image ops
+(keras_preact.image_ops), each checked against an independent computation."""
 
+import io
+
+import keras
 import numpy as np
 import pytest
 
+import keras_preact
 from keras_preact import preprocessing as pp
 
 
@@ -39,28 +44,39 @@ def test_published_constants():
         assert isinstance(c, tuple) and len(c) == 3
 
 
-def test_normalize_values_channels_last():
-    import keras
+# ----------------------------------------------------------------------------
+# Normalization: keras.ops `normalize` and TF `image_ops.normalize`, one table.
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
-    out = keras.ops.convert_to_numpy(pp.normalize(x, pp.CIFAR100_MEAN, pp.CIFAR100_STD))
-    expected = (x.astype(np.float64) - pp.CIFAR100_MEAN) / pp.CIFAR100_STD
+NORMALIZE_CASES = {
+    # id: (images shape, dtype, statistics, data_format)
+    "cifar100-uint8-last": ((2, 4, 5, 3), "uint8", "cifar100", "channels_last"),
+    "pair-float-first": ((2, 3, 2, 2), "float32", ((1.0, 2.0, 3.0), (2.0, 4.0, 8.0)),
+                         "channels_first"),
+    "imagenet-float-last": ((3, 2, 2, 3), "float32", "imagenet", "channels_last"),
+}
+
+
+def _normalize_reference(x, statistics, data_format):
+    mean, std = pp.STATISTICS[statistics] if isinstance(statistics, str) else statistics
+    shape = (3,) if data_format == "channels_last" else (3, 1, 1)
+    return (x.astype(np.float64) - np.reshape(mean, shape)) / np.reshape(std, shape)
+
+
+@pytest.mark.parametrize("case", list(NORMALIZE_CASES))
+def test_normalize(case):
+    shape, dtype, statistics, data_format = NORMALIZE_CASES[case]
+    x = np.random.default_rng(0).integers(0, 256, shape).astype(dtype)
+    expected = _normalize_reference(x, statistics, data_format)
+    mean, std = pp.resolve_statistics(statistics)
+    out = keras.ops.convert_to_numpy(pp.normalize(x, mean, std, data_format=data_format))
     assert out.dtype == np.float32 and out.shape == x.shape
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-    # Pixel 0 and 255 land near the ends of the normalized range.
-    assert -2.0 < out.min() and out.max() < 2.1
+    if data_format == "channels_last":  # the TF twin, used by the pipelines and the export
+        from keras_preact import image_ops
 
-
-def test_normalize_channels_first():
-    import keras
-
-    x = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
-    out = keras.ops.convert_to_numpy(
-        pp.normalize(x, (1.0, 2.0, 3.0), (2.0, 4.0, 8.0), data_format="channels_first")
-    )
-    expected = (x - np.array([1.0, 2.0, 3.0])[:, None, None]) / np.array([2.0, 4.0, 8.0])[:, None, None]
-    np.testing.assert_allclose(out, expected, rtol=1e-6)
+        tf_out = image_ops.normalize(x, statistics).numpy()
+        assert tf_out.dtype == np.float32
+        np.testing.assert_allclose(tf_out, out, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +91,117 @@ def test_normalize_channels_first():
 def test_normalize_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         pp.normalize(np.zeros((1, 2, 2, 3), np.float32), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "statistics, match",
+    [
+        ("cifar", r"Unknown statistics='cifar'. Expected one of \['cifar10', 'cifar100', 'imagenet'\]"),
+        (None, "Expected statistics to be one of"),
+        (((1.0, 2.0, 3.0),), "Expected statistics to be one of"),
+        (((1.0, 2.0), (1.0, 1.0)), "one value per channel"),
+        (((0, 0, 0), (1.0, -1.0, 1.0)), "std values > 0"),
+    ],
+)
+def test_resolve_statistics_bad_input(statistics, match):
+    with pytest.raises(ValueError, match=match):
+        pp.resolve_statistics(statistics)
+    if isinstance(statistics, str):  # the TF normalize refuses the same
+        from keras_preact import image_ops
+
+        with pytest.raises(ValueError, match=match):
+            image_ops.normalize(np.zeros((1, 3), np.float32), statistics)
+
+
+# ----------------------------------------------------------------------------
+# The model records its statistics; they survive .keras save and load.
+
+RECORDED = {
+    # id: (PreActResNet kwargs, expected statistics or None)
+    "none": (dict(), None),
+    "cifar10": (dict(input_normalization="cifar10"), pp.STATISTICS["cifar10"]),
+    "imagenet-channels_first": (
+        dict(input_normalization="imagenet", data_format="channels_first", input_shape=(3, 32, 32)),
+        pp.STATISTICS["imagenet"]),
+    "pair": (dict(input_normalization=((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))),
+             ((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED))
+def test_input_statistics_survive_keras_file(case, tmp_path):
+    kwargs, expected = RECORDED[case]
+    kwargs = {"input_shape": (32, 32, 3), **kwargs}
+    model = keras_preact.PreActResNet(depth=8, base_width=4, classes=10, **kwargs)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    nested = keras.Sequential([model, keras.layers.Activation("linear")])
+    for m in (model, loaded, nested):
+        got = pp.input_statistics(m)
+        if expected is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # The model maps 0-255 pixels itself: the same as normalizing first.
+    if expected is not None:
+        x = np.random.default_rng(0).integers(0, 256, (2, *kwargs["input_shape"])).astype("float32")
+        bare = keras_preact.PreActResNet(depth=8, base_width=4, classes=10,
+                                         **{k: v for k, v in kwargs.items() if k != "input_normalization"})
+        bare.set_weights(model.get_weights())
+        data_format = kwargs.get("data_format", "channels_last")
+        normalized = pp.normalize(x, *expected, data_format=data_format)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
+                                   keras.ops.convert_to_numpy(bare(normalized)), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# TF image ops: centre crop window and decoding, against plain arithmetic.
+
+CROPS = {
+    # id: (image shape, image_size, eval_resize)
+    "landscape-224": ((375, 500, 3), 224, None),
+    "portrait-224": ((500, 333, 3), 224, 256),
+    "square-exact": ((224, 224, 3), 224, 224),
+    "thin-rect-output": ((100, 1000, 3), (32, 48), None),
+}
+
+
+@pytest.mark.parametrize("case", list(CROPS))
+def test_center_crop_window(case):
+    from keras_preact import image_ops
+
+    shape, image_size, eval_resize = CROPS[case]
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    resize = eval_resize or round(max(height, width) / 0.875)
+    short = min(shape[:2])
+    crop_h = min(max(round(short * height / resize), 1), shape[0])
+    crop_w = min(max(round(short * width / resize), 1), shape[1])
+    expected = [(shape[0] - crop_h + 1) // 2, (shape[1] - crop_w + 1) // 2, crop_h, crop_w]
+    got = image_ops.center_crop_window(np.array(shape, np.int32), image_size, eval_resize)
+    assert got.numpy().tolist() == expected
+    assert image_ops.default_eval_resize(224) == 256 and image_ops.CENTER_CROP_FRACTION == 0.875
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_decode_window_equals_whole_decode_then_slice(fmt):
+    """The fused `decode_and_crop_jpeg` (JPEG) and the slice (PNG) paths."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_preact import image_ops
+
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    encoded = tf.constant(buf.getvalue())
+    whole = image_ops.decode(encoded).numpy()
+    assert whole.dtype == np.uint8 and whole.shape == (37, 53, 3)
+    if fmt == "PNG":
+        np.testing.assert_array_equal(whole, pixels)  # lossless
+    window = image_ops.decode(encoded, lambda shape: tf.constant([3, 5, 16, 24])).numpy()
+    np.testing.assert_array_equal(window, whole[3:19, 5:29])
+    resized = image_ops.decode_and_resize(encoded, 16, eval_resize=None).numpy()
+    np.testing.assert_allclose(resized, tf.image.resize(whole.astype("float32"), (16, 16)).numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_image_bytes=10"):
+        image_ops.decode(encoded, max_image_bytes=10)

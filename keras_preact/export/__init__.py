@@ -6,24 +6,24 @@ package works on every backend.
 
 from keras_preact.export.saved_model import SIGNATURE_BYTES
 from keras_preact.export.saved_model import SIGNATURE_FLOAT
-from keras_preact.export.saved_model import SIGNATURE_NORMALIZED
 from keras_preact.export.saved_model import SIGNATURE_UINT8
 from keras_preact.export.saved_model import SUPPORTED_BACKENDS
 from keras_preact.export.saved_model import UnsupportedBackendError
 from keras_preact.export.saved_model import existing_versions
 from keras_preact.export.saved_model import export_saved_model
 from keras_preact.export.saved_model import next_version
+from keras_preact.export.saved_model import serving_statistics
 from keras_preact.export.saved_model import with_dtype_policy
 
 __all__ = [
     "SIGNATURE_BYTES",
     "SIGNATURE_FLOAT",
-    "SIGNATURE_NORMALIZED",
     "SIGNATURE_UINT8",
     "SUPPORTED_BACKENDS",
     "UnsupportedBackendError",
     "existing_versions",
     "export_saved_model",
     "next_version",
+    "serving_statistics",
     "with_dtype_policy",
 ]

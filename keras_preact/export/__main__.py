@@ -1,8 +1,8 @@
 """Command line: export a saved `.keras` model as a TF Serving SavedModel.
 
     python -m keras_preact.export --model model.keras --export-base /models \\
-        --model-name preact20 [--version N] [--preprocessing cifar100|imagenet|none] \\
-        [--features-only]
+        --model-name preact20 [--version N] [--features-only] \\
+        [--preprocessing cifar10|cifar100|imagenet  (only for a model that records none)]
 
 SavedModel export needs the TensorFlow or JAX backend. Started under another
 backend (e.g. KERAS_BACKEND=torch, where the model was trained), the command
@@ -27,23 +27,16 @@ def build_parser():
     parser.add_argument("--export-base", required=True, help="base folder for TF Serving")
     parser.add_argument("--model-name", required=True, help="served model name (folder)")
     parser.add_argument("--version", type=int, default=None, help="version (default: next free)")
-    parser.add_argument(
-        "--preprocessing",
-        default="cifar100",
-        choices=["cifar10", "cifar100", "imagenet", "none"],
-        help="normalization constants and encoded-image resizing (default cifar100)",
-    )
+    parser.add_argument("--preprocessing", choices=["cifar10", "cifar100", "imagenet"],
+                        help="statistics, only for a model that records none (default: its own)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
     parser.add_argument("--eval-resize", type=int, default=None)
     parser.add_argument("--no-bytes-signature", action="store_true",
                         help="do not add the serving_bytes (encoded JPEG/PNG) signature")
-    parser.add_argument(
-        "--serving-dtype",
-        default="float32",
-        choices=["float32", "mixed_float16", "mixed_bfloat16", "keep"],
-        help="dtype policy of the served graph (default float32; keep = as trained)",
-    )
+    parser.add_argument("--serving-dtype", default="float32",
+                        choices=["float32", "mixed_float16", "mixed_bfloat16", "keep"],
+                        help="dtype policy of the served graph (default float32; keep = as trained)")
     parser.add_argument("--features-only", action="store_true",
                         help="export the headless model (output 'features')")
     return parser
@@ -85,7 +78,7 @@ def main(argv=None):
             args.export_base,
             args.model_name,
             version=args.version,
-            preprocessing=None if args.preprocessing == "none" else args.preprocessing,
+            preprocessing=args.preprocessing,
             top_k=args.top_k,
             include_encoded_image_signature=not args.no_bytes_signature,
             image_size=args.image_size,

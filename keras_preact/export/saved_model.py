@@ -1,4 +1,6 @@
-"""Export a keras_preact classifier as a TensorFlow Serving SavedModel."""
+"""Export any keras_preact classifier as a TensorFlow Serving SavedModel: the
+served graph takes 0-255 RGB pixels (NHWC) and reads from the model how to
+prepare them (recorded input statistics, data format) and what it outputs."""
 
 import json
 import os
@@ -11,9 +13,13 @@ import numpy as np
 
 from keras_preact.install_hints import import_tensorflow
 from keras_preact.models.outputs import outputs_logits
+from keras_preact.preprocessing import STATISTICS
+from keras_preact.preprocessing import input_statistics
+from keras_preact.preprocessing import resolve_statistics
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
-VALID_PREPROCESSING = ("cifar10", "cifar100", "imagenet", None)
 VALID_SERVING_DTYPES = ("float32", "mixed_float16", "mixed_bfloat16", None)
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
@@ -21,8 +27,7 @@ DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_UINT8 = "serving_uint8"
 SIGNATURE_BYTES = "serving_bytes"
-SIGNATURE_NORMALIZED = "serving_normalized"
-SIGNATURES = (SIGNATURE_FLOAT, SIGNATURE_UINT8, SIGNATURE_BYTES, SIGNATURE_NORMALIZED)
+SIGNATURES = (SIGNATURE_FLOAT, SIGNATURE_UINT8, SIGNATURE_BYTES)
 
 _VERSION_RE = re.compile(r"^[0-9]+$")
 
@@ -68,62 +73,74 @@ def next_version(model_dir):
     return versions[-1] + 1 if versions else 1
 
 
-def _resolve_normalization(preprocessing, mean, std):
-    if preprocessing not in VALID_PREPROCESSING:
+def serving_statistics(model, preprocessing=None):
+    """The `(mean, std)` the served graph normalizes 0-255 pixels with.
+
+    The model's own statistics (`preprocessing.input_statistics`, recorded
+    by `PreActResNet(..., input_normalization=...)`) win: the model then
+    normalizes in its graph and the export adds nothing.
+
+    Args:
+        model: a `keras.Model`.
+        preprocessing: `None` (read the model), a name of
+            `preprocessing.STATISTICS` or a `(mean, std)` pair on 0-255.
+
+    Returns:
+        `(statistics, in_model)`: the `(mean, std)` tuples and whether the
+        model applies them itself (`True`) or the export does (`False`).
+
+    Raises:
+        ValueError: `preprocessing` is malformed, contradicts the model's
+            statistics (both are named), or is `None` for a model that
+            records none (the message gives both ways out).
+    """
+    recorded = input_statistics(model)
+    given = None if preprocessing is None else resolve_statistics(preprocessing)
+    if recorded is None and given is None:
         raise ValueError(
-            f"Unknown preprocessing={preprocessing!r}. Expected one of "
-            f"{VALID_PREPROCESSING}."
+            f"Model {model.name!r} records no input statistics, so the export cannot "
+            "tell how to normalize pixels. Either rebuild it with "
+            "PreActResNet(..., input_normalization='cifar100'|'imagenet'|(mean, std)) and "
+            "copy the weights, or pass preprocessing='cifar10'|'cifar100'|'imagenet'|"
+            "(mean, std) (CLI: --preprocessing)."
         )
-    from keras_preact import preprocessing as pp
-
-    table = {
-        "cifar10": (pp.CIFAR10_MEAN, pp.CIFAR10_STD),
-        "cifar100": (pp.CIFAR100_MEAN, pp.CIFAR100_STD),
-        "imagenet": (pp.IMAGENET_MEAN, pp.IMAGENET_STD),
-        None: ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    }
-    default_mean, default_std = table[preprocessing]
-    mean = default_mean if mean is None else mean
-    std = default_std if std is None else std
-    mean = pp._check_stats("mean", mean, 3)
-    std = pp._check_stats("std", std, 3)
-    if any(s <= 0 for s in std):
-        raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
-    return mean, std
+    if recorded is not None and given is not None and not np.allclose(given, recorded, rtol=1e-5):
+        raise ValueError(
+            f"preprocessing={preprocessing!r} gives mean={given[0]}, std={given[1]}, but "
+            f"model {model.name!r} normalizes its inputs with mean={recorded[0]}, "
+            f"std={recorded[1]}. Pass preprocessing=None to serve the model's own."
+        )
+    return (recorded, True) if recorded is not None else (given, False)
 
 
-def _image_size(model, image_size):
+def _input_layout(model, image_size):
+    """`((height, width), channels_first)` of the model's one image input."""
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
-    if shape is None or len(shape) != 4:
+    formats = {getattr(layer, "data_format", None) for layer in model.layers} - {None}
+    channels_first = formats == {"channels_first"}
+    if shape is None or len(shape) != 4 or shape[1 if channels_first else 3] != 3:
         raise ValueError(
-            "Expected a model with one 4D NHWC image input. Received input "
-            f"shape {shape}."
+            "Expected a model with one 4D RGB image input (3 channels). Received "
+            f"input shape {shape}, data format {sorted(formats) or 'unknown'}."
         )
-    if shape[-1] != 3:
-        raise ValueError(
-            "Expected a channels_last model with 3 input channels (NHWC). "
-            f"Received input shape {shape}."
-        )
+    spatial = shape[2:] if channels_first else shape[1:3]
     if image_size is None:
-        if shape[1] is None or shape[2] is None:
+        if None in spatial:
             raise ValueError(
                 f"The model input has unknown spatial size {shape}; pass "
                 "image_size=(height, width)."
             )
-        return int(shape[1]), int(shape[2])
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    image_size = tuple(int(s) for s in image_size)
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise ValueError(
-            f"Expected image_size=(height, width) of positive ints. Received: {image_size!r}"
-        )
-    for got, want in zip(image_size, shape[1:3]):
+        image_size = spatial
+    image_size = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
+    if len(image_size) != 2:
+        raise ValueError(f"Invalid image_size={image_size!r}. Expected (height, width).")
+    image_size = tuple(check_int("image_size", s, low=1) for s in image_size)
+    for got, want in zip(image_size, spatial):
         if want is not None and got != want:
             raise ValueError(
                 f"image_size={image_size} does not match the model input shape {shape}."
             )
-    return image_size
+    return image_size, channels_first
 
 
 def _rewrite_policies(config, target):
@@ -154,25 +171,23 @@ def with_dtype_policy(model, dtype_policy):
 
     Returns:
         A `keras.Model`.
+
+    Raises:
+        ValueError: the model cannot be rebuilt from its config.
     """
-    names = {layer.dtype_policy.name for layer in model._flatten_layers()}
-    if names <= {dtype_policy}:
-        return model
     try:
         config = keras.saving.serialize_keras_object(model)
-        rebuilt = keras.saving.deserialize_keras_object(_rewrite_policies(config, dtype_policy))
+        rewritten = _rewrite_policies(config, dtype_policy)
+        if rewritten == config:
+            return model
+        rebuilt = keras.saving.deserialize_keras_object(rewritten)
     except Exception as e:  # e.g. a layer that cannot be re-created from its config
         raise ValueError(
             f"Could not rebuild model {model.name!r} under the {dtype_policy!r} dtype "
             f"policy ({type(e).__name__}: {e}). Pass serving_dtype=None to export it "
             "with its own policies."
         ) from e
-    rebuilt.set_weights(
-        [
-            np.asarray(w, dtype=v.dtype)
-            for w, v in zip(model.get_weights(), rebuilt.weights)
-        ]
-    )
+    rebuilt.set_weights([np.asarray(w, v.dtype) for w, v in zip(model.get_weights(), rebuilt.weights)])
     return rebuilt
 
 
@@ -195,13 +210,8 @@ def _headless(model):
 
 
 def _check_name(model_name):
-    if (
-        not isinstance(model_name, str)
-        or not model_name
-        or model_name.startswith(".")
-        or "/" in model_name
-        or "\\" in model_name
-        or _VERSION_RE.match(model_name)
+    if not isinstance(model_name, str) or not re.fullmatch(r"[^./\\][^/\\]*", model_name) or (
+        _VERSION_RE.match(model_name)
     ):
         raise ValueError(
             f"Invalid model_name={model_name!r}. Expected a non-empty folder name "
@@ -215,9 +225,7 @@ def export_saved_model(
     model_name="preact_resnet",
     *,
     version=None,
-    mean=None,
-    std=None,
-    preprocessing="cifar100",
+    preprocessing=None,
     top_k=5,
     include_encoded_image_signature=True,
     image_size=None,
@@ -230,56 +238,53 @@ def export_saved_model(
 ):
     """Exports a classifier as a TensorFlow Serving SavedModel.
 
+    (Over 80 lines: the docstring is the served contract; the code is ~50.)
     Writes `<export_base>/<model_name>/<version>/` (the layout TF Serving
-    watches). The export goes to a hidden temporary folder inside
-    `<export_base>/<model_name>/` (TF Serving ignores non-integer names) and is
-    renamed to the version folder when complete, so a server never sees a
-    half-written version. An existing version is never overwritten.
-
-    Signatures (all accept any batch size; normalization is in the graph):
-    - `serving_default`: `images` float32 `(None, H, W, 3)`, RGB on 0-255.
+    watches) through a hidden temporary folder renamed when complete, so a
+    server never sees a half-written version; an existing one is never
+    overwritten. Every signature takes RGB pixels on 0-255, channels last,
+    any batch size, whatever the model's data format (a `channels_first`
+    model gets its transpose in the graph), and normalizes as the model
+    records (`serving_statistics`); see docs/serving.md:
+    - `serving_default`: `images` float32 `(None, H, W, 3)`.
     - `serving_uint8`: `images` uint8 `(None, H, W, 3)`.
-    - `serving_bytes`: `images` string `(None,)` of encoded JPEG/PNG (decoded to
-      RGB, resized like the evaluation pipeline). Only with
-      `include_encoded_image_signature=True`.
-    - `serving_normalized`: `images` float32 already normalized (the model's
-      own input contract); returns `probabilities` only.
-    Outputs: `probabilities` float32 `(None, classes)`, `classes` int32
-    `(None, k)` top-k indices, `scores` float32 `(None, k)` their
+    - `serving_bytes`: `images` string `(None,)` of encoded JPEG/PNG/GIF/BMP,
+      decoded and resized like the evaluation pipeline
+      (`keras_preact.image_ops.decode_and_resize`).
+    Outputs: `probabilities` float32 `(None, classes)` (a softmax head's
+    output, or the softmax of the logits), `logits` float32 `(None, classes)`
+    only for a logits head (`classifier_activation=None`), `classes` int32
+    `(None, k)` top-k indices best first, `scores` float32 `(None, k)` their
     probabilities; with `features_only=True` only `features` float32
     `(None, channels)`. Bad requests (undecodable, empty or oversized images,
     pixel tensors of the wrong shape) fail with `InvalidArgumentError`.
 
     Args:
-        model: functional `keras.Model`, normalized float NHWC input,
-            softmax or logits output (see `from_logits`), or any model with
-            a global-pooling layer for `features_only=True`.
+        model: functional `keras.Model` with one RGB image input, either data
+            format, softmax or logits output (see `from_logits`), or any model
+            with a global-pooling layer for `features_only=True`.
         export_base: base folder (TF Serving's `base_path` parent).
         model_name: model folder name (the name TF Serving serves it under).
         version: positive int, or `None` for one more than the largest existing.
-        mean: per-channel mean (0-255 scale); defaults to the `preprocessing` one.
-        std: per-channel std (0-255 scale); defaults to the `preprocessing` one.
-        preprocessing: `"cifar10"`, `"cifar100"`, `"imagenet"` or `None`
-            (no normalization unless `mean`/`std` are given). `"imagenet"` also
-            makes `serving_bytes` resize the shorter side and center crop.
+        preprocessing: `None` to use the statistics the model records; for a
+            model that records none, `"cifar10"`, `"cifar100"`, `"imagenet"`
+            or a `(mean, std)` pair on 0-255 (`((0,) * 3, (1,) * 3)` serves
+            raw pixels). Refused when it contradicts the model.
         top_k: number of `classes`/`scores` per image (capped at the number of
             classes).
         include_encoded_image_signature: add the `serving_bytes` signature.
         image_size: `(height, width)`; defaults to the model's input size.
-        eval_resize: shorter-side size before the center crop in
-            `serving_bytes`; `None` means round(size / 0.875) for `"imagenet"`
-            and a plain resize to `image_size` otherwise. `0` forces a plain resize.
+        eval_resize: shorter side before the centre crop in `serving_bytes`.
+            `None`: `round(max(image_size) / 0.875)` for ImageNet statistics,
+            else a plain resize to `image_size`; `0` forces the plain resize.
         max_image_bytes: largest encoded image accepted by `serving_bytes`.
         serving_dtype: dtype policy of the served computation: `"float32"`
-            (default; a mixed-precision model is rebuilt in float32 with the same
-            weights), `"mixed_float16"`, `"mixed_bfloat16"`, or `None` to keep
-            the model's own policies. Inputs/outputs are float32 regardless.
+            (default; a mixed-precision model is rebuilt in float32 with the
+            same weights), `"mixed_float16"`, `"mixed_bfloat16"`, or `None` to
+            keep the model's own. Inputs and outputs are float32 regardless.
         features_only: export the headless model (global-pooled features).
-        from_logits: bool or `None`. Whether the model outputs logits; a
-            logits model is served with the softmax applied, so
-            `probabilities` always holds probabilities. `None` reads it from
-            the graph (`keras_preact.models.outputs.classifier_output`) and
-            raises `ValueError` when the graph does not tell.
+        from_logits: bool or `None` to read it from the graph
+            (`keras_preact.models.outputs.classifier_output`).
         verbose: print Keras' endpoint summary.
 
     Returns:
@@ -289,111 +294,79 @@ def export_saved_model(
         UnsupportedBackendError: on a backend other than TensorFlow or JAX.
         ModuleNotFoundError: TensorFlow is not installed (the message gives
             the install line).
-        ValueError: for bad arguments.
+        ValueError: bad arguments, a model input that is not one RGB image,
+            statistics missing or contradicting the model, or a head whose
+            activation cannot be read (pass `from_logits`).
+        FileExistsError: the version exists already.
 
     Example:
-
-    ```python
-    model = keras_preact.PreActResNet20(classes=100)
-    path = export_saved_model(model, "/models", "preact20", preprocessing="cifar100")
-    # /models/preact20/1
-    ```
+    >>> model = keras_preact.PreActResNet20(classes=100, input_normalization="cifar100")
+    >>> export_saved_model(model, "/models", "preact20")
+    '/models/preact20/1'
     """
     backend = keras.backend.backend()
     if backend not in SUPPORTED_BACKENDS:
         raise UnsupportedBackendError(_unsupported_backend_message(backend))
     import_tensorflow("SavedModel export")
+    from keras_preact import image_ops
+
     _check_name(model_name)
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected a keras.Model. Received: {type(model).__name__}")
-    if serving_dtype not in VALID_SERVING_DTYPES:
-        raise ValueError(
-            f"Unknown serving_dtype={serving_dtype!r}. Expected one of {VALID_SERVING_DTYPES}."
-        )
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1
-    ):
-        raise ValueError(f"Expected version to be a positive int or None. Received: {version!r}")
-    if not isinstance(max_image_bytes, (int, np.integer)) or not 0 < max_image_bytes < 2**31:
-        raise ValueError(
-            f"Expected 0 < max_image_bytes < 2**31. Received: max_image_bytes={max_image_bytes!r}"
-        )
-    mean, std = _resolve_normalization(preprocessing, mean, std)
-    image_size = _image_size(model, image_size)
-    if eval_resize is None and preprocessing == "imagenet":
-        from keras_preact.image_ops import default_eval_resize
-
-        eval_resize = default_eval_resize(image_size)
-    if eval_resize == 0:
-        eval_resize = None
-    if eval_resize is not None and eval_resize < max(image_size):
-        raise ValueError(
-            f"eval_resize={eval_resize} must be >= max(image_size)={max(image_size)} "
-            "(it is the shorter side before the center crop)."
-        )
-
-    apply_softmax = not features_only and outputs_logits(model, from_logits)
+    check_choice("serving_dtype", serving_dtype, VALID_SERVING_DTYPES)
+    version = None if version is None else check_int("version", version, low=1)
+    max_image_bytes = check_int("max_image_bytes", max_image_bytes, low=1, high=2**31 - 1)
+    statistics, in_model = serving_statistics(model, preprocessing)
+    image_size, channels_first = _input_layout(model, image_size)
+    if eval_resize is None and np.allclose(statistics, STATISTICS["imagenet"]):
+        eval_resize = image_ops.default_eval_resize(image_size)
+    if eval_resize:  # the shorter side before the centre crop
+        eval_resize = check_int("eval_resize", eval_resize, low=max(image_size))
+    logits = not features_only and outputs_logits(model, from_logits)
     if serving_dtype is not None:
         model = with_dtype_policy(model, serving_dtype)
     if features_only:
         model = _headless(model)
-        num_outputs = model.outputs[0].shape[-1]
-    else:
-        num_outputs = model.outputs[0].shape[-1]
-        if not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise ValueError(f"Expected top_k to be a positive int. Received: top_k={top_k!r}")
-        top_k = int(min(top_k, num_outputs))
+    num_outputs = int(model.outputs[0].shape[-1])
+    top_k = None if features_only else min(check_int("top_k", top_k, low=1), num_outputs)
+    info = dict(
+        model_name=model_name, keras_backend=backend, image_size=list(image_size),
+        data_format="channels_first" if channels_first else "channels_last",
+        mean=list(statistics[0]), std=list(statistics[1]),
+        normalized_by="model" if in_model else "export", eval_resize=eval_resize or None,
+        top_k=top_k, features_only=bool(features_only), logits=bool(logits),
+        num_outputs=num_outputs, serving_dtype=serving_dtype,
+        signatures=[s for s in SIGNATURES if include_encoded_image_signature or s != SIGNATURE_BYTES],
+    )
+    serve = _serving_function(model, None if in_model else statistics, channels_first, logits, top_k)
+    return _write_version(
+        os.path.join(os.fspath(export_base), model_name),
+        version,
+        info,
+        lambda path: _write_archive(model, path, serve, info, max_image_bytes, verbose),
+    )
 
-    model_dir = os.path.join(os.fspath(export_base), model_name)
-    if version is None:
-        version = next_version(model_dir)
-    version = int(version)
+
+def _write_version(model_dir, version, info, write):
+    """Runs `write(tmp_dir)`, adds the info file, renames to the version folder."""
+    version = next_version(model_dir) if version is None else version
     final_dir = os.path.join(model_dir, str(version))
     if os.path.exists(final_dir):
         raise FileExistsError(
-            f"Version {version} of {model_name!r} already exists at {final_dir!r}; "
+            f"Version {version} of {info['model_name']!r} already exists at {final_dir!r}; "
             "exports never overwrite. Pass another version or version=None for "
             f"the next free one ({next_version(model_dir)})."
         )
     os.makedirs(model_dir, exist_ok=True)
     tmp_dir = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
-        _write_archive(
-            model,
-            tmp_dir,
-            mean=mean,
-            std=std,
-            image_size=image_size,
-            top_k=top_k,
-            features_only=features_only,
-            apply_softmax=apply_softmax,
-            include_bytes=include_encoded_image_signature,
-            eval_resize=eval_resize,
-            max_image_bytes=int(max_image_bytes),
-            verbose=verbose,
-        )
-        info = {
-            "model_name": model_name,
-            "version": version,
-            "keras_backend": backend,
-            "image_size": list(image_size),
-            "preprocessing": preprocessing,
-            "mean": list(mean),
-            "std": list(std),
-            "eval_resize": eval_resize,
-            "top_k": None if features_only else top_k,
-            "features_only": bool(features_only),
-            "num_outputs": int(num_outputs),
-            "serving_dtype": serving_dtype,
-            "signatures": _signature_names(include_encoded_image_signature),
-        }
-        extra = os.path.join(tmp_dir, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, "keras_preact_export.json"), "w") as f:
-            json.dump(info, f, indent=2)
+        write(tmp_dir)
+        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp_dir, "assets.extra", "keras_preact_export.json"), "w") as f:
+            json.dump(dict(info, version=version), f, indent=2)
         if os.path.exists(final_dir):
             raise FileExistsError(
-                f"Version {version} of {model_name!r} appeared at {final_dir!r} "
+                f"Version {version} of {info['model_name']!r} appeared at {final_dir!r} "
                 "during the export; not overwriting it."
             )
         os.rename(tmp_dir, final_dir)
@@ -403,94 +376,77 @@ def export_saved_model(
     return final_dir
 
 
-def _signature_names(include_bytes):
-    return [s for s in SIGNATURES if include_bytes or s != SIGNATURE_BYTES]
+def _serving_function(model, statistics, channels_first, logits, top_k):
+    """Keras-ops function: float32 NHWC 0-255 pixels -> the served outputs.
+
+    Traced by `keras.export.ExportArchive` (converted by jax2tf on JAX), so
+    only `keras.ops` here. Top-k is an argsort: `jax.lax.top_k` serializes to
+    a StableHLO composite newer than TF 2.21's XlaCallModule can read.
+    """
+    ops = keras.ops
+
+    def serve(images):
+        if statistics is not None:
+            mean, std = statistics
+            images = (images - ops.array(mean, "float32")) * ops.array([1 / s for s in std], "float32")
+        if channels_first:
+            images = ops.transpose(images, (0, 3, 1, 2))
+        outputs = ops.cast(model(images, training=False), "float32")
+        if top_k is None:
+            return {"features": outputs}
+        probabilities = ops.softmax(outputs, axis=-1) if logits else outputs
+        classes = ops.cast(ops.argsort(-probabilities, axis=-1)[:, :top_k], "int32")
+        served = {"logits": outputs} if logits else {}
+        return dict(
+            served,
+            probabilities=probabilities,
+            classes=classes,
+            scores=ops.take_along_axis(probabilities, classes, axis=-1),
+        )
+
+    return serve
 
 
-def _write_archive(
-    model,
-    path,
-    *,
-    mean,
-    std,
-    image_size,
-    top_k,
-    features_only,
-    apply_softmax,
-    include_bytes,
-    eval_resize,
-    max_image_bytes,
-    verbose,
-):
+def _write_archive(model, path, serve, info, max_image_bytes, verbose):
     import tensorflow as tf
 
     from keras_preact import image_ops
 
-    height, width = image_size
-    ops = keras.ops
-
-    output_name = "features" if features_only else "probabilities"
-
-    def normalized_fn(images):
-        # Only the Keras model runs here (converted by jax2tf on JAX); top-k is
-        # done with TF ops below: jax.lax.top_k serializes to a StableHLO
-        # composite newer than TF 2.21's XlaCallModule can read.
-        outputs = ops.cast(model(images, training=False), "float32")
-        if apply_softmax:
-            outputs = ops.softmax(outputs, axis=-1)
-        return {output_name: outputs}
-
+    height, width = info["image_size"]
+    shape = (None, height, width, 3)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    kwargs = {}
     if keras.backend.backend() == "jax":
-        # Batch is polymorphic ("batch"); spatial dims are fixed by image_size.
-        kwargs["jax2tf_kwargs"] = {"polymorphic_shapes": [f"(batch, {height}, {width}, 3)"]}
+        # Batch is polymorphic; a request of another shape fails jax2tf's
+        # shape assertion (InvalidArgumentError).
+        kwargs = {"jax2tf_kwargs": {"polymorphic_shapes": [f"(batch, {height}, {width}, 3)"]}}
+        fn = serve
+    else:
+        # Checked before the model: a request of another rank reaches the
+        # oneDNN convolution, whose failed check aborts the server process.
+        kwargs = {}
+        fn = lambda images: serve(tf.ensure_shape(images, shape))  # noqa: E731
     core = archive.add_endpoint(
-        SIGNATURE_NORMALIZED,
-        normalized_fn,
-        input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32, name="images")],
-        **kwargs,
+        SIGNATURE_FLOAT, fn, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")], **kwargs
     )
 
-    mean_t = tf.constant(mean, tf.float32)
-    inv_std_t = tf.constant([1.0 / s for s in std], tf.float32)
-
-    def with_top_k(outputs):
-        if features_only:
-            return outputs
-        probabilities = outputs["probabilities"]
-        scores, classes = tf.math.top_k(probabilities, k=top_k)
-        return {"probabilities": probabilities, "classes": classes, "scores": scores}
-
-    def from_pixels(images):
-        images = tf.ensure_shape(images, (None, height, width, 3))
-        return with_top_k(core((tf.cast(images, tf.float32) - mean_t) * inv_std_t))
-
-    @tf.function(input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32, name="images")])
-    def serving_default(images):
-        return from_pixels(images)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
     def serving_uint8(images):
-        return from_pixels(images)
+        return core(tf.cast(tf.ensure_shape(images, shape), tf.float32))
 
-    endpoints = {SIGNATURE_FLOAT: serving_default, SIGNATURE_UINT8: serving_uint8}
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
+    def serving_bytes(images):
+        pixels = tf.map_fn(
+            lambda b: image_ops.decode_and_resize(
+                b, (height, width), info["eval_resize"], max_image_bytes
+            ),
+            images,
+            fn_output_signature=tf.TensorSpec(shape[1:], tf.float32),
+        )
+        return core(pixels)
 
-    if include_bytes:
-
-        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
-        def serving_bytes(images):
-            pixels = tf.map_fn(
-                lambda b: image_ops.decode_and_resize(b, image_size, eval_resize, max_image_bytes),
-                images,
-                fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32),
-            )
-            return from_pixels(pixels)
-
-        endpoints[SIGNATURE_BYTES] = serving_bytes
-
-    for name, fn in endpoints.items():
-        fn.get_concrete_function()
-        archive.add_endpoint(name, fn)
+    for name, fn in ((SIGNATURE_UINT8, serving_uint8), (SIGNATURE_BYTES, serving_bytes)):
+        if name in info["signatures"]:
+            fn.get_concrete_function()  # ExportArchive takes traced tf.functions
+            archive.add_endpoint(name, fn)
     archive.write_out(path, verbose=verbose)
