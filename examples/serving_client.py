@@ -2,8 +2,8 @@
 
 Sends image files to `<model>` over REST (`POST /v1/models/<name>:predict`)
 or gRPC (`tensorflow_serving.apis.PredictionService/Predict`) through the
-`serving_bytes` signature (encoded JPEG/PNG, resized/normalized in the
-graph) and prints the top-5 classes of each image.
+`serving_bytes` signature (encoded JPEG/PNG, resized in the graph and
+normalized as the model records) and prints the top-5 classes of each image.
 
     python examples/serving_client.py --model-name preact20 img1.jpg img2.png
     python examples/serving_client.py --protocol grpc --port 8500 --model-name preact20 img.jpg
@@ -49,7 +49,8 @@ def predict_rest(images, model_name, host="localhost", port=8501,
 
     Returns:
         list (one per image) of dicts `{"probabilities", "classes", "scores"}`
-        (or `{"features"}` for a features-only export).
+        (plus `"logits"` for a logits-head model; `{"features"}` for a
+        features-only export).
 
     Raises:
         RuntimeError: with the server's error message on an HTTP error.
