@@ -18,6 +18,7 @@ import sys
 
 
 def build_parser():
+    """The `argparse.ArgumentParser` of `python -m keras_preact.export`."""
     parser = argparse.ArgumentParser(
         prog="python -m keras_preact.export",
         description="Export a .keras classifier as a TensorFlow Serving SavedModel "
@@ -43,6 +44,13 @@ def build_parser():
 
 
 def main(argv=None):
+    """Runs the command line on `argv` (default `sys.argv[1:]`).
+
+    Returns:
+        int exit status: 0 (the version folder is printed), 2 for a missing
+        file or TensorFlow, bad arguments or an existing version (the reason
+        goes to stderr); under torch, the status of the TensorFlow re-run.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
 
@@ -57,11 +65,8 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     if backend not in SUPPORTED_BACKENDS:
-        print(
-            f"keras_preact.export: the {backend!r} backend cannot write a SavedModel; "
-            "re-running with KERAS_BACKEND=tensorflow.",
-            file=sys.stderr,
-        )
+        print(f"keras_preact.export: the {backend!r} backend cannot write a SavedModel; "
+              "re-running with KERAS_BACKEND=tensorflow.", file=sys.stderr)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         return subprocess.call([sys.executable, "-m", "keras_preact.export", *argv], env=env)
 
@@ -74,15 +79,10 @@ def main(argv=None):
     model = keras.saving.load_model(args.model, compile=False)
     try:
         path = export_saved_model(
-            model,
-            args.export_base,
-            args.model_name,
-            version=args.version,
-            preprocessing=args.preprocessing,
-            top_k=args.top_k,
+            model, args.export_base, args.model_name, version=args.version,
+            preprocessing=args.preprocessing, top_k=args.top_k,
             include_encoded_image_signature=not args.no_bytes_signature,
-            image_size=args.image_size,
-            eval_resize=args.eval_resize,
+            image_size=args.image_size, eval_resize=args.eval_resize,
             serving_dtype=None if args.serving_dtype == "keep" else args.serving_dtype,
             features_only=args.features_only,
         )
