@@ -230,6 +230,7 @@ def _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_outpu
 
 
 def _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed):
+    """`(x, y) -> (x, one-hot y)` batches mixed by MixUp or CutMix (keras-cv)."""
     mixup = cutmix = None
     if mixup_alpha > 0:
         mixup = _keras_cv_or_keras_layer("MixUp", alpha=mixup_alpha, seed=seed)

@@ -158,10 +158,8 @@ def _list_folder(directory):
         folder = os.path.join(directory, cls)
         for root, dirs, files in os.walk(folder, followlinks=True):
             dirs.sort()
-            for name in sorted(files):
+            for name in sorted(n for n in files if not n.startswith(".")):
                 path = os.path.join(root, name)
-                if name.startswith("."):
-                    continue
                 if name.lower().endswith(IMAGE_EXTENSIONS):
                     paths.append(path)
                     labels.append(index)
@@ -292,8 +290,8 @@ def imagenet_dataset(
         batch_size: batch size (per replica if `input_context` is given).
         image_size: int >= 1, output height and width in pixels.
         eval_resize: shorter side before the evaluation center crop; `None`
-            (default): `round(image_size / 0.875)`, 256 for 224
-            (`image_ops.default_eval_resize`).
+            (default): `image_ops.default_eval_resize(image_size)`, the
+            `CENTER_CROP_FRACTION` crop (256 for 224).
         augment: `"inception"`, `"scale"` or `"none"`.
         scale_range: `(min, max)` shorter side for `augment="scale"`.
         area_range, aspect_ratio_range: `augment="inception"` ranges.
@@ -408,9 +406,7 @@ def _check_arguments(source, data_dir, file_pattern, augment, batch_size, image_
             f"Expected eval_resize >= image_size. Received eval_resize={eval_resize}, "
             f"image_size={image_size}."
         )
-    if augment == "scale" and (
-        not (0 < scale_range[0] <= scale_range[1]) or scale_range[0] < image_size
-    ):
+    if augment == "scale" and not image_size <= scale_range[0] <= scale_range[1]:
         raise ValueError(
             f"Expected image_size <= scale_range[0] <= scale_range[1]. Received "
             f"scale_range={scale_range!r}, image_size={image_size}."

@@ -1,7 +1,5 @@
-"""The `normalization=` argument of `cifar_dataset`, `imagenet_dataset` and
-`CIFARBatches`: one meaning for all three, so a model built with
-`PreActResNet(..., input_normalization=...)` gets pixels and is never
-normalized twice. Needs no TensorFlow."""
+"""The `normalization=` argument, one meaning in `cifar_dataset`,
+`imagenet_dataset` and `CIFARBatches` (needs no TensorFlow)."""
 
 import keras
 

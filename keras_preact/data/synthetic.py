@@ -35,7 +35,13 @@ def synthetic_dataset(
         seed: numpy seed for the batch.
 
     Returns:
-        A `tf.data.Dataset` of `(images (B, H, W, C), labels)`.
+        A `tf.data.Dataset` of `(images, labels)`: images `(B, H, W, C)` of
+        `dtype`, standard normal (normalized scale, not 0-255 pixels); labels
+        int64 `(B,)`, or float32 `(B, num_classes)` with `one_hot`.
+
+    Raises:
+        ValueError: `batch_size` or `num_classes` < 1, `num_batches` < 0, or
+            `image_size` not a positive int or `(height, width)`.
 
     Example:
 
