@@ -174,8 +174,10 @@ def test_softmax_output_is_detected():
 def test_model_without_units_is_rejected():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    with pytest.raises(ValueError, match="no residual units"):
+    with pytest.raises(ValueError, match="no ResidualUnit layers"):
         SignalProbe(model)
+    with pytest.raises(ValueError, match=r"units=\[\]"):
+        SignalProbe(tiny_model(8), units=[])
     with pytest.raises(ValueError, match="keras.Model"):
         SignalProbe("not a model")
 

@@ -27,15 +27,13 @@ state) are NOT updated.
 """
 
 import dataclasses
-import re
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_preact.models.features import residual_units
 from keras_preact.models.outputs import outputs_logits
-
-_UNIT_NAME = re.compile(r"^stage(\d+)_unit(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,36 +87,9 @@ class SignalPropagation:
         )
 
 
-def find_residual_units(model):
-    """The residual units of `model`, in order.
-
-    Uses `keras_preact.residual_units` when the package provides it, else
-    the layers named `stage{s}_unit{u}` (the public naming contract),
-    sorted by stage then unit.
-
-    Args:
-        model: a functional `keras.Model`.
-
-    Returns:
-        list of `keras.layers.Layer`.
-    """
-    try:
-        from keras_preact import residual_units
-    except ImportError:
-        residual_units = None
-    if residual_units is not None:
-        try:
-            units = list(residual_units(model))
-        except (ValueError, AttributeError, TypeError):
-            units = []
-        if units:
-            return units
-    found = []
-    for layer in model.layers:
-        match = _UNIT_NAME.match(layer.name)
-        if match:
-            found.append(((int(match.group(1)), int(match.group(2))), layer))
-    return [layer for _, layer in sorted(found, key=lambda item: item[0])]
+# The model's `ResidualUnit` layers in forward order, found by their class
+# (not their names); a `ValueError` for a model without any.
+find_residual_units = residual_units
 
 
 def _single(tensors, what):
@@ -166,12 +137,9 @@ class SignalProbe:
             raise ValueError(
                 f"Expected a keras.Model. Received: model={type(model).__name__}"
             )
-        units = list(find_residual_units(model) if units is None else units)
+        units = list(residual_units(model) if units is None else units)
         if not units:
-            raise ValueError(
-                "Found no residual units in the model (layers named "
-                f"'stage{{s}}_unit{{u}}'). Received: model={model.name!r}"
-            )
+            raise ValueError("Expected at least one unit. Received: units=[]")
         self.model = model
         self.units = units
         self.unit_names = tuple(u.name for u in units)
@@ -345,7 +313,7 @@ def signal_propagation(
         training: bool. BatchNorm/dropout mode. Defaults to True (batch
             statistics, the training-time signal); no state is updated.
         units: list of layers or None. Defaults to the residual units
-            (`stage{s}_unit{u}`).
+            (`find_residual_units`).
         from_logits: bool or None. Defaults to None: read from the graph,
             as `SignalProbe` does.
         jit_compile: bool. JAX only: see `SignalProbe`. Defaults to False.

@@ -3,6 +3,7 @@
 from keras_preact.layers.batch_normalization import BatchNormalization
 from keras_preact.layers.drop_path import DropPath
 from keras_preact.layers.options import SHORTCUTS
+from keras_preact.layers.options import UNIT_ORDERING_STEPS
 from keras_preact.layers.options import UNIT_ORDERINGS
 from keras_preact.layers.residual_unit import PreActBasicUnit
 from keras_preact.layers.residual_unit import PreActBottleneckUnit

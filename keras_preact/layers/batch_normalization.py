@@ -41,16 +41,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
     - JAX (and any other backend): Keras' own `keras.ops` path; XLA fuses
       it.
 
-    Both fused kernels return the unbiased (Bessel-corrected) batch
-    variance for their own running averages; it is rescaled by
-    `(n - 1) / n` (`n` values per channel) to Keras' biased one, and the
-    moving statistics are updated with Keras' formula, through
-    `Variable.assign`, so `keras.StatelessScope` (stateless calls,
-    `ResidualUnit(remat=True)`) sees the update as Keras' layer does.
-    Keras' path is taken instead where the fused kernels do not apply:
-    other ranks or axes (TensorFlow), a mask, `renorm`, `synchronized`,
-    float64 and integer inputs, torch's meta tensors, and training on one
-    value per channel (torch refuses it; Keras gives a zero variance).
+    The moving statistics are updated with Keras' formula through
+    `Variable.assign` (so `keras.StatelessScope` and `remat` see them).
+    Keras' path is taken where the fused kernels do not apply: other ranks
+    or axes (TensorFlow), a mask, `renorm`, `synchronized`, float64 and
+    integer inputs, torch's meta tensors, and training on one value per
+    channel (torch refuses it; Keras gives a zero variance).
 
     Args:
         activation: `None`, `"relu"` or another Keras activation applied to
@@ -61,11 +57,17 @@ class BatchNormalization(keras.layers.BatchNormalization):
             layer keyword arguments (`name`, `dtype`).
 
     Call arguments: as `keras.layers.BatchNormalization`: `inputs` of any
-    rank, `training`, `mask`.
+    rank and scale, `training`, `mask`.
 
     Returns:
         `activation(batch_norm(inputs))`, same shape as `inputs`, in the
         layer's compute dtype.
+
+    Raises:
+        ValueError: `activation` is not a Keras activation (and Keras'
+            `BatchNormalization` errors, e.g. for an `axis` out of range).
+
+    Reference: Ioffe and Szegedy, "Batch Normalization", ICML 2015.
 
     Example:
 
@@ -114,8 +116,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
 #
 # Each takes `(inputs, layer, training, relu)` and returns `(outputs,
 # batch_mean, batch_variance)`: the biased batch statistics in float32 when
-# training, `None` otherwise. `_fused_kernel` picks the backend's kernel, or
-# `None` where only Keras' generic path applies.
+# training, `None` otherwise (both kernels give the unbiased variance; it is
+# rescaled by `(n - 1) / n` to Keras' biased one). `_fused_kernel` picks the
+# backend's kernel, or `None` where only Keras' generic path applies.
 
 
 def _fused_kernel(layer, inputs, mask, training):

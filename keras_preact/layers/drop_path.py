@@ -1,7 +1,19 @@
 """Stochastic depth: drops a whole residual branch per example."""
 
+import numbers
+
 import keras
 from keras import ops
+
+
+def check_rate(name, value):
+    """Returns `float(value)` if it is a probability in `[0, 1)`, else raises
+    a `ValueError` in `keras_preact.validation`'s style."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+        0 <= value < 1
+    ):
+        raise ValueError(f"Invalid {name}={value!r}. Expected a number in [0, 1).")
+    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_preact")
@@ -27,11 +39,7 @@ class DropPath(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(
-                f"Invalid rate={rate!r}. Expected a float in [0, 1)."
-            )
-        self.rate = float(rate)
+        self.rate = check_rate("rate", rate)
         self.seed = seed
         self.seed_generator = (
             keras.random.SeedGenerator(seed) if self.rate > 0 else None

@@ -75,34 +75,20 @@ def fresh_initializer(initializer, salt):
 
 
 def conv2d(
-    filters,
-    kernel_size,
-    strides,
-    *,
-    name,
-    kernel_initializer,
-    kernel_regularizer,
-    data_format,
-    padding="same",
-    dtype=None,
-    seed_salt=None,
+    filters, kernel_size, strides, *, name, kernel_initializer,
+    kernel_regularizer, data_format, padding="same", dtype=None, seed_salt=None,
 ):
     """A bias-free `Conv2D` (each is followed or preceded by a BN), with its
     own copy of `kernel_initializer` (see `fresh_initializer`; `seed_salt`
     defaults to `name`)."""
     return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
+        filters, kernel_size, strides=strides, padding=padding,
         use_bias=False,
         kernel_initializer=fresh_initializer(
             kernel_initializer, seed_salt or name
         ),
-        kernel_regularizer=kernel_regularizer,
-        data_format=data_format,
-        dtype=dtype,
-        name=name,
+        kernel_regularizer=kernel_regularizer, data_format=data_format,
+        dtype=dtype, name=name,
     )
 
 
@@ -117,10 +103,6 @@ def batch_norm(
     backend's fused kernel where there is one.
     """
     return BatchNormalization(
-        axis=-1 if data_format == "channels_last" else 1,
-        momentum=momentum,
-        epsilon=epsilon,
-        activation=activation,
-        dtype=dtype,
-        name=name,
+        axis=-1 if data_format == "channels_last" else 1, momentum=momentum,
+        epsilon=epsilon, activation=activation, dtype=dtype, name=name,
     )

@@ -4,16 +4,55 @@ import keras
 from keras import ops
 
 from keras_preact.layers.drop_path import DropPath
+from keras_preact.layers.drop_path import check_rate
 from keras_preact.layers.factories import batch_norm
 from keras_preact.layers.factories import conv2d
 from keras_preact.layers.factories import fresh_initializer
 from keras_preact.layers.factories import he_normal_fan_out
-from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import STRIDE_POSITIONS
+from keras_preact.layers.options import UNIT_ORDERING_STEPS
 from keras_preact.layers.options import UNIT_ORDERINGS
+from keras_preact.layers.options import preactivation
 from keras_preact.layers.options import standardize_data_format
-from keras_preact.layers.options import validate_choice
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
+
+
+def unit_steps(unit_ordering, paddings, convs, preactivate=True):
+    """`UNIT_ORDERING_STEPS[unit_ordering]` expanded for one unit's layers
+    (`paddings`: one `ZeroPadding2D` or `None` per conv of `convs`);
+    `preactivate=False` drops the pre-activation.
+
+    Returns:
+        A tuple of `(kind, layer name)` pairs, input to output: `"bn"`,
+        `"bn_relu"` (named `"preact_bn"` before the convs, `"bn{i}"` after
+        conv `i`, `"post_add_bn"` after the addition), `"pad"`, `"conv"`,
+        and, without a layer, `"relu"`, `"branch"` (the shortcut branches
+        off) and `"add"`.
+    """
+    template = UNIT_ORDERING_STEPS[unit_ordering]
+    first_conv, addition = template.index("convs"), template.index("add")
+    steps = []
+    for position, step in enumerate(template):
+        if step == "convs":
+            steps.append(("branch", None))
+            for index, (pad, conv) in enumerate(zip(paddings, convs)):
+                if index > 0:  # BN-ReLU between two convolutions.
+                    steps.append(("bn_relu", f"bn{index}"))
+                if pad is not None:
+                    steps.append(("pad", pad.name))
+                steps.append(("conv", conv.name))
+        elif position < first_conv and not preactivate:
+            continue
+        elif step in ("relu", "add"):
+            steps.append((step, None))
+        elif position < first_conv:
+            steps.append((step, "preact_bn"))
+        else:
+            after = "post_add_bn" if position > addition else f"bn{len(convs)}"
+            steps.append((step, after))
+    return tuple(steps)
 
 
 @keras.saving.register_keras_serializable(package="keras_preact")
@@ -34,6 +73,10 @@ class ResidualUnit(keras.layers.Layer):
     - `"relu_before_addition"`: conv-BN-ReLU-...-conv-BN-ReLU, add.
     - `"relu_only_preact"`: ReLU-conv-BN-...-ReLU-conv-BN, add.
     - `"full_preact"`: BN-ReLU-conv-...-BN-ReLU-conv, add.
+
+    Each is one entry of `keras_preact.layers.UNIT_ORDERING_STEPS`;
+    `unit.steps` expands it for this unit (`unit_steps`), and building,
+    calling and remat all walk it.
 
     Shortcut variants (applied where shapes match; a unit that changes
     shape always uses the projection):
@@ -93,21 +136,33 @@ class ResidualUnit(keras.layers.Layer):
             `keras.config.image_data_format()`.
         remat: bool. Recompute the unit's activations in the backward pass
             (`keras.remat`) instead of keeping them, to save memory. Only
-            memory and compute change: the forward pass and its
-            recomputation run the same layers on the same snapshot of the
-            unit's variables (random seed states included), so they draw
-            the same drop-path and dropout masks and compute the same batch
-            statistics, and the state updates (BN moving statistics, seed
-            states) are applied once, outside the recomputation. Outputs,
-            input and weight gradients, and the variables after a training
-            step equal those of `remat=False` up to float rounding
-            (`tests/test_remat.py` checks every ordering, the dropout and
-            gated shortcuts, drop path, a strided bottleneck,
-            `mixed_bfloat16`, frozen layers and inference, on TensorFlow,
-            JAX and torch). The unit keeps its input and that snapshot for
-            the backward pass instead of its activations. Defaults to
-            `False`.
+            memory and compute change: outputs, gradients, BN moving
+            statistics and random masks equal those of `remat=False` up to
+            float rounding (see `_rematerialized_forward`;
+            `tests/test_remat.py` checks it). Defaults to `False`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: 4D tensor, `(batch, height, width, channels)` for
+            `"channels_last"`, `(batch, channels, height, width)` for
+            `"channels_first"`. Any scale: the previous layer's output.
+        training: bool or `None`. Batch statistics, drop path and shortcut
+            dropout when `True`. Defaults to `None` (inference).
+
+    Returns:
+        A 4D tensor with `filters` channels (`filters * expansion` for a
+        bottleneck) and height and width divided by `strides` (rounded up),
+        in the layer's compute dtype.
+
+    Raises:
+        ValueError: `filters` or `expansion` is not an int >= 1, `strides`
+            is not 1 or 2, `unit_ordering`, `shortcut`, `stride_on` or
+            `data_format` is none of its choices, or `drop_path_rate` or
+            `shortcut_dropout_rate` is outside `[0, 1)`.
+
+    Reference: He et al., "Identity Mappings in Deep Residual Networks",
+    ECCV 2016, Sec. 3-4, Fig. 2 and 4; the authors' `resnet-pre-act.lua`
+    (KaimingHe/resnet-1k-layers) and fb.resnet.torch `preresnet.lua`.
 
     Example:
 
@@ -117,38 +172,21 @@ class ResidualUnit(keras.layers.Layer):
     """
 
     def __init__(
-        self,
-        filters,
-        bottleneck=False,
-        strides=1,
-        unit_ordering="full_preact",
-        shortcut="identity",
-        preactivate=True,
-        preactivated_shortcut=None,
-        stride_on="3x3",
-        expansion=4,
-        drop_path_rate=0.0,
-        shortcut_scale=0.5,
-        gate_bias=-6.0,
-        shortcut_dropout_rate=0.5,
-        kernel_initializer=None,
-        kernel_regularizer=None,
-        bn_momentum=0.9,
-        bn_epsilon=1e-5,
-        data_format=None,
-        remat=False,
-        **kwargs,
+        self, filters, bottleneck=False, strides=1,
+        unit_ordering="full_preact", shortcut="identity", preactivate=True,
+        preactivated_shortcut=None, stride_on="3x3", expansion=4,
+        drop_path_rate=0.0, shortcut_scale=0.5, gate_bias=-6.0,
+        shortcut_dropout_rate=0.5, kernel_initializer=None,
+        kernel_regularizer=None, bn_momentum=0.9, bn_epsilon=1e-5,
+        data_format=None, remat=False, **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(
-                f"Invalid filters={filters!r}. Expected a positive int."
-            )
-        if strides not in (1, 2):
-            raise ValueError(f"Invalid strides={strides!r}. Expected 1 or 2.")
-        validate_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
-        validate_choice("shortcut", shortcut, SHORTCUTS)
-        validate_choice("stride_on", stride_on, STRIDE_POSITIONS)
+        filters = check_int("filters", filters, low=1)
+        check_choice("strides", strides, (1, 2))
+        check_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
+        check_choice("shortcut", shortcut, SHORTCUTS)
+        check_choice("stride_on", stride_on, STRIDE_POSITIONS)
+        check_int("expansion", expansion, low=1)
 
         self.filters = filters
         self.bottleneck = bool(bottleneck)
@@ -159,10 +197,12 @@ class ResidualUnit(keras.layers.Layer):
         self.preactivated_shortcut = preactivated_shortcut
         self.stride_on = stride_on
         self.expansion = expansion
-        self.drop_path_rate = float(drop_path_rate)
+        self.drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
         self.shortcut_scale = float(shortcut_scale)
         self.gate_bias = float(gate_bias)
-        self.shortcut_dropout_rate = float(shortcut_dropout_rate)
+        self.shortcut_dropout_rate = check_rate(
+            "shortcut_dropout_rate", shortcut_dropout_rate
+        )
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or he_normal_fan_out()
         )
@@ -173,69 +213,42 @@ class ResidualUnit(keras.layers.Layer):
         self.remat = bool(remat)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self.output_channels = filters * expansion if bottleneck else filters
-        self.is_pre_activation = unit_ordering in PRE_ACTIVATION_ORDERINGS
+        self.is_pre_activation = bool(preactivation(unit_ordering))
 
         # === Residual branch ===
         self.convs = []
         self.paddings = []
-        for index, (kernel_size, conv_filters, conv_strides) in enumerate(
-            self._conv_specs()
-        ):
+        for index, (kernel, width, strides) in enumerate(self._conv_specs()):
             # Torch pads a strided 3x3 by one pixel on every side; Keras'
             # "same" would pad only bottom/right, so pad explicitly.
-            explicit_pad = kernel_size == 3 and conv_strides > 1
-            self.paddings.append(
-                keras.layers.ZeroPadding2D(
-                    1,
-                    data_format=self.data_format,
-                    dtype=self.dtype_policy,
-                    name=f"pad{index + 1}",
-                )
-                if explicit_pad
-                else None
-            )
-            self.convs.append(
-                self._conv(
-                    conv_filters,
-                    kernel_size,
-                    conv_strides,
-                    padding="valid" if explicit_pad else "same",
-                    name=f"conv{index + 1}",
-                )
-            )
-
-        # Every BN that a ReLU directly follows computes it (fused BN-ReLU).
-        num_convs = len(self.convs)
-        self.preact_bn = None
-        if unit_ordering == "full_preact":
-            if self.preactivate:
-                self.preact_bn = self._batch_norm("preact_bn", relu=True)
-            num_branch_bns = num_convs - 1
-        elif unit_ordering == "bn_after_addition":
-            num_branch_bns = num_convs - 1
-        else:
-            num_branch_bns = num_convs
-        self.bns = [
-            self._batch_norm(
-                f"bn{index + 1}", relu=self._relu_follows_bn(index, num_convs)
-            )
-            for index in range(num_branch_bns)
-        ]
-        self.post_add_bn = (
-            self._batch_norm("post_add_bn", relu=True)
-            if unit_ordering == "bn_after_addition"
-            else None
+            pad = kernel == 3 and strides > 1
+            self.paddings.append(keras.layers.ZeroPadding2D(
+                1, data_format=self.data_format, dtype=self.dtype_policy,
+                name=f"pad{index + 1}",
+            ) if pad else None)
+            self.convs.append(self._conv(
+                width, kernel, strides, name=f"conv{index + 1}",
+                padding="valid" if pad else "same",
+            ))
+        self.steps = unit_steps(
+            unit_ordering, self.paddings, self.convs, self.preactivate
         )
-        self.drop_path = (
-            DropPath(self.drop_path_rate, dtype=self.dtype_policy, name="drop_path")
-            if self.drop_path_rate > 0
-            else None
-        )
+        # The BNs the steps name, tracked in step order (the order of the
+        # weights): "preact_bn", the branch's "bn{i}", "post_add_bn".
+        bns = {
+            name: self._batch_norm(name, relu=kind == "bn_relu")
+            for kind, name in self.steps if kind in ("bn", "bn_relu")
+        }
+        self.preact_bn = bns.pop("preact_bn", None)
+        post_add_bn = bns.pop("post_add_bn", None)
+        self.bns = list(bns.values())
+        self.post_add_bn = post_add_bn
+        self.drop_path = DropPath(
+            self.drop_path_rate, dtype=self.dtype_policy, name="drop_path"
+        ) if self.drop_path_rate > 0 else None
         # Shortcut layers depend on the input's channel count: see `build`.
-        self.projection = None
-        self.projection_bn = None
-        self.gate = None
-        self.shortcut_dropout = None
+        self.projection = self.projection_bn = None
+        self.gate = self.shortcut_dropout = None
 
     # === Layers ===
 
@@ -243,46 +256,34 @@ class ResidualUnit(keras.layers.Layer):
         """(kernel size, filters, strides) of each convolution, in order."""
         if not self.bottleneck:
             return [(3, self.filters, self.strides), (3, self.filters, 1)]
-        stride_1x1 = self.strides if self.stride_on == "1x1" else 1
-        stride_3x3 = self.strides if self.stride_on == "3x3" else 1
+        on_1x1 = self.stride_on == "1x1"
         return [
-            (1, self.filters, stride_1x1),
-            (3, self.filters, stride_3x3),
+            (1, self.filters, self.strides if on_1x1 else 1),
+            (3, self.filters, 1 if on_1x1 else self.strides),
             (1, self.output_channels, 1),
         ]
 
     def _conv(self, filters, kernel_size, strides, name, padding="same"):
         return conv2d(
-            filters,
-            kernel_size,
-            strides,
-            padding=padding,
+            filters, kernel_size, strides, padding=padding,
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
-            data_format=self.data_format,
-            dtype=self.dtype_policy,
-            name=name,
+            data_format=self.data_format, dtype=self.dtype_policy, name=name,
             seed_salt=f"{self.name}/{name}",
         )
 
-    def _relu_follows_bn(self, index, num_convs):
-        """Whether a ReLU directly follows branch BN `index` (`self.bns`)."""
-        if self.unit_ordering in (
-            "full_preact", "bn_after_addition", "relu_before_addition"
-        ):
-            return True
-        # "original", "relu_only_preact": the last BN comes before the addition.
-        return index < num_convs - 1
-
     def _batch_norm(self, name, relu=False):
         return batch_norm(
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            data_format=self.data_format,
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+            data_format=self.data_format, dtype=self.dtype_policy, name=name,
             activation="relu" if relu else None,
-            dtype=self.dtype_policy,
-            name=name,
         )
+
+    def _step_layers(self):
+        """The layers `self.steps` name, by name."""
+        layers = [self.preact_bn, self.post_add_bn, *self.bns, *self.convs]
+        layers += self.paddings
+        return {layer.name: layer for layer in layers if layer is not None}
 
     def build(self, input_shape):
         input_channels = input_shape[self.channel_axis]
@@ -303,43 +304,28 @@ class ResidualUnit(keras.layers.Layer):
                 )
         elif self.shortcut in ("exclusive_gating", "shortcut_only_gating"):
             self.gate = keras.layers.Conv2D(
-                self.output_channels,
-                1,
+                self.output_channels, 1,
                 kernel_initializer=fresh_initializer(
                     self.kernel_initializer, f"{self.name}/gate"
                 ),
                 kernel_regularizer=self.kernel_regularizer,
                 bias_initializer=keras.initializers.Constant(self.gate_bias),
-                data_format=self.data_format,
-                dtype=self.dtype_policy,
+                data_format=self.data_format, dtype=self.dtype_policy,
                 name="gate",
             )
             self.gate.build(input_shape)
         elif self.shortcut == "dropout":
             self.shortcut_dropout = keras.layers.Dropout(
-                self.shortcut_dropout_rate,
-                dtype=self.dtype_policy,
+                self.shortcut_dropout_rate, dtype=self.dtype_policy,
                 name="shortcut_dropout",
             )
-
-        # Build the branch by chaining shapes; each BN sees its input shape.
+        # Walk the steps, chaining shapes: each layer sees its input shape.
+        layers = self._step_layers()
         shape = input_shape
-        if self.preact_bn is not None:
-            self.preact_bn.build(shape)
-        bn_index = 0
-        for index, conv in enumerate(self.convs):
-            if self.unit_ordering == "full_preact" and index > 0:
-                self.bns[bn_index].build(shape)
-                bn_index += 1
-            if self.paddings[index] is not None:
-                shape = self.paddings[index].compute_output_shape(shape)
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
-            if self.unit_ordering != "full_preact" and bn_index < len(self.bns):
-                self.bns[bn_index].build(shape)
-                bn_index += 1
-        if self.post_add_bn is not None:
-            self.post_add_bn.build(shape)
+        for _, name in self.steps:
+            if name is not None:
+                layers[name].build(shape)
+                shape = layers[name].compute_output_shape(shape)
         self.built = True
 
     # === Forward pass ===
@@ -405,43 +391,24 @@ class ResidualUnit(keras.layers.Layer):
         return outputs
 
     def _forward(self, inputs, training):
-        shortcut_input = inputs
-        x = inputs
-        if self.is_pre_activation and self.preactivate:
-            if self.preact_bn is not None:
-                x = self.preact_bn(x, training=training)  # BN-ReLU.
-            else:
+        """Walks `self.steps` over the unit's layers."""
+        layers = self._step_layers()
+        preactivated_shortcut = self.preactivated_shortcut
+        if preactivated_shortcut is None:
+            preactivated_shortcut = self.uses_projection
+        x = shortcut_input = inputs
+        for kind, name in self.steps:
+            if kind == "branch":  # The residual branch starts here.
+                if preactivated_shortcut:
+                    shortcut_input = x
+            elif kind == "add":
+                if self.drop_path is not None:
+                    x = self.drop_path(x, training=training)
+                x = self._merge(shortcut_input, x, training)
+            elif kind == "relu":
                 x = ops.relu(x)
-            takes_preactivated = self.preactivated_shortcut
-            if takes_preactivated is None:
-                takes_preactivated = self.uses_projection
-            if takes_preactivated:
-                shortcut_input = x
-        residual = self._residual_branch(x, training)
-        if self.drop_path is not None:
-            residual = self.drop_path(residual, training=training)
-        outputs = self._merge(shortcut_input, residual, training)
-        if self.unit_ordering == "original":
-            outputs = ops.relu(outputs)
-        elif self.unit_ordering == "bn_after_addition":
-            outputs = self.post_add_bn(outputs, training=training)  # BN-ReLU.
-        return outputs
-
-    def _residual_branch(self, x, training):
-        ordering = self.unit_ordering
-        last = len(self.convs) - 1
-        bns = iter(self.bns)
-        # Each BN applies the ReLU that follows it (`_relu_follows_bn`).
-        for index, conv in enumerate(self.convs):
-            if index > 0 and ordering == "full_preact":
-                x = next(bns)(x, training=training)
-            if self.paddings[index] is not None:
-                x = self.paddings[index](x)
-            x = conv(x)
-            if ordering == "full_preact":
-                continue
-            if not (ordering == "bn_after_addition" and index == last):
-                x = next(bns)(x, training=training)
+            else:  # A layer: padding, convolution or BN (with its ReLU).
+                x = layers[name](x, training=training)
         return x
 
     def _merge(self, shortcut_input, residual, training):
@@ -477,32 +444,20 @@ class ResidualUnit(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "bottleneck": self.bottleneck,
-                "strides": self.strides,
-                "unit_ordering": self.unit_ordering,
-                "shortcut": self.shortcut,
-                "preactivate": self.preactivate,
-                "preactivated_shortcut": self.preactivated_shortcut,
-                "stride_on": self.stride_on,
-                "expansion": self.expansion,
-                "drop_path_rate": self.drop_path_rate,
-                "shortcut_scale": self.shortcut_scale,
-                "gate_bias": self.gate_bias,
-                "shortcut_dropout_rate": self.shortcut_dropout_rate,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon,
-                "data_format": self.data_format,
-                "remat": self.remat,
-            }
+        # The constructor's arguments, in its order.
+        config.update({name: getattr(self, name) for name in (
+            "filters", "bottleneck", "strides", "unit_ordering", "shortcut",
+            "preactivate", "preactivated_shortcut", "stride_on", "expansion",
+            "drop_path_rate", "shortcut_scale", "gate_bias",
+            "shortcut_dropout_rate", "kernel_initializer",
+            "kernel_regularizer", "bn_momentum", "bn_epsilon", "data_format",
+            "remat",
+        )})
+        config["kernel_initializer"] = keras.initializers.serialize(
+            self.kernel_initializer
+        )
+        config["kernel_regularizer"] = keras.regularizers.serialize(
+            self.kernel_regularizer
         )
         return config
 

@@ -1,12 +1,9 @@
 """Access to a built network's residual units and per-stage features."""
 
-import re
-
 import keras
 
 from keras_preact.layers.residual_unit import ResidualUnit
-
-_UNIT_NAME = re.compile(r"stage(\d+)_unit(\d+)$")
+from keras_preact.models.layouts import split_into_stages
 
 
 def residual_units(model):
@@ -17,6 +14,9 @@ def residual_units(model):
 
     Returns:
         A list of `keras_preact.layers.ResidualUnit` layers.
+
+    Raises:
+        ValueError: the model has no `ResidualUnit` layer.
     """
     units = [layer for layer in model.layers if isinstance(layer, ResidualUnit)]
     if not units:
@@ -31,27 +31,29 @@ def feature_extractor(model):
     """Builds a model returning the output of each stage.
 
     The output of stage `s` is the output of its last residual unit (the
-    features a detection or segmentation neck would take).
+    features a detection or segmentation neck would take): for a 224x224
+    ImageNet-layout input, 56x56 (stage 1) down to 7x7 (stage 4) maps; for
+    a 32x32 CIFAR input, 32x32, 16x16 and 8x8. The input is the model's.
 
     Args:
         model: a model built by `keras_preact.PreActResNet` (or a variant).
 
     Returns:
         A `keras.Model` with the same input, returning a dict
-        `{"stage1": ..., "stage2": ..., ...}`.
+        `{"stage1": ..., "stage2": ..., ...}` of 4D feature maps.
+
+    Raises:
+        ValueError: the model has no `ResidualUnit` layer.
 
     Example:
 
     >>> backbone = keras_preact.PreActResNet50(include_top=False)
     >>> features = keras_preact.feature_extractor(backbone)
     """
-    last_unit_of_stage = {}
-    for layer in residual_units(model):
-        match = _UNIT_NAME.match(layer.name)
-        if match:
-            last_unit_of_stage[int(match.group(1))] = layer
+    # Stages read from the units with the builder's stride rule, not names.
+    stages = split_into_stages(residual_units(model))
     outputs = {
-        f"stage{stage}": last_unit_of_stage[stage].output
-        for stage in sorted(last_unit_of_stage)
+        f"stage{index}": units[-1].output
+        for index, units in enumerate(stages, start=1)
     }
     return keras.Model(model.inputs, outputs, name=f"{model.name}_features")

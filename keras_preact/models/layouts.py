@@ -1,9 +1,16 @@
-"""Network layouts of the paper: CIFAR (6n+2 / 9n+2) and ImageNet (4 stages)."""
+"""Network layouts of the paper: CIFAR (6n+2 / 9n+2) and ImageNet (4 stages),
+each a stem, `Stage`s of residual units and a head."""
 
 import dataclasses
 
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
+
 LAYOUTS = ("cifar", "imagenet")
 BLOCK_TYPES = ("basic", "bottleneck")
+# The stride rule: the first unit of every stage but the first downsamples
+# by this stride (He et al. 2016, Sec. 4 / ResNet Sec. 3.3; fb.resnet.torch).
+DOWNSAMPLING_STRIDES = 2
 
 # fb.resnet.torch's `preresnet.lua` (the layout of the paper's Table 5).
 IMAGENET_DEPTHS = {
@@ -17,10 +24,46 @@ IMAGENET_DEPTHS = {
 
 _DEFAULTS = {
     # base width, stage multipliers, total stride, default image size,
-    # where the bottleneck stride goes in the source of that layout.
-    "cifar": (16, (1, 2, 4), 4, 32, "1x1"),
-    "imagenet": (64, (1, 2, 4, 8), 32, 224, "3x3"),
+    # where the bottleneck stride goes in the source of that layout, classes.
+    "cifar": (16, (1, 2, 4), 4, 32, "1x1", 10),
+    "imagenet": (64, (1, 2, 4, 8), 32, 224, "3x3", 1000),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage: `units` residual units of one width at one resolution.
+
+    Attributes:
+        index: int. 1-based; its units are the layers `stage{index}_unit{u}`.
+        units: int. Number of residual units.
+        filters: int. Width of the units' convolutions (x4 bottleneck output).
+        strides: int. Stride of its first unit (the others have 1): 1 for
+            the first stage, `DOWNSAMPLING_STRIDES` for the others.
+    """
+
+    index: int
+    units: int
+    filters: int
+    strides: int
+
+    def unit_name(self, unit):
+        """The layer name of unit `unit` (1-based) of this stage."""
+        return f"stage{self.index}_unit{unit}"
+
+
+def split_into_stages(units):
+    """Groups a built network's `ResidualUnit`s (in forward order) by stage.
+
+    Returns one list of units per stage, by the stride rule: a stage starts
+    at the first unit and at every unit with `DOWNSAMPLING_STRIDES`.
+    """
+    stages = []
+    for unit in units:
+        if not stages or unit.strides == DOWNSAMPLING_STRIDES:
+            stages.append([])
+        stages[-1].append(unit)
+    return stages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,22 +73,17 @@ class Layout:
     name: str
     depth: int
     bottleneck: bool
-    stage_units: tuple
-    stage_filters: tuple
+    stages: tuple
     stem_filters: int
     stride_on: str
     total_stride: int
     default_size: int
+    default_classes: int
 
 
 def resolve_layout(
-    layout="cifar",
-    depth=None,
-    block_type=None,
-    stage_units=None,
-    base_width=None,
-    width_multiplier=1,
-    stride_on=None,
+    layout="cifar", depth=None, block_type=None, stage_units=None,
+    base_width=None, width_multiplier=1, stride_on=None,
 ):
     """Turns the builder's arguments into a validated `Layout`.
 
@@ -53,32 +91,26 @@ def resolve_layout(
     (default below depth 164) and bottleneck units for depth `9n+2`. ImageNet
     nets take the depths of the paper's Table 5, or any `stage_units`.
 
+    Returns:
+        A `Layout` whose `stages` hold the stride rule: stage 1 keeps the
+        stem's resolution, every later stage starts by downsampling.
+
     Raises:
         ValueError: for an unknown layout or block type, a depth that the
-            layout cannot have, or inconsistent `depth` and `stage_units`.
+            layout cannot have, inconsistent `depth` and `stage_units`, a
+            `width_multiplier` or `base_width` that is not an int >= 1, or
+            a `stride_on` other than `None`, `"1x1"` and `"3x3"`.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(
-            f"Invalid layout={layout!r}. Expected one of {list(LAYOUTS)}."
-        )
-    if block_type is not None and block_type not in BLOCK_TYPES:
-        raise ValueError(
-            f"Invalid block_type={block_type!r}. "
-            f"Expected None or one of {list(BLOCK_TYPES)}."
-        )
-    if not isinstance(width_multiplier, int) or width_multiplier < 1:
-        raise ValueError(
-            f"Invalid width_multiplier={width_multiplier!r}. "
-            "Expected a positive int."
-        )
-    default_width, multipliers, total_stride, size, default_stride_on = (
+    check_choice("layout", layout, LAYOUTS)
+    check_choice("block_type", block_type, (None, *BLOCK_TYPES))
+    width_multiplier = check_int("width_multiplier", width_multiplier, low=1)
+    width, multipliers, total_stride, size, default_stride_on, classes = (
         _DEFAULTS[layout]
     )
-    base_width = default_width if base_width is None else base_width
-    if not isinstance(base_width, int) or base_width < 1:
-        raise ValueError(
-            f"Invalid base_width={base_width!r}. Expected a positive int."
-        )
+    base_width = check_int(
+        "base_width", width if base_width is None else base_width, low=1
+    )
+    check_choice("stride_on", stride_on, (None, "1x1", "3x3"))
 
     if stage_units is not None:
         block_type, stage_units = _check_stage_units(
@@ -96,22 +128,18 @@ def resolve_layout(
             f"Invalid depth={depth!r} for stage_units={stage_units} of "
             f"{block_type} units, which give depth {implied_depth}."
         )
-    if stride_on is not None and stride_on not in ("1x1", "3x3"):
-        raise ValueError(
-            f"Invalid stride_on={stride_on!r}. Expected None, '1x1' or '3x3'."
+    stages = tuple(
+        Stage(index, units, base_width * multiplier * width_multiplier,
+              1 if index == 1 else DOWNSAMPLING_STRIDES)
+        for index, (units, multiplier) in enumerate(
+            zip(stage_units, multipliers), start=1
         )
+    )
     return Layout(
-        name=layout,
-        depth=implied_depth,
-        bottleneck=bottleneck,
-        stage_units=tuple(stage_units),
-        stage_filters=tuple(
-            base_width * m * width_multiplier for m in multipliers
-        ),
-        stem_filters=base_width,
-        stride_on=stride_on or default_stride_on,
-        total_stride=total_stride,
-        default_size=size,
+        name=layout, depth=implied_depth, bottleneck=bottleneck,
+        stages=stages, stem_filters=base_width,
+        stride_on=stride_on or default_stride_on, total_stride=total_stride,
+        default_size=size, default_classes=classes,
     )
 
 
@@ -125,10 +153,8 @@ def _cifar_units(depth, block_type):
         block_type = "bottleneck" if depth >= 164 else "basic"
     convs = 9 if block_type == "bottleneck" else 6
     if depth < convs + 2 or (depth - 2) % convs:
-        form, examples = (
-            ("9n+2", "11, 164, 1001")
-            if block_type == "bottleneck"
-            else ("6n+2", "8, 20, 56, 110")
+        form, examples = ("9n+2", "11, 164, 1001") if convs == 9 else (
+            "6n+2", "8, 20, 56, 110"
         )
         raise ValueError(
             f"Invalid depth={depth} for the CIFAR layout with {block_type} "
@@ -160,11 +186,11 @@ def _check_stage_units(layout, stage_units, block_type, num_stages):
     ):
         raise ValueError(
             f"Invalid stage_units={stage_units!r} for the {layout} layout. "
-            f"Expected {num_stages} positive ints."
+            f"Expected {num_stages} ints >= 1."
         )
     if block_type is None:
         raise ValueError(
-            "block_type must be 'basic' or 'bottleneck' when stage_units is "
-            f"given. Received: block_type={block_type!r}."
+            "Invalid block_type=None with stage_units given. Expected "
+            "'basic' or 'bottleneck'."
         )
     return block_type, units

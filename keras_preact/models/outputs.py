@@ -1,13 +1,7 @@
-"""What a classifier outputs: probabilities or logits, read from its graph.
-
-Losses, metrics and the served signature must know whether a model's output
-already went through a softmax. Guessing from `model.layers[-1]` is wrong
-for a model nested in another (a preprocessing layer in front) or for a
-`Softmax` layer after the classifier, and a wrong guess applies the softmax
-twice. `classifier_output` follows the output tensor back through the graph
-to the operation that made it, into nested models, and refuses what it
-cannot read.
-"""
+"""What a classifier outputs, probabilities or logits, read from its graph:
+losses, metrics and the served signature must know whether a softmax was
+applied (a wrong guess from `model.layers[-1]`, wrong for a nested model or
+a `Softmax` layer after the classifier, applies it twice)."""
 
 import keras
 

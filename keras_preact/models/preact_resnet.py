@@ -1,71 +1,72 @@
-"""The general Pre-activation ResNet builder."""
+"""The general Pre-activation ResNet builder: stem, stages, head."""
+
+import functools
 
 import keras
 
+from keras_preact.layers.drop_path import check_rate
 from keras_preact.layers.factories import batch_norm
 from keras_preact.layers.factories import conv2d
 from keras_preact.layers.factories import he_normal_fan_out
 from keras_preact.layers.factories import torch_linear_default
-from keras_preact.layers.options import PRE_ACTIVATION_ORDERINGS
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import UNIT_ORDERINGS
+from keras_preact.layers.options import preactivation
 from keras_preact.layers.options import standardize_data_format
-from keras_preact.layers.options import validate_choice
 from keras_preact.layers.residual_unit import ResidualUnit
 from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.weights import load_weights_file
 from keras_preact.preprocessing import input_normalization_layer
 from keras_preact.preprocessing import resolve_statistics
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
 
 POOLINGS = (None, "avg", "max")
 
 
+# Long only by its docstring (every argument, shape and error); the network
+# itself is `_stem`, `_stages` and `_head` below.
 def PreActResNet(
-    depth=None,
-    *,
-    layout="cifar",
-    block_type=None,
-    stage_units=None,
-    base_width=None,
-    width_multiplier=1,
-    unit_ordering="full_preact",
-    shortcut="identity",
-    stride_on=None,
-    drop_path_rate=0.0,
-    remat=False,
-    include_top=True,
-    input_normalization=None,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="softmax",
-    kernel_regularizer=None,
-    bn_momentum=0.9,
-    bn_epsilon=1e-5,
-    data_format=None,
-    name=None,
+    depth=None, *, layout="cifar", block_type=None, stage_units=None,
+    base_width=None, width_multiplier=1, unit_ordering="full_preact",
+    shortcut="identity", stride_on=None, drop_path_rate=0.0, remat=False,
+    include_top=True, input_normalization=None, weights=None,
+    input_tensor=None, input_shape=None, pooling=None, classes=None,
+    classifier_activation="softmax", kernel_regularizer=None, bn_momentum=0.9,
+    bn_epsilon=1e-5, data_format=None, name=None,
 ):
     """Builds a Pre-activation ResNet (He et al., ECCV 2016).
 
     The network of "Identity Mappings in Deep Residual Networks", layer for
     layer: a stem, stages of residual units that downsample in their FIRST
-    unit, a final BN-ReLU, global pooling and a classifier. Each residual
-    unit is one `keras_preact.layers.ResidualUnit` layer named
-    `stage{s}_unit{u}`, so even the 1001-layer net is a graph of a few
-    hundred nodes that builds in seconds.
+    unit (`keras_preact.models.layouts.Stage`), a final BN-ReLU, global
+    pooling and a classifier. Each residual unit is one
+    `keras_preact.layers.ResidualUnit` layer named `stage{s}_unit{u}`, so
+    even the 1001-layer net is a graph of a few hundred nodes that builds
+    in seconds.
 
     CIFAR layout: a bare 3x3 conv stem with 16 filters, three stages at
     widths 16/32/64 (x4 for bottlenecks). ImageNet layout: conv7x7/2,
     BN-ReLU, maxpool 3x3/2, four stages at widths 64/128/256/512.
 
-    Initialization follows the authors' Torch code (resnet-pre-act.lua,
-    fb.resnet.torch): every conv kernel is drawn independently from
-    `N(0, sqrt(2 / (k * k * out_channels)))`, BN gamma 1 and beta 0, and the
-    classifier keeps Torch's `nn.Linear` default `U(-1/sqrt(n), 1/sqrt(n))`
-    (n = fan-in) with a zero bias. Call `keras.utils.set_random_seed(s)`
-    before building for a reproducible model.
+    Inputs are RGB images, `(batch, height, width, 3)` (`channels_last`) or
+    `(batch, 3, height, width)`, float. Without `input_normalization` they
+    must be normalized per channel, `(pixels - mean) / std` on the 0-255
+    scale (as `keras_preact.data` and `keras_preact.preprocessing.normalize`
+    produce them); with it the model takes 0-255 pixels.
+
+    Outputs: with the top, `(batch, classes)` float32 probabilities (or
+    logits for `classifier_activation=None`). Without it, the last feature
+    map, `(batch, height / s, width / s, channels)` with `s` 4 (CIFAR) or
+    32 (ImageNet), rounded up, and `channels` the last stage's width (x4
+    for bottlenecks: 64 / 256 CIFAR, 512 / 2048 ImageNet), or
+    `(batch, channels)` with `pooling`.
+
+    Initialization follows the authors' Torch code: every conv kernel drawn
+    on its own from `N(0, sqrt(2 / (k * k * out_channels)))`, BN gamma 1
+    and beta 0, the classifier `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with a
+    zero bias (`keras_preact.layers.factories`). Call
+    `keras.utils.set_random_seed(s)` first for a reproducible model.
 
     Args:
         depth: int. Network depth: `6n+2` (basic) or `9n+2` (bottleneck) for
@@ -87,15 +88,12 @@ def PreActResNet(
         stride_on: str or `None`. Bottleneck stride on the `"1x1"` or the
             `"3x3"` conv; `None` follows each layout's source (the authors'
             CIFAR code: 1x1; fb.resnet.torch: 3x3). Defaults to `None`.
-        drop_path_rate: float. Stochastic depth rate of the last unit; unit
-            `k` of `N` drops its branch with `drop_path_rate * k / N`.
-            Defaults to `0.0` (off).
+        drop_path_rate: float in `[0, 1)`. Stochastic depth rate of the
+            last unit; unit `k` of `N` drops its branch with
+            `drop_path_rate * k / N`. Defaults to `0.0` (off).
         remat: bool. Recompute each residual unit's activations in the
-            backward pass (`keras.remat`), trading compute for memory: deep
-            nets fit larger batches. Nothing else changes: predictions,
-            gradients, BN moving statistics and stochastic-depth draws equal
-            those of `remat=False` up to float rounding (see
-            `ResidualUnit`). Defaults to `False`.
+            backward pass (`keras.remat`): less memory, more compute, the
+            same numbers (see `ResidualUnit`). Defaults to `False`.
         include_top: bool. Whether to include the classifier. Defaults to
             `True`.
         input_normalization: `None`, a name in
@@ -130,6 +128,24 @@ def PreActResNet(
     Returns:
         A functional `keras.Model`.
 
+    Raises:
+        ValueError: naming the argument and what is valid, when `layout`,
+            `block_type`, `unit_ordering`, `shortcut`, `stride_on`,
+            `pooling` or `data_format` is none of its choices; `depth` is
+            not `6n+2` / `9n+2` (CIFAR), not in the ImageNet table or not
+            what `stage_units` give; `stage_units` lacks one int >= 1 per
+            stage or comes without `block_type`; `block_type` contradicts
+            an ImageNet depth; `base_width`, `width_multiplier` or
+            `classes` is not an int >= 1; `drop_path_rate` is outside
+            `[0, 1)`; `input_shape` lacks 3 dimensions or is smaller than
+            the layout's total stride (4 / 32); `input_normalization` is
+            not a known name or a `(mean, std)` pair; `weights` is not an
+            existing `.weights.h5` / `.keras` file of this architecture.
+
+    Reference: He et al., "Identity Mappings in Deep Residual Networks",
+    ECCV 2016, Sec. 4-5 and Tables 3-5; KaimingHe/resnet-1k-layers and
+    fb.resnet.torch `preresnet.lua`.
+
     Example:
 
     >>> model = PreActResNet(164, classes=100)
@@ -138,58 +154,26 @@ def PreActResNet(
     >>> wide = PreActResNet(8, width_multiplier=2, unit_ordering="original")
     """
     net = resolve_layout(
-        layout,
-        depth,
-        block_type,
-        stage_units,
-        base_width,
-        width_multiplier,
+        layout, depth, block_type, stage_units, base_width, width_multiplier,
         stride_on,
     )
-    validate_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
-    validate_choice("shortcut", shortcut, SHORTCUTS)
-    validate_choice("pooling", pooling, POOLINGS)
-    if input_normalization is not None:
-        resolve_statistics(input_normalization)
-    if classes is None:
-        classes = 10 if layout == "cifar" else 1000
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(
-            f"Invalid classes={classes!r}. Expected an int >= 1."
-        )
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(
-            f"Invalid drop_path_rate={drop_path_rate!r}. Expected a float "
-            "in [0, 1)."
-        )
-    data_format = standardize_data_format(data_format)
-    input_shape = _input_shape(
-        input_shape, input_tensor, include_top, net, data_format
+    data_format, input_shape, classes = _check_arguments(
+        net, unit_ordering, shortcut, pooling, drop_path_rate, classes,
+        input_normalization, data_format, input_shape, input_tensor,
+        include_top,
     )
-    kernel_init = he_normal_fan_out()
-    pre_activation = unit_ordering in PRE_ACTIVATION_ORDERINGS
+    # One base initializer; each conv draws its own copy of it
+    # (`fresh_initializer`), in the order the layers are made.
+    kernel_initializer = he_normal_fan_out()
+    conv = functools.partial(
+        conv2d, kernel_initializer=kernel_initializer,
+        kernel_regularizer=kernel_regularizer, data_format=data_format,
+    )
+    bn = functools.partial(
+        batch_norm, momentum=bn_momentum, epsilon=bn_epsilon,
+        data_format=data_format,
+    )
 
-    def conv(filters, kernel_size, strides, layer_name, padding="same"):
-        return conv2d(
-            filters,
-            kernel_size,
-            strides,
-            padding=padding,
-            kernel_initializer=kernel_init,
-            kernel_regularizer=kernel_regularizer,
-            data_format=data_format,
-            name=layer_name,
-        )
-
-    def bn(layer_name):
-        return batch_norm(
-            momentum=bn_momentum,
-            epsilon=bn_epsilon,
-            data_format=data_format,
-            name=layer_name,
-        )
-
-    # === Input ===
     if input_tensor is None:
         inputs = keras.Input(shape=input_shape)
     elif keras.backend.is_keras_tensor(input_tensor):
@@ -199,42 +183,109 @@ def PreActResNet(
     x = inputs
     if input_normalization is not None:
         x = input_normalization_layer(input_normalization, data_format)(x)
+    x = _stem(x, net, unit_ordering, conv, bn, data_format)
+    x = _stages(
+        x, net, drop_path_rate, unit_ordering=unit_ordering,
+        shortcut=shortcut, stride_on=net.stride_on,
+        kernel_initializer=kernel_initializer,
+        kernel_regularizer=kernel_regularizer, bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon, data_format=data_format, remat=remat,
+    )
+    x = _head(
+        x, unit_ordering, include_top, pooling, classes,
+        classifier_activation, kernel_regularizer, bn, data_format,
+    )
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    model = keras.Model(inputs, x, name=name or f"preact_resnet{net.depth}")
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
 
-    # === Stem ===
+
+def _check_arguments(
+    net, unit_ordering, shortcut, pooling, drop_path_rate, classes,
+    input_normalization, data_format, input_shape, input_tensor, include_top,
+):
+    """Validates what `resolve_layout` does not; fills in the defaults.
+
+    Returns:
+        `(data_format, input_shape, classes)`, resolved.
+    """
+    check_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
+    check_choice("shortcut", shortcut, SHORTCUTS)
+    check_choice("pooling", pooling, POOLINGS)
+    check_rate("drop_path_rate", drop_path_rate)
+    if input_normalization is not None:
+        resolve_statistics(input_normalization)
+    classes = check_int(
+        "classes", net.default_classes if classes is None else classes, low=1
+    )
+    data_format = standardize_data_format(data_format)
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:  # The layout's default.
+        size = net.default_size if include_top else None
+        first = data_format == "channels_first"
+        input_shape = (3, size, size) if first else (size, size, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"Invalid input_shape={input_shape!r}. Expected 3 dimensions, "
+            f"without the batch axis, in {data_format} order."
+        )
+    spatial = input_shape[1:] if data_format == "channels_first" else (
+        input_shape[:2]
+    )
+    if any(size is not None and size < net.total_stride for size in spatial):
+        raise ValueError(
+            f"Invalid input_shape={input_shape!r}: the {net.name} layout "
+            f"downsamples by {net.total_stride}, so height and width must be "
+            f"at least {net.total_stride}."
+        )
+    return data_format, input_shape, classes
+
+
+def _stem(x, net, unit_ordering, conv, bn, data_format):
+    """The layers before the first unit (the stem of the layout's source).
+
+    CIFAR: a 3x3 conv, then BN-ReLU only for the post-activation orderings
+    (a pre-activation unit activates its own input). ImageNet: a 7x7/2 conv,
+    BN-ReLU and a 3x3/2 max pooling, padded as Torch pads.
+    """
     if net.name == "cifar":
-        x = conv(net.stem_filters, 3, 1, "stem_conv")(x)
-        if not pre_activation:
-            x = bn("stem_bn")(x)
-            x = keras.layers.ReLU(name="stem_relu")(x)
-    else:
-        pad = dict(data_format=data_format)
-        x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(x)
-        x = conv(net.stem_filters, 7, 2, "stem_conv", padding="valid")(x)
-        x = bn("stem_bn")(x)
-        x = keras.layers.ReLU(name="stem_relu")(x)
-        # Zero padding is safe before max pooling: inputs are >= 0 here.
-        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", **pad)(x)
-        x = keras.layers.MaxPooling2D(3, 2, name="stem_pool", **pad)(x)
+        x = conv(net.stem_filters, 3, 1, name="stem_conv")(x)
+        if preactivation(unit_ordering):
+            return x
+        x = bn(name="stem_bn")(x)
+        return keras.layers.ReLU(name="stem_relu")(x)
+    pad = dict(data_format=data_format)
+    x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(x)
+    x = conv(net.stem_filters, 7, 2, name="stem_conv", padding="valid")(x)
+    x = bn(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    # Zero padding is safe before max pooling: inputs are >= 0 here.
+    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", **pad)(x)
+    return keras.layers.MaxPooling2D(3, 2, name="stem_pool", **pad)(x)
 
-    # === Residual stages ===
-    unit_names = [
-        f"stage{s + 1}_unit{u + 1}"
-        for s, count in enumerate(net.stage_units)
-        for u in range(count)
-    ]
-    total_units = len(unit_names)
+
+def _stages(x, net, drop_path_rate, **unit_kwargs):
+    """The residual units, stage by stage (`net.stages`).
+
+    Each unit is a `ResidualUnit` named `stage{s}_unit{u}`; a stage's first
+    unit has the stage's stride, the others 1. Unit `k` of `N` drops its
+    branch with `drop_path_rate * k / N`.
+    """
+    total_units = sum(stage.units for stage in net.stages)
     index = 0
-    for stage, (count, filters) in enumerate(
-        zip(net.stage_units, net.stage_filters)
-    ):
-        for unit in range(count):
-            first_of_net = stage == 0 and unit == 0
+    for stage in net.stages:
+        for unit in range(1, stage.units + 1):
+            first_of_net = index == 0
+            index += 1
             x = ResidualUnit(
-                filters,
+                stage.filters,
                 bottleneck=net.bottleneck,
-                strides=2 if stage > 0 and unit == 0 else 1,
-                unit_ordering=unit_ordering,
-                shortcut=shortcut,
+                strides=stage.strides if unit == 1 else 1,
                 # The ImageNet stem already ends in BN-ReLU; after the
                 # bare CIFAR stem, the first unit's activation feeds
                 # both paths.
@@ -242,40 +293,31 @@ def PreActResNet(
                 preactivated_shortcut=(
                     True if first_of_net and net.name == "cifar" else None
                 ),
-                stride_on=net.stride_on,
-                drop_path_rate=drop_path_rate * (index + 1) / total_units,
-                kernel_initializer=kernel_init,
-                kernel_regularizer=kernel_regularizer,
-                bn_momentum=bn_momentum,
-                bn_epsilon=bn_epsilon,
-                data_format=data_format,
-                remat=remat,
-                name=unit_names[index],
+                drop_path_rate=drop_path_rate * index / total_units,
+                name=stage.unit_name(unit),
+                **unit_kwargs,
             )(x)
-            index += 1
+    return x
 
-    # === Head ===
-    # `bn` is the fused-kernel BN (factories.batch_norm). The ReLU stays its
-    # own layer: the head keeps keras.applications ResNetV2's layer names
-    # ("post_bn", "post_relu"), and "post_relu" is the last feature map.
-    if unit_ordering == "full_preact":
-        x = bn("post_bn")(x)
-    if pre_activation:
+
+def _head(
+    x, unit_ordering, include_top, pooling, classes, classifier_activation,
+    kernel_regularizer, bn, data_format,
+):
+    """The final activation, then the classifier or the global pooling.
+
+    The final activation is the ordering's pre-activation applied once more
+    (BN-ReLU for full pre-activation, Sec. 4.1). `bn` is the fused-kernel
+    BN; the ReLU stays its own layer: the head keeps keras.applications
+    ResNetV2's layer names ("post_bn", "post_relu"), and "post_relu" is the
+    last feature map.
+    """
+    final_activation = preactivation(unit_ordering)
+    if "bn_relu" in final_activation:
+        x = bn(name="post_bn")(x)
+    if final_activation:
         x = keras.layers.ReLU(name="post_relu")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(
-            data_format=data_format, name="avg_pool"
-        )(x)
-        # Logits and softmax in float32, whatever the global policy.
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_initializer=torch_linear_default(),
-            kernel_regularizer=kernel_regularizer,
-            dtype="float32",
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
+    if include_top or pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(
             data_format=data_format, name="avg_pool"
         )(x)
@@ -283,46 +325,13 @@ def PreActResNet(
         x = keras.layers.GlobalMaxPooling2D(
             data_format=data_format, name="max_pool"
         )(x)
+    if not include_top:
+        return x
+    # Logits and softmax in float32, whatever the global policy.
+    return keras.layers.Dense(
+        classes, activation=classifier_activation,
+        kernel_initializer=torch_linear_default(),
+        kernel_regularizer=kernel_regularizer, dtype="float32",
+        name="predictions",
+    )(x)
 
-    model_inputs = (
-        keras.utils.get_source_inputs(input_tensor)
-        if input_tensor is not None
-        else inputs
-    )
-    model = keras.Model(
-        model_inputs, x, name=name or f"preact_resnet{net.depth}"
-    )
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
-
-
-def _input_shape(input_shape, input_tensor, include_top, net, data_format):
-    """Validates the input shape and fills in the layout's default."""
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
-    if input_shape is None:
-        size = net.default_size if include_top else None
-        return (size, size, 3) if data_format == "channels_last" else (
-            3,
-            size,
-            size,
-        )
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"Invalid input_shape={input_shape!r}. Expected 3 dimensions "
-            f"(height, width, channels) for {data_format}, without the batch "
-            "axis."
-        )
-    spatial = input_shape[:2] if data_format == "channels_last" else (
-        input_shape[1:]
-    )
-    for size in spatial:
-        if size is not None and size < net.total_stride:
-            raise ValueError(
-                f"Invalid input_shape={input_shape!r}: the {net.name} layout "
-                f"downsamples by {net.total_stride}, so height and width must "
-                f"be at least {net.total_stride}."
-            )
-    return input_shape

@@ -1,111 +1,167 @@
-"""The paper's named networks, in the keras.applications style."""
+"""The paper's named networks, in the keras.applications style: one function
+per network, the shared part of the docstring written once (`DOC`)."""
 
 from keras_preact.models.preact_resnet import PreActResNet
 
-_VARIANT_DOC = """Builds the Pre-activation ResNet-{depth} of He et al. (2016).
+DOC = """
 
-{layout_text}
+{layout} layout: inputs `{shape}` by default (any size >= {stride} without
+the top), normalized per channel unless `input_normalization` is given (then
+0-255 pixels); outputs `(batch, classes)` probabilities, or logits with
+`classifier_activation=None`. See `keras_preact.PreActResNet` for the
+network, every other argument and the `ValueError`s it raises.
+
+Reference: He et al., "Identity Mappings in Deep Residual Networks", ECCV
+2016 ({reference}).
 
 Args:
     include_top: bool. Whether to include the classifier. Defaults to `True`.
     weights: `None` or the path to a `.weights.h5` / `.keras` file saved from
-        the same architecture.
+        the same architecture. Defaults to `None`.
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: optional shape tuple without the batch axis. Defaults to
-        `{default_shape}` with the top, `(None, None, 3)` without it.
+        `{shape}` with the top, `(None, None, 3)` without it.
     pooling: `None`, `"avg"` or `"max"`, for `include_top=False`.
     classes: int. Number of classes. Defaults to `{classes}`.
     classifier_activation: activation of the classifier, or `None` for
         logits. Defaults to `"softmax"`.
-    name: str. Model name. Defaults to `"preact_resnet{depth}"`.
+    name: str. Model name. Defaults to `"preact_resnet{{depth}}"`.
     **kwargs: any other argument of `keras_preact.PreActResNet`, such as
         `unit_ordering`, `shortcut`, `width_multiplier`, `drop_path_rate`,
-        `remat` or `data_format`.
+        `input_normalization`, `remat` or `data_format`.
 
 Returns:
     A functional `keras.Model`.
 
+Raises:
+    ValueError: for an invalid argument (see `keras_preact.PreActResNet`).
+
 Example:
 
->>> model = keras_preact.PreActResNet{depth}(classes={classes})
+>>> model = keras_preact.{example}
 >>> model.output_shape
-(None, {classes})
+{output_shape}
 """
-
-_CIFAR_TEXT = (
-    "CIFAR layout (32x32 inputs): a 3x3 conv stem and three stages of {n} "
-    "{block} units each."
+CIFAR_DOC = DOC.format(
+    layout="CIFAR", shape="(32, 32, 3)", stride=4, classes=10,
+    reference="Sec. 4-5, Tables 3-4; KaimingHe/resnet-1k-layers",
+    example="PreActResNet164(classes=100)", output_shape="(None, 100)",
 )
-_IMAGENET_TEXT = (
-    "ImageNet layout (224x224 inputs, fb.resnet.torch): a 7x7 stem with "
-    "max pooling and four stages of {units} {block} units."
+IMAGENET_DOC = DOC.format(
+    layout="ImageNet", shape="(224, 224, 3)", stride=32, classes=1000,
+    reference="Table 5; fb.resnet.torch preresnet.lua",
+    example='PreActResNet50(include_top=False, pooling="avg")',
+    output_shape="(None, 2048)",
 )
 
 
-def _variant(depth, layout):
-    defaults = {"cifar": 10, "imagenet": 1000}
-
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=defaults[layout],
-        classifier_activation="softmax",
-        name=None,
-        **kwargs,
-    ):
-        return PreActResNet(
-            depth,
-            layout=layout,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **kwargs,
-        )
-
-    if layout == "cifar":
-        bottleneck = depth >= 164
-        n = (depth - 2) // (9 if bottleneck else 6)
-        text = _CIFAR_TEXT.format(
-            n=n, block="bottleneck" if bottleneck else "basic"
-        )
-        shape = "(32, 32, 3)"
-    else:
-        from keras_preact.models.layouts import IMAGENET_DEPTHS
-
-        block, units = IMAGENET_DEPTHS[depth]
-        text = _IMAGENET_TEXT.format(units=units, block=block)
-        shape = "(224, 224, 3)"
-    build.__name__ = build.__qualname__ = f"PreActResNet{depth}"
-    build.__doc__ = _VARIANT_DOC.format(
-        depth=depth,
-        layout_text=text,
-        default_shape=shape,
-        classes=defaults[layout],
-    )
-    return build
+def _arguments(arguments):
+    """A variant's arguments (its `locals()` on entry) for `PreActResNet`."""
+    arguments = dict(arguments)
+    arguments.update(arguments.pop("kwargs"))
+    return arguments
 
 
-CIFAR_DEPTHS = (20, 32, 44, 56, 110, 164, 1001)
-IMAGENET_VARIANT_DEPTHS = (18, 34, 50, 101, 152, 200)
+def PreActResNet20(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=10,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-20: 3 stages of 3 basic units (CIFAR)."""
+    return PreActResNet(20, **_arguments(locals()))
 
-PreActResNet20 = _variant(20, "cifar")
-PreActResNet32 = _variant(32, "cifar")
-PreActResNet44 = _variant(44, "cifar")
-PreActResNet56 = _variant(56, "cifar")
-PreActResNet110 = _variant(110, "cifar")
-PreActResNet164 = _variant(164, "cifar")
-PreActResNet1001 = _variant(1001, "cifar")
-PreActResNet18 = _variant(18, "imagenet")
-PreActResNet34 = _variant(34, "imagenet")
-PreActResNet50 = _variant(50, "imagenet")
-PreActResNet101 = _variant(101, "imagenet")
-PreActResNet152 = _variant(152, "imagenet")
-PreActResNet200 = _variant(200, "imagenet")
+
+def PreActResNet32(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=10,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-32: 3 stages of 5 basic units (CIFAR)."""
+    return PreActResNet(32, **_arguments(locals()))
+
+
+def PreActResNet44(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=10,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-44: 3 stages of 7 basic units (CIFAR)."""
+    return PreActResNet(44, **_arguments(locals()))
+
+
+def PreActResNet56(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=10,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-56: 3 stages of 9 basic units (CIFAR)."""
+    return PreActResNet(56, **_arguments(locals()))
+
+
+def PreActResNet110(include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=10,
+                    classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-110: 3 stages of 18 basic units (CIFAR)."""
+    return PreActResNet(110, **_arguments(locals()))
+
+
+def PreActResNet164(include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=10,
+                    classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-164: 3 stages of 18 bottleneck units (CIFAR)."""
+    return PreActResNet(164, **_arguments(locals()))
+
+
+def PreActResNet1001(include_top=True, weights=None, input_tensor=None,
+                     input_shape=None, pooling=None, classes=10,
+                     classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-1001: 3 stages of 111 bottleneck units (CIFAR)."""
+    return PreActResNet(1001, **_arguments(locals()))
+
+
+def PreActResNet18(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=1000,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-18: basic units (2, 2, 2, 2) (ImageNet)."""
+    return PreActResNet(18, layout="imagenet", **_arguments(locals()))
+
+
+def PreActResNet34(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=1000,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-34: basic units (3, 4, 6, 3) (ImageNet)."""
+    return PreActResNet(34, layout="imagenet", **_arguments(locals()))
+
+
+def PreActResNet50(include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=1000,
+                   classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-50: bottleneck units (3, 4, 6, 3) (ImageNet)."""
+    return PreActResNet(50, layout="imagenet", **_arguments(locals()))
+
+
+def PreActResNet101(include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=1000,
+                    classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-101: bottleneck units (3, 4, 23, 3) (ImageNet)."""
+    return PreActResNet(101, layout="imagenet", **_arguments(locals()))
+
+
+def PreActResNet152(include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=1000,
+                    classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-152: bottleneck units (3, 8, 36, 3) (ImageNet)."""
+    return PreActResNet(152, layout="imagenet", **_arguments(locals()))
+
+
+def PreActResNet200(include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=1000,
+                    classifier_activation="softmax", name=None, **kwargs):
+    """Pre-activation ResNet-200: bottleneck units (3, 24, 36, 3) (ImageNet)."""
+    return PreActResNet(200, layout="imagenet", **_arguments(locals()))
+
+
+CIFAR_VARIANTS = (
+    PreActResNet20, PreActResNet32, PreActResNet44, PreActResNet56,
+    PreActResNet110, PreActResNet164, PreActResNet1001,
+)
+IMAGENET_VARIANTS = (
+    PreActResNet18, PreActResNet34, PreActResNet50, PreActResNet101,
+    PreActResNet152, PreActResNet200,
+)
+for _variant in CIFAR_VARIANTS + IMAGENET_VARIANTS:
+    _doc = CIFAR_DOC if _variant in CIFAR_VARIANTS else IMAGENET_DOC
+    if _variant.__doc__ is not None:  # None under python -OO.
+        _variant.__doc__ += _doc
