@@ -5,7 +5,7 @@ PreActResNet50 (ImageNet 224x224):
 - "keras": `model.predict_on_batch(x)` (compiled predict function; `--jit`), which
   returns NumPy, so every call syncs.
 - "savedmodel": the model exported with `keras_preact.export.export_saved_model`
-  (signature `serving_normalized`, same input contract as the model; falls back to
+  (signature `serving_default`, statistics (0, 1): the model's own input; falls back to
   `model.export(path, format="tf_saved_model")` if that module is absent), reloaded with
   `tf.saved_model.load` and called with a `tf.constant`, `.numpy()` on the output.
   Needs TensorFlow; the exporter supports the TensorFlow and JAX backends (torch is
@@ -46,11 +46,11 @@ def _export(model, folder):
             folder,
             "bench",
             version=1,
-            preprocessing=None,
+            preprocessing=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs served as they come
             include_encoded_image_signature=False,
         )
         loaded = tf.saved_model.load(path)
-        fn = loaded.signatures["serving_normalized"]
+        fn = loaded.signatures["serving_default"]
         return lambda x: fn(images=tf.constant(x))["probabilities"].numpy(), "export_saved_model"
     path = os.path.join(folder, "bench")
     model.export(path, format="tf_saved_model")
