@@ -140,12 +140,26 @@ def machine_info():
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "thread_env": {
             k: os.environ[k]
-            for k in ("OMP_NUM_THREADS", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")
+            for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "XLA_FLAGS",
+                      "TF_NUM_INTRAOP_THREADS")
             if k in os.environ
         },
         "platform": platform.platform(),
         "versions": _versions(),
     }
+
+
+def passive_openmp_on_shared_machine():
+    """Sets `OMP_WAIT_POLICY=PASSIVE` (unless set) for this process and its workers.
+
+    PyTorch's OpenMP threads spin while they wait. On this project's 2-core VM shared
+    with other jobs (load average 9) that made the PyTorch PreActResNet-164 step 40x
+    slower: 0.5 against 22 images/s at batch 16, 2 threads, measured back to back
+    (2026-12-01). Passive waiting keeps the thread count and treats every torch process
+    alike (the torch Keras backend and native PyTorch); TensorFlow and JAX use their
+    own thread pools. Recorded in `machine_info()["thread_env"]`.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # --------------------------------------------------------------------------- memory
@@ -373,7 +387,8 @@ def run_isolated(script, config, timeout_s, env=None, stream_stderr=False):
 
 
 def run_configs(
-    script, configs, run_config, isolate, timeout_s, log=True, on_result=None, rounds=1
+    script, configs, run_config, isolate, timeout_s, log=True, on_result=None, rounds=1,
+    env_for=None,
 ):
     """Runs every config (isolated or in-process); returns the list of result rows.
 
@@ -381,7 +396,8 @@ def run_configs(
     so a slow spell on a shared machine hits every config alike; the rows of one
     config are then merged by `merge_rounds`. `on_result(results_so_far)` is called
     after each config, so callers can rewrite their output files and an interrupted
-    run keeps what it measured.
+    run keeps what it measured. `env_for(config)` gives an isolated config's extra
+    environment variables (e.g. its `KERAS_BACKEND`).
     """
     per_round = []
     total = len(configs) * rounds
@@ -394,7 +410,8 @@ def run_configs(
                 n = round_index * len(configs) + i + 1
                 print(f"[{n}/{total}] {label}", file=sys.stderr, flush=True)
             if isolate:
-                result = run_isolated(script, config, timeout_s)
+                env = env_for(config) if env_for else None
+                result = run_isolated(script, config, timeout_s, env=env)
             else:
                 try:
                     result = run_config(config)

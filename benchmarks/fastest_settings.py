@@ -8,7 +8,9 @@ with every combination of:
   CPU, docs/benchmarks.md),
 - data format channels_last / channels_first,
 then, for the winner of each precision, `steps_per_execution` 1 against `--spe`
-(TensorFlow and JAX; Keras' torch backend refuses steps_per_execution > 1).
+(TensorFlow and JAX; Keras' torch backend refuses steps_per_execution > 1). The winner
+is the fastest, unless it beats Keras' defaults (`jit_compile="auto"`, channels_last,
+steps_per_execution 1) by less than `--min-gain` (5%): then the defaults stay.
 
 All models of one backend live in one process and are timed in interleaved rounds
 (A, B, C, A, B, C, ...), so a slow spell on a shared machine hits them alike; the figure
@@ -96,9 +98,25 @@ def _measure(config, candidates, steps, models):
     return rows
 
 
-def _best(rows, precision):
+# Keras' own choice when `jit_compile="auto"`: XLA on JAX, not on a CPU-only TensorFlow,
+# eager on torch (keras.src.trainers.trainer._resolve_auto_jit_compile).
+KERAS_AUTO_JIT_ON_CPU = {"tensorflow": False, "jax": True, "torch": False}
+
+
+def _best(rows, precision, backend, min_gain):
+    """The fastest ok row of `precision`, unless it beats Keras' defaults (auto jit,
+    channels_last, steps_per_execution 1) by less than `min_gain`: then the defaults'
+    row, so noise on a shared machine does not change a default."""
     ok = [r for r in rows if r["precision"] == precision and r["status"] == "ok"]
-    return max(ok, key=lambda r: r["images_per_s"]) if ok else None
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r["images_per_s"])
+    default = next((r for r in ok if r["jit"] == KERAS_AUTO_JIT_ON_CPU[backend]
+                    and r["data_format"] == "channels_last"
+                    and r["steps_per_execution"] == 1), None)
+    if default and best["images_per_s"] < default["images_per_s"] * (1 + min_gain):
+        return default
+    return best
 
 
 def run_backend(config):
@@ -113,24 +131,39 @@ def run_backend(config):
     if backend != "torch" and config["spe"] > 1:
         spe_candidates = []
         for precision in config["precisions"]:
-            best = _best(stage1, precision)
+            best = _best(stage1, precision, backend, config["min_gain"])
             if best is not None:
                 base = {k: best[k] for k in ("precision", "jit", "data_format")}
                 spe_candidates += [dict(base, steps_per_execution=n) for n in (1, config["spe"])]
         # Two executions of the larger value at least; the same batches for every spe.
         stage2 = _measure(config, spe_candidates, max(config["steps"], 2 * config["spe"]),
                           models)
-    result = {"backend": backend, "stage1": stage1, "stage2": stage2, "chosen": {}}
-    for precision in config["precisions"]:
-        winner = _best(stage2, precision) or _best(stage1, precision)
-        if winner is not None:
-            result["chosen"][precision] = {
-                "jit_compile": winner["jit"],
-                "data_format": winner["data_format"],
-                "steps_per_execution": winner["steps_per_execution"],
-                "images_per_s": winner["images_per_s"],
-            }
-    return dict(config, status="ok", **result)
+    result = dict(config, status="ok", backend=backend, stage1=stage1, stage2=stage2)
+    return dict(result, chosen=choose(result, config["min_gain"]))
+
+
+def choose(result, min_gain):
+    """Per precision: the stage-1 winner (`_best`), with steps_per_execution > 1 only
+    when stage 2 measured it on that same setting more than `min_gain` faster than 1."""
+    chosen = {}
+    for precision in result["precisions"]:
+        winner = _best(result["stage1"], precision, result["backend"], min_gain)
+        if winner is None:
+            continue
+        same = {r["steps_per_execution"]: r for r in result["stage2"] if r["status"] == "ok"
+                and all(r[k] == winner[k] for k in ("precision", "jit", "data_format"))}
+        if 1 in same:
+            winner = max(same.values(), key=lambda r: r["images_per_s"])
+            if winner["images_per_s"] < same[1]["images_per_s"] * (1 + min_gain):
+                winner = same[1]
+        chosen[precision] = {
+            "jit_compile": winner["jit"],
+            "data_format": winner["data_format"],
+            "steps_per_execution": winner["steps_per_execution"],
+            "images_per_s": winner["images_per_s"],
+            "spe_measured": bool(same),
+        }
+    return chosen
 
 
 # --------------------------------------------------------------------------- report
@@ -155,12 +188,15 @@ def render_markdown(report):
         f"- CPU: {m['cpu']}, {m['cpu_cores_usable']} cores usable; GPU: "
         f"{', '.join(m['gpus']) or 'none'}",
         f"- Load average at start: {m['load_average_at_start']}; at end: "
-        f"{report['load_average_at_end']}",
+        f"{report['load_average_at_end']}; threads: "
+        f"{m['thread_env'] or 'framework defaults'}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- PreActResNet-{s['depth']}, CIFAR 32x32, 10 classes, batch {s['batch']}, "
         f"{s['steps']} steps per round ({s['rounds']} interleaved rounds, median kept), "
         f"mixed = {s['mixed_policy']}; images/s from the end of a fit's first execution "
-        "to the end of its last.", "",
+        "to the end of its last. Chosen: the fastest, unless less than "
+        f"{s['min_gain']:.0%} faster than Keras' defaults (auto jit: off on a CPU-only "
+        "TensorFlow, on for JAX, eager torch; channels_last; steps_per_execution 1).", "",
         "## Chosen", "",
         "| backend | precision | jit_compile | data format | steps/execution | images/s |",
         "|---|---|---|---|---|---|",
@@ -171,6 +207,12 @@ def render_markdown(report):
                          f" | {c['steps_per_execution']} | {c['images_per_s']} |")
     for backend, res in report["backends"].items():
         lines += ["", f"## {backend}", ""]
+        if "run" in res:
+            run = res["run"]
+            start, end = run["load_average_at_start"], run["load_average_at_end"]
+            lines += [f"Run separately: {run['date_utc']}, load average {start} at start, "
+                      f"{end} at end, threads {run['thread_env'] or 'framework defaults'}.",
+                      ""]
         if res.get("status") != "ok":
             lines.append(f"Failed: `{res.get('error', '')[:500]}`")
             continue
@@ -196,9 +238,14 @@ def parse_args(argv=None):
     parser.add_argument("--spe", type=int, default=8,
                         help="steps_per_execution compared with 1 on the winner")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--min-gain", type=float, default=0.05,
+                        help="a setting replaces Keras' default only when this much faster")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: batch 2, 2 steps, spe 2, one round")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per backend")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per backend")
+    parser.add_argument("--rechoose", metavar="JSON", nargs="+",
+                        help="choose again from finished reports' rows (no measuring); "
+                             "later files' backends replace the first's")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.spe, args.rounds = 2, 2, 2, 1
@@ -217,7 +264,11 @@ def main(argv=None):
     if argv is None and "--worker" in sys.argv:
         return _common.worker_main(run_backend)
     args = parse_args(argv)
-    settings = {k: v for k, v in vars(args).items() if k not in ("output", "markdown")}
+    _common.passive_openmp_on_shared_machine()
+    if args.rechoose:
+        return rechoose(args)
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("output", "markdown", "rechoose")}
     config = dict(settings, precisions=args.precisions.split(","))
     report = {"machine": _common.machine_info(), "settings": settings, "backends": {}}
 
@@ -236,6 +287,32 @@ def main(argv=None):
         )
         save()
     save()
+    return report
+
+
+def rechoose(args):
+    """Applies `choose` with `--min-gain` to the rows of finished reports (JSON): the
+    first file, with the backends of later files replacing its own (each keeps its
+    run's date and load as "run"); writes `--output` (default: the first file) and
+    `--markdown`. Nothing is measured again."""
+    reports = []
+    for path in args.rechoose:
+        with open(path) as f:
+            reports.append(json.load(f))
+    report = reports[0]
+    for other in reports[1:]:
+        for backend, result in other["backends"].items():
+            result["run"] = {k: other["machine"][k] for k in ("date_utc",
+                             "load_average_at_start", "thread_env")}
+            result["run"]["load_average_at_end"] = other.get("load_average_at_end")
+            report["backends"][backend] = result
+    report["settings"]["min_gain"] = args.min_gain
+    for result in report["backends"].values():
+        if result.get("status") == "ok":
+            result["chosen"] = choose(result, args.min_gain)
+    _common.atomic_write(args.output or args.rechoose[0], json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        _common.atomic_write(args.markdown, render_markdown(report))
     return report
 
 

@@ -1,7 +1,8 @@
 """Inference latency (batch 1) and throughput (large batch): Keras model vs SavedModel.
 
 For the current Keras backend (`KERAS_BACKEND`), for PreActResNet164 (CIFAR 32x32) and
-PreActResNet50 (ImageNet 224x224):
+PreActResNet50 (ImageNet 224x224), and with `--resnet50v2` for
+`keras.applications.ResNet50V2(weights=None)` at the ImageNet shape:
 - "keras": `model.predict_on_batch(x)` (compiled predict function; `--jit`), which
   returns NumPy, so every call syncs.
 - "savedmodel": the model exported with `keras_preact.export.export_saved_model`
@@ -61,17 +62,12 @@ def _export(model, folder):
 def run_config(config):
     import keras
 
-    import keras_preact
+    from train_throughput import build_keras_model
 
     keras.utils.set_random_seed(0)
     s = config["image_size"]
     t0 = time.perf_counter()
-    model = keras_preact.PreActResNet(
-        config["depth"],
-        layout=config["layout"],
-        input_shape=(s, s, 3),
-        classes=config["classes"],
-    )
+    model = build_keras_model(dict(config, model=config.get("model", "keras_preact")))
     build_s = time.perf_counter() - t0
     model.compile(jit_compile=config["jit"])
     rng = np.random.default_rng(0)
@@ -134,10 +130,12 @@ def build_configs(args, backend):
             classes=1000,
         ),
     }
+    models = ["keras_preact"] + (["keras_resnet50v2"] if args.resnet50v2 else [])
     return [
         dict(
             suite="inference",
             backend=backend,
+            model=model,
             **shapes[name],
             throughput_batch=args.batch,
             jit=args.jit == "on",
@@ -146,6 +144,8 @@ def build_configs(args, backend):
             steps=args.steps,
         )
         for name in args.models.split(",")
+        for model in models
+        if model == "keras_preact" or (name == "imagenet" and args.imagenet_depth == 50)
     ]
 
 
@@ -158,6 +158,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=None, help="throughput batch; default 64 (quick: 16)")
     parser.add_argument("--jit", default="on", choices=("off", "on"))
     parser.add_argument("--no-savedmodel", dest="savedmodel", action="store_false")
+    parser.add_argument("--resnet50v2", action="store_true",
+                        help="also keras.applications.ResNet50V2 at the ImageNet shape")
     parser.add_argument("--warmup", type=int, default=None, help="default 3 (quick: 1)")
     parser.add_argument("--steps", type=int, default=None, help="default 20 (quick: 5)")
     args = parser.parse_args(argv)

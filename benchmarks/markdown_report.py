@@ -302,7 +302,7 @@ def render_inference(results):
     rows = [
         [
             r["backend"],
-            f"PreActResNet{r['depth']}",
+            _model_label(dict(r, model=r.get("model", "keras_preact"))),
             _shape(r),
             r["runtime"],
             r["batch"],

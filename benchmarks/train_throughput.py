@@ -56,10 +56,14 @@ def synthetic_data(config, batches=1):
     return x, y
 
 
-def _build_keras_model(config):
+def build_keras_model(config):
+    """keras_preact's `PreActResNet` or `keras.applications.ResNet50V2(weights=None)`
+    (`config["model"]`), in `config["data_format"]` (default channels_last)."""
     import keras
 
     if config["model"] == "keras_resnet50v2":
+        # keras.applications reads the global data format.
+        keras.config.set_image_data_format(config.get("data_format", "channels_last"))
         return keras.applications.ResNet50V2(
             weights=None, input_shape=_image_shape(config), classes=config["classes"]
         )
@@ -91,7 +95,7 @@ def compiled_keras_model(config):
     keras.utils.set_random_seed(0)
     try:
         t0 = time.perf_counter()
-        model = _build_keras_model(config)
+        model = build_keras_model(config)
         build_s = time.perf_counter() - t0
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),

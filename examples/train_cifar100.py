@@ -78,9 +78,8 @@ def build_model_fn(args, num_classes):
                     "model name such as 'PreActResNet164'."
                 )
             return getattr(keras_preact, args.model)(classes=num_classes)
-        return keras_preact.PreActResNet(
-            args.depth, layout="cifar", classes=num_classes, input_shape=(32, 32, 3)
-        )
+        # No input_shape: 32x32x3 in the runner's data format (--data-format).
+        return keras_preact.PreActResNet(args.depth, layout="cifar", classes=num_classes)
 
     return build
 

@@ -78,9 +78,15 @@ def parse_args(argv=None):
 
 
 def build_model_fn(args):
+    import keras
+
     import keras_preact
 
     def build():
+        # In the runner's data format (--data-format).
+        size = (args.image_size, args.image_size)
+        channels_last = keras.config.image_data_format() == "channels_last"
+        shape = (*size, 3) if channels_last else (3, *size)
         if args.model:
             if not hasattr(keras_preact, args.model):
                 raise ValueError(
@@ -88,12 +94,10 @@ def build_model_fn(args):
                     "model name such as 'PreActResNet50'."
                 )
             return getattr(keras_preact, args.model)(
-                classes=args.num_classes,
-                input_shape=(args.image_size, args.image_size, 3),
+                classes=args.num_classes, input_shape=shape,
             )
         return keras_preact.PreActResNet(
-            args.depth, layout="imagenet", classes=args.num_classes,
-            input_shape=(args.image_size, args.image_size, 3),
+            args.depth, layout="imagenet", classes=args.num_classes, input_shape=shape,
         )
 
     return build

@@ -19,6 +19,9 @@ from keras_preact.training.callbacks import RunTimeEstimate
 from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.callbacks import optimizer_iterations
 from keras_preact.training.compile import compile_for_paper
+from keras_preact.training.defaults import fastest_settings
+from keras_preact.training.defaults import image_data_format
+from keras_preact.training.defaults import in_data_format
 from keras_preact.training.distribute import VALID_DISTRIBUTE
 from keras_preact.training.distribute import setup_distribution
 from keras_preact.training.precision import VALID_PRECISIONS
@@ -66,9 +69,16 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--mixed-precision", choices=VALID_PRECISIONS, default="off",
                    help="'auto' = bfloat16 on TPU / GPUs with compute capability >= 8, "
                         "else float32.")
-    g.add_argument("--jit-compile", nargs="?", const="on", default="auto",
+    g.add_argument("--jit-compile", nargs="?", const="on", default=None,
                    choices=("auto", "on", "off"),
-                   help="XLA / jit compilation of the train step (default: Keras' auto).")
+                   help="XLA / jit compilation of the train step (default: the measured "
+                        "fastest for the backend, precision and device, "
+                        "keras_preact.training.defaults).")
+    g.add_argument("--data-format", choices=("channels_last", "channels_first"),
+                   default=None, help="Layout of the activations (default: the measured "
+                                      "fastest; the input pipelines stay channels_last).")
+    g.add_argument("--steps-per-execution", type=int, default=None,
+                   help="Training steps per compiled call (default: the measured fastest).")
     g.add_argument("--distribute", choices=VALID_DISTRIBUTE, default="none",
                    help="mirrored|multiworker|tpu on TensorFlow, data_parallel|tpu|"
                         "multiworker on JAX, none on torch.")
@@ -97,7 +107,8 @@ def add_common_arguments(parser, *, default_batch_size, default_output_dir):
 def check_common_arguments(parser, args):
     """Validates the shared arguments; `parser.error` on bad values."""
     for name in ("batch_size", "global_batch_size", "epochs", "steps", "steps_per_epoch",
-                 "validation_steps", "backup_every", "backup_every_seconds"):
+                 "validation_steps", "backup_every", "backup_every_seconds",
+                 "steps_per_execution"):
         value = getattr(args, name)
         if value is not None and not value > 0:  # Also refuses NaN.
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -109,11 +120,15 @@ def prepare(args):
     """Seed, precision policy and distribution, in that order.
 
     Returns:
-        dict with "setup" (`DistributionSetup`), "policy" (str) and
-        "global_batch_size" (int).
+        dict with "setup" (`DistributionSetup`), "policy" (str),
+        "global_batch_size" (int) and "settings" (`fastest_settings`).
     """
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
+    settings = fastest_settings(
+        precision=policy, data_format=args.data_format,
+        steps_per_execution=args.steps_per_execution,
+        jit_compile={"auto": "auto", "on": True, "off": False}.get(args.jit_compile))
     setup = setup_distribution(args.distribute, tpu=getattr(args, "tpu", None))
     # Multi-worker: only the chief writes to --output-dir; the others write
     # to a temporary folder removed at exit (keras_preact.training.distribute).
@@ -124,6 +139,7 @@ def prepare(args):
         "setup": setup,
         "policy": policy,
         "global_batch_size": args.batch_size * setup.num_replicas,
+        "settings": settings,
     }
 
 
@@ -195,8 +211,10 @@ def fit_and_evaluate(
     """
     # Long by its docstring only (46 lines of code).
     setup = prep["setup"]
+    fmt = prep["settings"]["data_format"]
+    train_data, val_ds = in_data_format(train_data, fmt), in_data_format(val_ds, fmt)
     os.makedirs(args.output_dir, exist_ok=True)
-    with setup.scope():
+    with setup.scope(), image_data_format(fmt):
         model = build_model()
         compile_for_paper(
             model,
@@ -206,7 +224,8 @@ def fit_and_evaluate(
             weight_decay=args.weight_decay,
             weight_decay_on=args.weight_decay_on,
             one_hot=one_hot,
-            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+            jit_compile=prep["settings"]["jit_compile"],
+            steps_per_execution=prep["settings"]["steps_per_execution"],
         )
     paths = output_paths(args)
     print(describe_start(model, args, prep, steps_per_epoch, epochs, paths,
@@ -333,6 +352,10 @@ def describe_start(model, args, prep, steps_per_epoch, epochs, paths,
         f"{prep['global_batch_size']} ({args.batch_size} x {setup.num_replicas} "
         f"replicas), policy {prep['policy']}, distribute {setup.kind}",
     ]
+    if "settings" in prep:
+        s = prep["settings"]
+        lines.append(f"  compile    jit_compile={s['jit_compile']}, {s['data_format']}, "
+                     f"steps_per_execution={s['steps_per_execution']} ({s['source']})")
     if args.resume:
         every = f"every {args.backup_every_seconds:g} s"
         if args.backup_every:
