@@ -24,6 +24,8 @@ from keras_preact.layers import BatchNormalization
 from keras_preact.layers import ResidualUnit
 from keras_preact.layers import batch_normalization as fused_module
 
+from _checks import gradient_step
+from _checks import numpy
 from conftest import BACKEND
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "data", "pre_fusion")
@@ -79,63 +81,6 @@ class Remat(keras.layers.Layer):
 
     def _forward(self, inputs, training):
         return self.layer(inputs, training=training)
-
-
-def numpy(values):
-    return [keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")) for v in values]
-
-
-def gradient_step(layer, x, cotangent, training):
-    """Outputs and gradients of `sum(layer(x) * cotangent)`, state applied.
-
-    `x` comes in the layer's compute dtype, as from the layer before it in
-    a model (`stateless_call` does not cast its inputs as `__call__` does).
-
-    Returns:
-        `(outputs, input_gradient, weight_gradients)` as float32 NumPy
-        arrays; weight gradients follow `layer.trainable_variables`.
-    """
-    x = keras.ops.cast(x, layer.compute_dtype)
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = layer(x, training=training)
-            loss = tf.reduce_sum(tf.cast(outputs, "float32") * cotangent)
-        gradients = tape.gradient(loss, [x] + layer.trainable_variables)
-    elif BACKEND == "torch":
-        import torch
-
-        x = x.detach().requires_grad_(True)
-        outputs = layer(x, training=training)
-        loss = torch.sum(outputs.float() * keras.ops.convert_to_tensor(cotangent))
-        gradients = torch.autograd.grad(
-            loss, [x] + [v.value for v in layer.trainable_variables]
-        )
-        outputs = outputs.detach()
-    else:
-        import jax
-
-        def loss_fn(trainable, x, non_trainable):
-            outputs, non_trainable = layer.stateless_call(
-                trainable, non_trainable, x, training=training
-            )
-            loss = jax.numpy.sum(outputs.astype("float32") * cotangent)
-            return loss, (outputs, non_trainable)
-
-        step = jax.jit(jax.value_and_grad(loss_fn, argnums=(1, 0), has_aux=True))
-        (_, (outputs, non_trainable)), (input_gradient, weight_gradients) = step(
-            [v.value for v in layer.trainable_variables],
-            x,
-            [v.value for v in layer.non_trainable_variables],
-        )
-        for variable, value in zip(layer.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        gradients = [input_gradient] + list(weight_gradients)
-    assert keras.backend.standardize_dtype(outputs.dtype) == layer.compute_dtype
-    outputs, *gradients = numpy([outputs] + list(gradients))
-    return outputs, gradients[0], gradients[1:]
 
 
 def random_weights(variables, seed=3):

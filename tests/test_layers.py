@@ -230,22 +230,60 @@ def test_config_round_trip(layer_cls):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "layer_cls, kwargs, message",
     [
-        ({"unit_ordering": "post_bn"}, "unit_ordering='post_bn'"),
-        ({"shortcut": "gated"}, "shortcut='gated'"),
-        ({"stride_on": "5x5"}, "stride_on='5x5'"),
-        ({"strides": 3}, "strides=3"),
-        ({"filters": 0}, "filters=0"),
-        ({"data_format": "nhwc"}, "data_format='nhwc'"),
+        (ResidualUnit, {"unit_ordering": "post_bn"}, "unit_ordering='post_bn'"),
+        (ResidualUnit, {"shortcut": "gated"}, "shortcut='gated'"),
+        (ResidualUnit, {"stride_on": "5x5"}, "stride_on='5x5'"),
+        (ResidualUnit, {"strides": 3}, "strides=3"),
+        (ResidualUnit, {"filters": 0}, "filters=0"),
+        (ResidualUnit, {"filters": 2.0}, "filters=2.0"),
+        (ResidualUnit, {"expansion": 0}, "expansion=0"),
+        (ResidualUnit, {"drop_path_rate": 1.0}, r"drop_path_rate=1.0\. .*\[0, 1\)"),
+        (ResidualUnit, {"shortcut_dropout_rate": -0.5}, "shortcut_dropout_rate=-0.5"),
+        (ResidualUnit, {"data_format": "nhwc"}, "data_format='nhwc'"),
+        (PreActBottleneckUnit, {"strides": 0}, "strides=0"),
+        (DropPath, {"rate": 1.0}, r"rate=1.0\. .*\[0, 1\)"),
+        (DropPath, {"rate": True}, "rate=True"),
     ],
 )
-def test_bad_unit_arguments(kwargs, message):
-    args = {"filters": 4, **kwargs}
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        ResidualUnit(**args)
+def test_bad_arguments(layer_cls, kwargs, message):
+    args = {} if layer_cls is DropPath else {"filters": 4}
+    with pytest.raises(ValueError, match=message):
+        layer_cls(**{**args, **kwargs})
 
 
-def test_bad_drop_path_rate():
-    with pytest.raises(ValueError, match=r"rate=1.0"):
-        DropPath(1.0)
+# The unit's steps for each ordering of the paper's Fig. 4, written out for
+# a strided bottleneck: the one list that build, call and remat walk.
+BOTTLENECK = [("conv", "conv1"), ("bn_relu", "bn1"), ("pad", "pad2"),
+              ("conv", "conv2"), ("bn_relu", "bn2"), ("conv", "conv3")]
+STEPS = {
+    "full_preact": [("bn_relu", "preact_bn"), ("branch", None), *BOTTLENECK,
+                    ("add", None)],
+    "original": [("branch", None), *BOTTLENECK, ("bn", "bn3"), ("add", None),
+                 ("relu", None)],
+    "bn_after_addition": [("branch", None), *BOTTLENECK, ("add", None),
+                          ("bn_relu", "post_add_bn")],
+    "relu_before_addition": [("branch", None), *BOTTLENECK, ("bn_relu", "bn3"),
+                             ("add", None)],
+    "relu_only_preact": [("relu", None), ("branch", None), *BOTTLENECK,
+                         ("bn", "bn3"), ("add", None)],
+}
+
+
+@pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
+def test_unit_steps_are_the_ordering_table(ordering):
+    unit = ResidualUnit(2, bottleneck=True, strides=2, unit_ordering=ordering)
+    unit.build((None, 8, 8, 4))
+    assert list(unit.steps) == STEPS[ordering]
+    # Every layer of the branch is a named step, in the order of its weights.
+    named = [name for _, name in unit.steps if name is not None]
+    sublayers = {layer.name for layer in unit._flatten_layers(include_self=False)}
+    shortcut_layers = {"projection", "projection_bn", "drop_path"}
+    assert set(named) == sublayers - shortcut_layers
+    layer_order = list(dict.fromkeys(w.path.split("/")[1] for w in unit.weights))
+    bns = [name for kind, name in unit.steps if kind in ("bn", "bn_relu")]
+    assert layer_order[: 3 + len(bns)] == ["conv1", "conv2", "conv3", *bns]
+    # Without the pre-activation (the first unit after the ImageNet stem).
+    plain = ResidualUnit(2, bottleneck=True, unit_ordering=ordering, preactivate=False)
+    assert list(plain.steps)[0] == ("branch", None)

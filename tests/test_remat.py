@@ -18,7 +18,9 @@ import keras_preact
 from keras_preact.layers import UNIT_ORDERINGS
 from keras_preact.layers import ResidualUnit
 
-from conftest import BACKEND
+from _checks import assert_all_close
+from _checks import gradient_step
+from _checks import numpy
 
 SEED = 2016
 INPUT_SHAPE = (4, 8, 8, 8)  # Batch 4: a drop-path mask of 4 examples.
@@ -76,64 +78,6 @@ CASES = [
 TOLERANCE = {"float32": dict(rtol=1e-5, atol=1e-5), "mixed_bfloat16": dict(rtol=1e-2, atol=1e-2)}
 
 
-def numpy(values):
-    return [keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")) for v in values]
-
-
-def gradient_step(unit, x, cotangent, training):
-    """One forward and backward pass of `sum(unit(x) * cotangent)`.
-
-    Applies the unit's state updates (BN moving statistics, seed states), as
-    a training step would.
-
-    Returns:
-        `(outputs, input_gradient, weight_gradients)` as float32 NumPy
-        arrays; weight gradients follow `unit.trainable_variables`.
-    """
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = unit(x, training=training)
-            loss = tf.reduce_sum(tf.cast(outputs, "float32") * cotangent)
-        gradients = tape.gradient(loss, [x] + unit.trainable_variables)
-    elif BACKEND == "torch":
-        import torch
-
-        x = keras.ops.convert_to_tensor(x).requires_grad_(True)
-        outputs = unit(x, training=training)
-        loss = torch.sum(outputs.float() * keras.ops.convert_to_tensor(cotangent))
-        gradients = torch.autograd.grad(
-            loss, [x] + [v.value for v in unit.trainable_variables]
-        )
-        outputs = outputs.detach()
-    else:
-        import jax
-
-        def loss_fn(trainable, x, non_trainable):
-            outputs, non_trainable = unit.stateless_call(
-                trainable, non_trainable, x, training=training
-            )
-            loss = jax.numpy.sum(outputs.astype("float32") * cotangent)
-            return loss, (outputs, non_trainable)
-
-        # Under jit, as `fit` runs it: a tracer leaking out of the
-        # recomputed function fails here.
-        step = jax.jit(jax.value_and_grad(loss_fn, argnums=(1, 0), has_aux=True))
-        (_, (outputs, non_trainable)), (input_gradient, weight_gradients) = step(
-            [v.value for v in unit.trainable_variables],
-            x,
-            [v.value for v in unit.non_trainable_variables],
-        )
-        for variable, value in zip(unit.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        gradients = [input_gradient] + list(weight_gradients)
-    outputs, *gradients = numpy([outputs] + list(gradients))
-    return outputs, gradients[0], gradients[1:]
-
-
 def fit_model(model, x, y, from_logits=True):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
@@ -184,12 +128,6 @@ def build_model(config, remat, policy, setup, training):
     model = TinyClassifier(unit, unit_training=None if training else False)
     model.build((None,) + INPUT_SHAPE[1:])
     return model
-
-
-def assert_all_close(actual, expected, tolerance, what):
-    assert len(actual) == len(expected), what
-    for index, (a, b) in enumerate(zip(actual, expected)):
-        np.testing.assert_allclose(a, b, err_msg=f"{what} [{index}]", **tolerance)
 
 
 @pytest.mark.parametrize(
