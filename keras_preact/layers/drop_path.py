@@ -7,11 +7,10 @@ from keras import ops
 
 
 def check_rate(name, value):
-    """Returns `float(value)` if it is a probability in `[0, 1)`, else raises
-    a `ValueError` in `keras_preact.validation`'s style."""
+    """`float(value)` if it is a number in `[0, 1)`, else a `ValueError` (in
+    `keras_preact.validation`'s style)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        0 <= value < 1
-    ):
+            0 <= value < 1):
         raise ValueError(f"Invalid {name}={value!r}. Expected a number in [0, 1).")
     return float(value)
 

@@ -286,11 +286,8 @@ class ResidualUnit(keras.layers.Layer):
         return {layer.name: layer for layer in layers if layer is not None}
 
     def build(self, input_shape):
-        input_channels = input_shape[self.channel_axis]
-        self.uses_projection = (
-            self.shortcut == "conv1x1"
-            or self.strides != 1
-            or input_channels != self.output_channels
+        self.uses_projection = self.shortcut == "conv1x1" or self.strides != 1 or (
+            input_shape[self.channel_axis] != self.output_channels
         )
         if self.uses_projection:
             self.projection = self._conv(

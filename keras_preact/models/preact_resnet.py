@@ -207,11 +207,8 @@ def _check_arguments(
     net, unit_ordering, shortcut, pooling, drop_path_rate, classes,
     input_normalization, data_format, input_shape, input_tensor, include_top,
 ):
-    """Validates what `resolve_layout` does not; fills in the defaults.
-
-    Returns:
-        `(data_format, input_shape, classes)`, resolved.
-    """
+    """Validates what `resolve_layout` does not. Returns the resolved
+    `(data_format, input_shape, classes)`, defaults filled in."""
     check_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
     check_choice("shortcut", shortcut, SHORTCUTS)
     check_choice("pooling", pooling, POOLINGS)
@@ -270,12 +267,9 @@ def _stem(x, net, unit_ordering, conv, bn, data_format):
 
 
 def _stages(x, net, drop_path_rate, **unit_kwargs):
-    """The residual units, stage by stage (`net.stages`).
-
-    Each unit is a `ResidualUnit` named `stage{s}_unit{u}`; a stage's first
-    unit has the stage's stride, the others 1. Unit `k` of `N` drops its
-    branch with `drop_path_rate * k / N`.
-    """
+    """The `ResidualUnit`s `stage{s}_unit{u}`, stage by stage (`net.stages`):
+    a stage's first unit has its stride, the others 1; unit `k` of `N` drops
+    its branch with `drop_path_rate * k / N`."""
     total_units = sum(stage.units for stage in net.stages)
     index = 0
     for stage in net.stages:
@@ -304,14 +298,10 @@ def _head(
     x, unit_ordering, include_top, pooling, classes, classifier_activation,
     kernel_regularizer, bn, data_format,
 ):
-    """The final activation, then the classifier or the global pooling.
-
-    The final activation is the ordering's pre-activation applied once more
-    (BN-ReLU for full pre-activation, Sec. 4.1). `bn` is the fused-kernel
-    BN; the ReLU stays its own layer: the head keeps keras.applications
-    ResNetV2's layer names ("post_bn", "post_relu"), and "post_relu" is the
-    last feature map.
-    """
+    """The final activation (the ordering's pre-activation once more, Sec.
+    4.1), then the classifier or the global pooling. The ReLU stays its own
+    layer: the head keeps keras.applications ResNetV2's names ("post_bn",
+    "post_relu"), and "post_relu" is the last feature map."""
     final_activation = preactivation(unit_ordering)
     if "bn_relu" in final_activation:
         x = bn(name="post_bn")(x)
