@@ -173,17 +173,16 @@ def test_truncated_and_foreign_archives(tmp_path):
         load_cifar("cifar100", source="archive", data_dir=truncated)
 
 
-def test_load_cifar_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="name='cifar1000'"):
-        load_cifar("cifar1000", source="npz", data_dir=tmp_path)
-    with pytest.raises(ValueError, match="source='zip'"):
-        load_cifar("cifar10", source="zip", data_dir=tmp_path)
-    with pytest.raises(ValueError, match="split='validation'"):
-        load_cifar("cifar10", source="npz", data_dir=tmp_path, split="validation")
-    with pytest.raises(ValueError, match="needs data_dir"):
-        load_cifar("cifar10", source="archive")
-    with pytest.raises(ValueError, match="No train"):
-        load_cifar("cifar10", source="npz", data_dir=tmp_path)
+@pytest.mark.parametrize("args, kwargs, match", [
+    (("cifar1000",), dict(source="npz"), "name='cifar1000'"),
+    (("cifar10",), dict(source="zip"), "source='zip'"),
+    (("cifar10",), dict(source="npz", split="validation"), "split='validation'"),
+    (("cifar10",), dict(source="archive", data_dir=None), "needs data_dir"),
+    (("cifar10",), dict(source="npz"), "No train"),
+])
+def test_load_cifar_bad_arguments(tmp_path, args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_cifar(*args, **{"data_dir": tmp_path, **kwargs})
 
 
 def test_load_cifar_npz_checks_labels(tmp_path):
@@ -393,24 +392,6 @@ def test_cifar_dataset_bad_input(kwargs, match):
         cifar_dataset(_images(8), np.arange(8), **args)
 
 
-def test_cifar_batches_fit_a_keras_model():
-    x, y = _images(64), np.arange(64) % 10
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(4, 3, strides=2),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10),
-    ])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    hist = model.fit(cifar_dataset(x, y, training=True, batch_size=16, repeat=True),
-                     steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    assert np.isfinite(hist.history["loss"][0])
-    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
-    hist = model.fit(cifar_dataset(x, y, training=True, batch_size=16, mixup_alpha=0.2),
-                     steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    assert np.isfinite(hist.history["loss"][0])
-
-
 # ----------------------------------------------------------------------------
 # ImageNet pipeline.
 
@@ -567,20 +548,6 @@ def test_imagenet_tfds_source(shared_data, monkeypatch):
     assert isinstance(seen["decoders"]["image"], tfds.decode.SkipDecoding)
 
 
-def test_imagenet_batches_fit_a_keras_model(jpeg_tree):
-    ds = imagenet_dataset("folder", jpeg_tree, "train", training=True, batch_size=2,
-                          image_size=32, repeat=True, seed=0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(4, 3, strides=2),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2),
-    ])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
-    assert np.isfinite(hist.history["loss"][0])
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -589,13 +556,13 @@ def test_imagenet_batches_fit_a_keras_model(jpeg_tree):
         (dict(batch_size=0), "batch_size=0"),
         (dict(image_size=2.5), "image_size=2.5"),
         (dict(normalization=(1, 2)), "normalization=\\(1, 2\\)"),
-        (dict(eval_resize=200), "eval_resize >= image_size"),
+        (dict(eval_resize=200), "eval_resize=200. Expected an int >= 224"),
         (dict(scale_range=(128, 480), augment="scale"), "scale_range"),
         (dict(area_range=(0.5, 1.5)), "area_range"),
         (dict(split="test"), "No folder for split='test'"),
         (dict(source="tfrecord"), "No TFRecord files match"),
         (dict(data_dir=None), "needs data_dir"),
-        (dict(counter=3), "Expected counter to be a SkipCounter"),
+        (dict(counter=3), "counter=3. Expected a SkipCounter"),
     ],
 )
 def test_imagenet_bad_input(tmp_path, kwargs, match):
@@ -674,6 +641,34 @@ def test_cifar_pixels_pad_with_the_model_mean_or_black():
     out, _ = _as_numpy(cifar_dataset(_images(8), np.arange(8), training=False, batch_size=8,
                                      normalization=None))
     np.testing.assert_array_equal(out, _images(8))
+
+
+# ----------------------------------------------------------------------------
+# Every pipeline feeds model.fit on the suite's backend.
+
+
+@pytest.mark.parametrize("config", ["cifar pixels, self-normalizing model",
+                                    "cifar mixup, one-hot labels", "imagenet"])
+def test_batches_fit_a_keras_model(config, request):
+    layers = [keras.layers.Conv2D(4, 3, strides=2), keras.layers.GlobalAveragePooling2D(),
+              keras.layers.Dense(10)]
+    if config.startswith("cifar pixels"):
+        layers.insert(0, pp.input_normalization_layer("cifar10"))
+    model = keras.Sequential([keras.Input((32, 32, 3)), *layers])
+    x, y = _images(64), np.arange(64) % 10
+    if config.startswith("cifar pixels"):
+        ds = cifar_dataset(x, y, training=True, batch_size=16, repeat=True, normalization=model)
+    elif config.startswith("cifar mixup"):
+        ds = cifar_dataset(x, y, training=True, batch_size=16, mixup_alpha=0.2)
+    else:
+        ds = imagenet_dataset("folder", request.getfixturevalue("jpeg_tree"), "train",
+                              training=True, batch_size=2, image_size=32, repeat=True, seed=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if "one-hot" in config:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    model.compile("sgd", loss)
+    hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(hist.history["loss"][0])
 
 
 # ----------------------------------------------------------------------------

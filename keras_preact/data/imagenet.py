@@ -289,9 +289,9 @@ def imagenet_dataset(
         training: `True` for the shuffled, augmented pipeline.
         batch_size: batch size (per replica if `input_context` is given).
         image_size: int >= 1, output height and width in pixels.
-        eval_resize: shorter side before the evaluation center crop; `None`
-            (default): `image_ops.default_eval_resize(image_size)`, the
-            `CENTER_CROP_FRACTION` crop (256 for 224).
+        eval_resize: int >= `image_size`, shorter side before the evaluation
+            center crop; `None` (default): `image_ops.default_eval_resize`,
+            the `CENTER_CROP_FRACTION` crop (256 for 224).
         augment: `"inception"`, `"scale"` or `"none"`.
         scale_range: `(min, max)` shorter side for `augment="scale"`.
         area_range, aspect_ratio_range: `augment="inception"` ranges.
@@ -401,24 +401,19 @@ def _check_arguments(source, data_dir, file_pattern, augment, batch_size, image_
     check_choice("augment", augment, VALID_AUGMENTS)
     check_int("batch_size", batch_size, low=1)
     image_size = check_int("image_size", image_size, low=1)
-    if eval_resize is not None and eval_resize < image_size:
-        raise ValueError(
-            f"Expected eval_resize >= image_size. Received eval_resize={eval_resize}, "
-            f"image_size={image_size}."
-        )
+    if eval_resize is not None:
+        check_int("eval_resize", eval_resize, low=image_size)
     if augment == "scale" and not image_size <= scale_range[0] <= scale_range[1]:
         raise ValueError(
-            f"Expected image_size <= scale_range[0] <= scale_range[1]. Received "
-            f"scale_range={scale_range!r}, image_size={image_size}."
+            f"Invalid scale_range={scale_range!r}. Expected image_size={image_size} <= "
+            "scale_range[0] <= scale_range[1]."
         )
-    if not (0 < area_range[0] <= area_range[1] <= 1):
-        raise ValueError(f"Expected 0 < area_range[0] <= area_range[1] <= 1. Received {area_range!r}")
+    if not 0 < area_range[0] <= area_range[1] <= 1:
+        raise ValueError(f"Invalid area_range={area_range!r}. Expected 0 < low <= high <= 1.")
     if source != "tfds" and data_dir is None and not (source == "tfrecord" and file_pattern):
         raise ValueError(f"source={source!r} needs data_dir. Received: data_dir=None.")
     if counter not in (None, False) and not isinstance(counter, SkipCounter):
-        raise ValueError(
-            f"Expected counter to be a SkipCounter, None or False. Received: {counter!r}"
-        )
+        raise ValueError(f"Invalid counter={counter!r}. Expected a SkipCounter, None or False.")
     return image_size
 
 
