@@ -186,14 +186,16 @@ def test_pixels_for_a_self_normalizing_model(training, augment, statistics):
 # The same batches as the tf.data pipeline.
 
 
-@pytest.mark.parametrize("num_classes", [10, 100])
-def test_eval_batches_equal_cifar_dataset(num_classes):
+@pytest.mark.parametrize("num_classes, normalization", [
+    (10, "auto"), (100, "auto"), (100, None), (10, ((100.0, 110.0, 120.0), (50.0, 60.0, 70.0)))])
+def test_eval_batches_equal_cifar_dataset(num_classes, normalization):
     tf = pytest.importorskip("tensorflow")  # noqa: F841
     from keras_preact.data import cifar_dataset
 
     x, y = _images(50, seed=1), np.arange(50) % num_classes
-    ours = CIFARBatches(x, y, training=False, batch_size=16, num_classes=num_classes)
-    theirs = list(cifar_dataset(x, y, training=False, batch_size=16, num_classes=num_classes))
+    args = dict(training=False, batch_size=16, num_classes=num_classes,
+                normalization=normalization)
+    ours, theirs = CIFARBatches(x, y, **args), list(cifar_dataset(x, y, **args))
     assert len(ours) == len(theirs) == 4
     for i, (tx, ty) in enumerate(theirs):
         ox, oy = ours[i]
