@@ -29,6 +29,12 @@ class DropPath(keras.layers.Layer):
         seed: int or `None`. Seed of the random generator.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
+    Call arguments: `inputs` of any shape `(batch, ...)` and scale;
+    `training`: drops only when `True`. Returns the same shape and dtype.
+
+    Raises:
+        ValueError: `rate` is not a number in `[0, 1)`.
+
     Example:
 
     >>> layer = DropPath(0.2)
@@ -40,9 +46,7 @@ class DropPath(keras.layers.Layer):
         super().__init__(**kwargs)
         self.rate = check_rate("rate", rate)
         self.seed = seed
-        self.seed_generator = (
-            keras.random.SeedGenerator(seed) if self.rate > 0 else None
-        )
+        self.seed_generator = keras.random.SeedGenerator(seed) if rate else None
         self.supports_masking = True
         self.built = True
 

@@ -120,8 +120,7 @@ class ResidualUnit(keras.layers.Layer):
         expansion: int. Bottleneck output expansion. Defaults to `4`.
         drop_path_rate: float. Stochastic depth rate of the residual branch.
             Defaults to `0.0`.
-        shortcut_scale: float. Scale of `"constant_scaling"`. Defaults to
-            `0.5`.
+        shortcut_scale: float. Scale of `"constant_scaling"`. Defaults to `0.5`.
         gate_bias: float. Initial bias of the gating 1x1 convolution.
             Defaults to `-6.0` (the paper's best setting).
         shortcut_dropout_rate: float. Rate of `"dropout"`. Defaults to `0.5`.

@@ -92,8 +92,7 @@ def resolve_layout(
     nets take the depths of the paper's Table 5, or any `stage_units`.
 
     Returns:
-        A `Layout` whose `stages` hold the stride rule: stage 1 keeps the
-        stem's resolution, every later stage starts by downsampling.
+        A `Layout`; its `stages` hold the stride rule (`Stage.strides`).
 
     Raises:
         ValueError: for an unknown layout or block type, a depth that the

@@ -57,9 +57,8 @@ IMAGENET_DOC = DOC.format(
 
 def _arguments(arguments):
     """A variant's arguments (its `locals()` on entry) for `PreActResNet`."""
-    arguments = dict(arguments)
-    arguments.update(arguments.pop("kwargs"))
-    return arguments
+    named = {key: value for key, value in arguments.items() if key != "kwargs"}
+    return {**named, **arguments["kwargs"]}
 
 
 def PreActResNet20(include_top=True, weights=None, input_tensor=None,
