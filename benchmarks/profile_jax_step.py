@@ -32,7 +32,8 @@ import _common  # noqa: E402
 
 
 def _median_time(fn, steps):
-    fn()  # compile / warm up
+    fn()  # compile / warm up (oneDNN primitive creation for torch)
+    fn()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -147,6 +148,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--output")
     args = parser.parse_args(argv)
+    _common.passive_openmp_on_shared_machine()
     report = {"machine": _common.machine_info(),
               "step": profile_step(args.depth, args.batch, args.steps),
               "convs": profile_convs(args.depth, args.batch, args.steps)}
