@@ -418,6 +418,19 @@ def jpeg_tree(shared_data, tmp_path):
     return root
 
 
+@pytest.fixture
+def small_image_tree(tmp_path):
+    """root/train/{a,b}/ with two small JPEGs and a PNG made here (fast to decode)."""
+    rng = np.random.default_rng(0)
+    for cls, names in (("a", ["0.jpg", "1.png"]), ("b", ["2.jpg"])):
+        (tmp_path / "small" / "train" / cls).mkdir(parents=True)
+        for name in names:
+            encode = tf.io.encode_png if name.endswith(".png") else tf.io.encode_jpeg
+            image = encode(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).numpy()
+            (tmp_path / "small" / "train" / cls / name).write_bytes(image)
+    return tmp_path / "small"
+
+
 def test_imagenet_folder_eval(jpeg_tree):
     counter = SkipCounter()
     ds = imagenet_dataset("folder", jpeg_tree, "train", training=False, batch_size=3,
@@ -582,9 +595,9 @@ def _cifar_batches(vectorized=True, training=True, **kwargs):
                                    num_classes=100, vectorized=vectorized, **kwargs))
 
 
-def _imagenet_batches(jpeg_tree, training=True, **kwargs):
-    return _as_numpy(imagenet_dataset("folder", jpeg_tree, "train", training=training,
-                                      batch_size=2, image_size=32, seed=5, **kwargs))
+def _imagenet_batches(tree, training=True, **kwargs):
+    return _as_numpy(imagenet_dataset("folder", tree, "train", training=training,
+                                      batch_size=3, image_size=32, seed=5, **kwargs))
 
 
 # (pipeline, the statistics its model was built with): each pipeline once
@@ -599,7 +612,7 @@ PIXEL_PIPELINES = [
 
 def _pipeline(name, request):
     if name.startswith("imagenet"):
-        tree = request.getfixturevalue("jpeg_tree")
+        tree = request.getfixturevalue("small_image_tree")
         return lambda **kw: _imagenet_batches(tree, training="training" in name, **kw)
     kwargs = dict(vectorized="per image" not in name, training="evaluation" not in name)
     return lambda **kw: _cifar_batches(**kwargs, **kw)
@@ -661,7 +674,7 @@ def test_batches_fit_a_keras_model(config, request):
     elif config.startswith("cifar mixup"):
         ds = cifar_dataset(x, y, training=True, batch_size=16, mixup_alpha=0.2)
     else:
-        ds = imagenet_dataset("folder", request.getfixturevalue("jpeg_tree"), "train",
+        ds = imagenet_dataset("folder", request.getfixturevalue("small_image_tree"), "train",
                               training=True, batch_size=2, image_size=32, repeat=True, seed=0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if "one-hot" in config:
