@@ -181,6 +181,8 @@ def parse_args(argv=None):
     parser.add_argument("--inference-steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--suites", default="train,inference",
+                        help="train (targets a, b) and/or inference (c)")
     parser.add_argument("--render", metavar="JSON",
                         help="recompute the targets of a finished report (no measuring)")
     parser.set_defaults(rounds=2)
@@ -222,6 +224,8 @@ def main(argv=None):
 
     for suite, configs, rounds in (("train", train_configs, args.rounds),
                                    ("inference", inference_configs, 1)):
+        if suite not in args.suites.split(","):
+            continue
         results = _common.run_configs(
             SCRIPT, configs, run_config, args.isolate, args.timeout, rounds=rounds,
             on_result=lambda rows, suite=suite: save(suite, rows), env_for=_backend_env)

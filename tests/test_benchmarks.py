@@ -262,3 +262,144 @@ def test_run_all_merges_backend_runs(tmp_path):
     assert remat[True]["status"] == "ok", remat[True].get("error")
     assert remat[True]["trainable_params"] == 272_282
     assert "## Rematerialization (remat=True)" in markdown
+
+
+# --------------------------------------------------------------------------- defaults
+
+SETTINGS = ("jit_compile", "data_format", "steps_per_execution")
+
+
+def test_fastest_settings_table_is_the_measurement():
+    """Every backend and precision has a CPU entry equal to what the results file it
+    names chose (or Keras' defaults, labelled, where it chose nothing), and a GPU entry
+    from the GPU check or labelled as Keras' default."""
+    from keras_preact.training import defaults
+
+    report = json.loads((BENCH.parent / defaults.CPU_RESULTS).read_text())
+    for backend in defaults.BACKENDS:
+        chosen = report["backends"][backend]["chosen"]
+        for precision in defaults.PRECISIONS:
+            cpu = defaults.fastest_settings(backend, precision, "cpu")
+            if precision not in chosen:  # not measured: labelled, Keras' defaults
+                assert cpu == dict(jit_compile="auto", data_format="channels_last",
+                                   steps_per_execution=1, source=defaults.KERAS_DEFAULT)
+                continue
+            assert cpu["source"].startswith(defaults.CPU_RESULTS)
+            assert {k: cpu[k] for k in SETTINGS} == {k: chosen[precision][k] for k in SETTINGS}
+            gpu = defaults.fastest_settings(backend, precision, "gpu")
+            assert gpu["source"].startswith((defaults.GPU_RESULTS, defaults.KERAS_DEFAULT))
+            assert gpu["data_format"] in ("channels_last", "channels_first")
+    assert (BENCH.parent / defaults.GPU_RESULTS).exists()
+    # Policy names count as "mixed"; an unmeasured device gets Keras' defaults.
+    assert defaults.fastest_settings("jax", "mixed_bfloat16", "cpu") == (
+        defaults.fastest_settings("jax", "mixed", "cpu"))
+    assert defaults.fastest_settings("jax", "float32", "tpu")["source"] == defaults.KERAS_DEFAULT
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(backend="mxnet"), "Invalid backend='mxnet'"),
+    (dict(precision="float64"), "Invalid precision='float64'"),
+    (dict(device="npu"), "Invalid device='npu'"),
+    (dict(jit=True), "Invalid setting='jit'"),
+])
+def test_fastest_settings_bad_input(kwargs, match):
+    from keras_preact.training import defaults
+
+    with pytest.raises(ValueError, match=match):
+        defaults.fastest_settings(**dict(dict(backend="jax", device="cpu"), **kwargs))
+
+
+@pytest.mark.parametrize("argv, given", [
+    ([], {}),
+    (["--jit-compile", "off", "--data-format", "channels_first", "--steps-per-execution", "3"],
+     dict(jit_compile=False, data_format="channels_first", steps_per_execution=3)),
+    (["--jit-compile"], dict(jit_compile=True)),
+    (["--jit-compile", "auto"], dict(jit_compile="auto")),
+])
+def test_runner_uses_fastest_settings_unless_given(monkeypatch, argv, given):
+    from keras_preact.training import DistributionSetup
+    from keras_preact.training import defaults
+    from keras_preact.training import runner
+
+    monkeypatch.setattr(runner, "setup_distribution",
+                        lambda kind, tpu=None: DistributionSetup(kind))
+    parser = runner.make_parser("test")
+    runner.add_common_arguments(parser, default_batch_size=8, default_output_dir="unused")
+    args = parser.parse_args(argv)
+    runner.check_common_arguments(parser, args)
+    prep = runner.prepare(args)
+    table = defaults.fastest_settings(precision=prep["policy"])
+    assert {k: prep["settings"][k] for k in SETTINGS} == dict(
+        {k: table[k] for k in SETTINGS}, **given)
+    assert prep["settings"]["source"].startswith(table["source"])
+    assert keras.config.image_data_format() == "channels_last"  # set per model build only
+
+
+def test_in_data_format_transposes_pipeline_batches():
+    tf = pytest.importorskip("tensorflow")
+    from keras_preact.training import defaults
+
+    images = tf.reshape(tf.range(2 * 4 * 5 * 3), (2, 4, 5, 3))
+    data = tf.data.Dataset.from_tensors((images, tf.constant([1, 2])))
+    assert defaults.in_data_format(data, "channels_last") is data
+    x, y = next(iter(defaults.in_data_format(lambda step: data, "channels_first")(0)))
+    assert x.shape == (2, 3, 4, 5) and list(y.numpy()) == [1, 2]
+    assert x.numpy()[1, 2, 3, 4] == images.numpy()[1, 3, 4, 2]
+    with defaults.image_data_format("channels_first"):
+        assert keras_preact.PreActResNet20().input_shape == (None, 3, 32, 32)
+    assert keras.config.image_data_format() == "channels_last"
+
+
+def _setting_row(precision, jit, data_format, spe, *rounds):
+    return dict(status="ok", precision=precision, jit=jit, data_format=data_format,
+                steps_per_execution=spe, round_values=list(rounds),
+                images_per_s=sorted(rounds)[len(rounds) // 2])
+
+
+def test_fastest_settings_choice_needs_a_consistent_gain():
+    """A setting replaces Keras' default only when faster in every interleaved round
+    and by min_gain in the median."""
+    import fastest_settings
+
+    stage1 = [_setting_row("float32", False, "channels_last", 1, 10.0, 10.0, 10.0),  # default
+              _setting_row("float32", True, "channels_last", 1, 10.4, 10.4, 10.4),   # +4%
+              _setting_row("float32", False, "channels_first", 1, 20.0, 9.0, 20.0),  # once slower
+              _setting_row("mixed", False, "channels_last", 1, 10.0, 10.0, 10.0),
+              _setting_row("mixed", True, "channels_first", 1, 12.0, 11.0, 13.0),    # +20%
+              dict(status="error", precision="mixed", jit=False, data_format="channels_first",
+                   steps_per_execution=1, error="boom")]
+    stage2 = [_setting_row("mixed", True, "channels_first", 1, 11.0, 11.0, 11.0),
+              _setting_row("mixed", True, "channels_first", 8, 13.0, 12.0, 12.5)]   # +14%
+    result = dict(backend="tensorflow", precisions=["float32", "mixed"], stage1=stage1,
+                  stage2=stage2)
+    chosen = fastest_settings.choose(result, min_gain=0.05)
+    assert chosen["float32"] == dict(jit_compile=False, data_format="channels_last",
+                                     steps_per_execution=1, images_per_s=10.0,
+                                     spe_measured=False)
+    assert chosen["mixed"] == dict(jit_compile=True, data_format="channels_first",
+                                   steps_per_execution=8, images_per_s=12.5, spe_measured=True)
+    # 14% faster is not enough for min_gain 0.2: one step per execution.
+    assert fastest_settings.choose(result, min_gain=0.2)["mixed"]["steps_per_execution"] == 1
+
+
+def test_targets_ratios():
+    import targets
+
+    def row(model, backend, images_per_s, **kw):
+        return dict(status="ok", model=model, backend=backend, images_per_s=images_per_s,
+                    batch=kw.pop("batch", 4), cpu_s_per_step=kw.pop("cpu", None), **kw)
+
+    train = [row("pytorch_preact", "pytorch", 40.0, batch=16, cpu=0.8),
+             row("keras_preact", "jax", 30.0, batch=16, cpu=0.4, layout="cifar", jit=True),
+             row("keras_preact", "jax", 4.0, layout="imagenet", gmacs_per_image=4.089),
+             row("keras_resnet50v2", "jax", 5.0, gmacs_per_image=3.482)]
+    inference = [row("keras_preact", "jax", 20.0, runtime="keras", batch=1, latency_ms=50.0),
+                 row("keras_resnet50v2", "jax", 25.0, runtime="keras", batch=1,
+                     latency_ms=40.0),
+                 row("keras_preact", "jax", 30.0, runtime="keras", batch=64, latency_ms=2000.0)]
+    rows = targets.summarize(train, inference, ["jax"])
+    a, b, latency, throughput = rows
+    assert (a["ratio"], a["cpu_ratio"]) == (0.75, 2.0)  # 30 / 40; 40 / 20 images per CPU-s
+    assert b["ratio"] == round(4.0 * 4.089 / (5.0 * 3.482), 2) == 0.94
+    assert latency["ratio"] == 0.8  # 40 ms / 50 ms: ours slower
+    assert throughput["reference"] is None and throughput["ratio"] is None
