@@ -89,9 +89,10 @@ def _ratio(a, b, digits=2):
 def summarize(train, inference, backends):
     """The target table: one row per (target, backend[, runtime, batch])."""
     rows = []
-    ref = _find(train, model="pytorch_preact")
     for backend in backends:
         ours = _find(train, model="keras_preact", layout="cifar", backend=backend)
+        # The PyTorch run of the same driver run (merged reports: same "run" tag).
+        ref = _find(train, model="pytorch_preact", run=(ours or {}).get("run"))
         rows.append(dict(
             target="(a) PreActResNet-164 training / PyTorch PreActResNet-164", goal=">= 0.8",
             backend=backend, setting=_setting(ours), ours=ours and ours["images_per_s"],
@@ -152,7 +153,13 @@ def render(report):
         f"batch {s['cifar_batch']} (32 px), PreActResNet-50 and ResNet50V2 at batch "
         f"{s['imagenet_batch']} ({s['imagenet_size']} px); float32; Keras settings from "
         "`keras_preact.training.defaults.fastest_settings`.", "",
-        "## Targets", "",
+    ]
+    for run in report.get("runs", []):
+        lines.append(f"- Run {run['file']}: {run['date']}, {run['backends']}, "
+                     f"{'+'.join(run['suites'])}, load average {run['load_at_start']} at "
+                     f"start, {run['load_at_end']} at end")
+    lines += [
+        "", "## Targets", "",
         "Ratio: keras_preact / reference, > 1 when keras_preact is faster (latency: "
         "reference ms / keras_preact ms; (b) per GMAC: images/s x GMACs per image). "
         "'ratio per CPU-s' uses images (GMACs) per process CPU-second instead of wall "
@@ -183,8 +190,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--suites", default="train,inference",
                         help="train (targets a, b) and/or inference (c)")
-    parser.add_argument("--render", metavar="JSON",
-                        help="recompute the targets of a finished report (no measuring)")
+    parser.add_argument("--render", metavar="JSON", nargs="+",
+                        help="recompute the targets of finished reports, merged (no "
+                             "measuring)")
     parser.set_defaults(rounds=2)
     args = parser.parse_args(argv)
     if args.quick:
@@ -234,15 +242,38 @@ def main(argv=None):
 
 
 def rerender(args):
-    """Recomputes the target table of a finished report (`--render JSON`) and rewrites
-    it and `--markdown`; nothing is measured again."""
-    with open(args.render) as f:
-        report = json.load(f)
+    """Recomputes the target table of finished reports (`--render JSON...`) and writes
+    `--output` (default: the first file) and `--markdown`; nothing is measured again.
+    Several files are merged: their rows concatenated, each tagged with its file's
+    index as "run" and that run's date and load, so (a) pairs each backend with the
+    PyTorch reference measured in the same run."""
+    reports = []
+    for i, path in enumerate(args.render):
+        with open(path) as f:
+            reports.append(json.load(f))
+        for suite in reports[-1]["suites"].values():
+            for row in suite["results"]:
+                row["run"] = i
+    report = reports[0]
+    report["runs"] = [dict(file=os.path.basename(path), date=r["machine"]["date_utc"],
+                           load_at_start=r["machine"]["load_average_at_start"],
+                           load_at_end=r.get("load_average_at_end"),
+                           suites=sorted(r["suites"]), backends=r["settings"]["backends"])
+                      for path, r in zip(args.render, reports)]
+    for other in reports[1:]:
+        for name, suite in other["suites"].items():
+            report["suites"].setdefault(name, {"settings": suite["settings"], "results": []})
+            report["suites"][name]["results"] += suite["results"]
     suites = report["suites"]
+    if "train" in suites:
+        suites["train"]["comparisons"] = markdown_report.compare_train(
+            suites["train"]["results"])
+    backends = []
+    for r in reports:
+        backends += [b for b in r["settings"]["backends"].split(",") if b not in backends]
     report["targets"] = summarize(suites.get("train", {}).get("results", []),
-                                  suites.get("inference", {}).get("results", []),
-                                  report["settings"]["backends"].split(","))
-    _common.atomic_write(args.output or args.render, json.dumps(report, indent=1) + "\n")
+                                  suites.get("inference", {}).get("results", []), backends)
+    _common.atomic_write(args.output or args.render[0], json.dumps(report, indent=1) + "\n")
     if args.markdown:
         _common.atomic_write(args.markdown, render(report))
     return report
