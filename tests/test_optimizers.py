@@ -341,6 +341,9 @@ def test_paper_sgd_bad_input(kwargs, match):
 def test_keras_private_apis_still_exist(module, attribute):
     # keras_preact/training/keras_compat.py relies on these (Keras 3.15); a
     # Keras upgrade that moves one must fail here, not silently in a run.
+    # A backend's own API is checked in that backend's run of the suite.
+    if ".backend." in module and f".backend.{keras.backend.backend()}." not in module:
+        pytest.skip(f"{module} is checked in the {module.split('.')[3]} run")
     target = importlib.import_module(module)
     for name in attribute.split("."):
         target = getattr(target, name)
