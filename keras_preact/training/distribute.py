@@ -566,13 +566,9 @@ def setup_distribution(kind="none", tpu=None):
         return _tensorflow_setup(kind, tpu)
     if backend == "jax":
         return _jax_setup(kind)
-    raise _unsupported(
-        kind,
-        backend,
-        "Keras has no multi-device fit() for torch; run with "
-        'distribute="none", or use KERAS_BACKEND=jax (data_parallel) or '
-        "tensorflow (mirrored/multiworker/tpu).",
-    )
+    raise _unsupported(kind, backend, "Keras has no multi-device fit() for torch; run with "
+                       'distribute="none", or use KERAS_BACKEND=jax (data_parallel) or '
+                       "tensorflow (mirrored/multiworker/tpu).")
 
 
 def _tensorflow_setup(kind, tpu):

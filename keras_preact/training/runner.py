@@ -125,11 +125,12 @@ def prepare(args):
     """
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
+    # Before fastest_settings' device query: TF collectives need a fresh runtime.
+    setup = setup_distribution(args.distribute, tpu=getattr(args, "tpu", None))
     settings = fastest_settings(
         precision=policy, data_format=args.data_format,
         steps_per_execution=args.steps_per_execution,
         jit_compile={"auto": "auto", "on": True, "off": False}.get(args.jit_compile))
-    setup = setup_distribution(args.distribute, tpu=getattr(args, "tpu", None))
     # Multi-worker: only the chief writes to --output-dir; the others write
     # to a temporary folder removed at exit (keras_preact.training.distribute).
     args.output_dir = setup.worker_output_dir(args.output_dir)
