@@ -77,9 +77,16 @@ def build_model_fn(args, num_classes):
                     f"Unknown --model={args.model!r}. Expected a keras_preact "
                     "model name such as 'PreActResNet164'."
                 )
-            return getattr(keras_preact, args.model)(classes=num_classes)
+            return getattr(keras_preact, args.model)(
+                classes=num_classes, input_normalization=args.dataset
+            )
         # No input_shape: 32x32x3 in the runner's data format (--data-format).
-        return keras_preact.PreActResNet(args.depth, layout="cifar", classes=num_classes)
+        # The model normalizes its 0-255 pixels itself: exports and
+        # checkpoints carry the dataset's statistics.
+        return keras_preact.PreActResNet(
+            args.depth, layout="cifar", classes=num_classes,
+            input_normalization=args.dataset,
+        )
 
     return build
 
@@ -102,20 +109,25 @@ def main(argv=None):
     batch = prep["global_batch_size"]
     one_hot = args.mixup_alpha > 0 or args.cutmix_alpha > 0
 
-    def train_data(start_step):
-        return cifar_dataset(
-            x_train, y_train, training=True, batch_size=batch, augment=args.augment,
-            mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha,
-            num_classes=num_classes, seed=args.seed, repeat=True, start_batch=start_step,
-        )
+    def make_data(model):
+        # normalization=model: 0-255 pixels, padded with the model's mean
+        # colour (what it maps to 0, as normalize-then-pad in the paper).
+        def train_data(start_step):
+            return cifar_dataset(
+                x_train, y_train, training=True, batch_size=batch, augment=args.augment,
+                mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha,
+                num_classes=num_classes, seed=args.seed, repeat=True,
+                start_batch=start_step, normalization=model,
+            )
 
-    val_ds = cifar_dataset(x_test, y_test, training=False, batch_size=batch,
-                           num_classes=num_classes,
-                           drop_remainder=prep["setup"].needs_static_batches or None)
-    if one_hot:
-        import tensorflow as tf
+        val_ds = cifar_dataset(x_test, y_test, training=False, batch_size=batch,
+                               num_classes=num_classes, normalization=model,
+                               drop_remainder=prep["setup"].needs_static_batches or None)
+        if one_hot:
+            import tensorflow as tf
 
-        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+            val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+        return train_data, val_ds
 
     default_total = max(1, round(PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE / batch))
     steps_per_epoch, epochs, total_steps = runner.run_length(
@@ -144,10 +156,9 @@ def main(argv=None):
     model_label = args.model or f"PreActResNet-{args.depth}"
     runner.fit_and_evaluate(
         args, prep=prep, build_model=build_model_fn(args, num_classes),
-        learning_rate=schedule, train_data=train_data, val_ds=val_ds,
+        learning_rate=schedule, make_data=make_data,
         steps_per_epoch=steps_per_epoch, epochs=epochs, one_hot=one_hot,
         run_info=run_info, model_name=f"preact_resnet_{args.dataset}",
-        export_preprocessing=args.dataset,
         title=f"{model_label} on {DISPLAY_NAMES[args.dataset]}",
         paper_error=paper_reference(args),
         # Suggested only for runs longer than the quick look itself.

@@ -94,16 +94,18 @@ def build_model_fn(args):
                     "model name such as 'PreActResNet50'."
                 )
             return getattr(keras_preact, args.model)(
-                classes=args.num_classes, input_shape=shape,
+                classes=args.num_classes, input_shape=shape, input_normalization="imagenet",
             )
+        # The model normalizes its 0-255 pixels itself (exports carry it).
         return keras_preact.PreActResNet(
             args.depth, layout="imagenet", classes=args.num_classes, input_shape=shape,
+            input_normalization="imagenet",
         )
 
     return build
 
 
-def make_datasets(args, batch, static_batches=False):
+def make_datasets(args, batch, static_batches=False, model=None):
     from keras_preact.data import imagenet_dataset
     from keras_preact.data import synthetic_dataset
 
@@ -114,7 +116,9 @@ def make_datasets(args, batch, static_batches=False):
             val = synthetic_dataset(batch, args.image_size, args.num_classes,
                                     num_batches=args.validation_steps or 1, seed=args.seed + 1)
         return train, val
-    common = dict(image_size=args.image_size, label_offset=args.label_offset)
+    # A model that normalizes itself gets pixels (normalization=model).
+    common = dict(image_size=args.image_size, label_offset=args.label_offset,
+                  normalization="imagenet" if model is None else model)
 
     def train(start_step):
         # Replaying the stream up to start_step would read that many batches
@@ -138,7 +142,9 @@ def main(argv=None):
     args = parse_args(argv)
     prep = runner.prepare(args)
     batch = prep["global_batch_size"]
-    train_ds, val_ds = make_datasets(args, batch, prep["setup"].needs_static_batches)
+
+    def make_data(model):
+        return make_datasets(args, batch, prep["setup"].needs_static_batches, model)
     steps_per_epoch, epochs, total_steps = runner.run_length(
         args, args.train_examples, batch, default_total_steps=None
     )
@@ -167,9 +173,8 @@ def main(argv=None):
     }
     runner.fit_and_evaluate(
         args, prep=prep, build_model=build_model_fn(args), learning_rate=schedule,
-        train_data=train_ds, val_ds=val_ds, steps_per_epoch=steps_per_epoch,
+        make_data=make_data, steps_per_epoch=steps_per_epoch,
         epochs=epochs, run_info=run_info, model_name="preact_resnet_imagenet",
-        export_preprocessing="imagenet",
         title=f"{args.model or f'PreActResNet-{args.depth}'} on ImageNet "
               f"({args.data_source})",
         # Suggested only for runs longer than the quick look itself.

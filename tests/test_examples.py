@@ -14,6 +14,9 @@ from pathlib import Path
 import keras
 import pytest
 
+from keras_preact.preprocessing import STATISTICS
+from keras_preact.preprocessing import input_statistics
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 BACKEND = keras.backend.backend()
@@ -96,7 +99,11 @@ def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     summary = json.loads((out / "final_metrics.json").read_text())
     assert summary["iterations"] == 6 and set(summary["final"]) >= {"top1", "top5"}
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "checkpoints" / "last.keras").exists()
+    # The checkpoint normalizes its own 0-255 pixels with CIFAR-100's
+    # statistics, so it exports without a dataset argument.
+    checkpoint = keras.saving.load_model(out / "checkpoints" / "last.keras")
+    mean, std = input_statistics(checkpoint)
+    assert mean + std == pytest.approx(sum(STATISTICS["cifar100"], ()), rel=1e-6)
     exported = list((out / "export").glob("*/*/saved_model.pb"))
     assert len(exported) == 1, list((out / "export").rglob("*"))
 
@@ -189,6 +196,9 @@ def test_imagenet_script_tiny_run_on_folder(shared_data, tmp_path, capsys):
     # ImageNetStepSchedule: 0.1 * 2 / 256 before epoch 30.
     assert float(rows[1]["learning_rate"]) == pytest.approx(0.1 * 2 / 256)
     assert "top5" not in rows[0]  # only 2 classes: top-5 is left out
+    checkpoint = keras.saving.load_model(out / "checkpoints" / "last.keras")
+    mean, std = input_statistics(checkpoint)
+    assert mean + std == pytest.approx(sum(STATISTICS["imagenet"], ()), rel=1e-6)
 
 
 @pytest.mark.slow

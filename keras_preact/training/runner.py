@@ -164,14 +164,12 @@ def fit_and_evaluate(
     prep,
     build_model,
     learning_rate,
-    train_data,
-    val_ds,
+    make_data,
     steps_per_epoch,
     epochs,
     one_hot=False,
     run_info=None,
     model_name="model",
-    export_preprocessing=None,
     title=None,
     paper_error=None,
     quick_look=None,
@@ -188,17 +186,18 @@ def fit_and_evaluate(
         build_model: callable returning an uncompiled `keras.Model`; called
             inside the distribution scope.
         learning_rate: float or `LearningRateSchedule`.
-        train_data: repeated training data (global batches), or a callable
-            `start_step -> data` positioned at a step (see `fit_resumable`).
-        val_ds: finite validation `tf.data.Dataset` or None.
+        make_data: callable `model -> (train_data, val_ds)`, called once the
+            model is built, so the pipelines can read the model's input
+            normalization (`normalization=model`). `train_data`: repeated
+            global batches, or a callable `start_step -> data` positioned at
+            a step (see `fit_resumable`); `val_ds`: finite validation data or
+            None.
         steps_per_epoch: int.
         epochs: int.
         one_hot: bool. Labels are one-hot (mixup / cutmix).
         run_info: dict. Stored in metrics.json.
-        model_name: str. Name used for the SavedModel export.
-        export_preprocessing: str or None. `preprocessing=` of
-            `keras_preact.export.export_saved_model` ("cifar10", "cifar100",
-            "imagenet").
+        model_name: str. Name used for the SavedModel export, which takes
+            its preprocessing from the model (`input_normalization`).
         title: str or None. What is trained, e.g. "PreActResNet-164 on
             CIFAR-100".
         paper_error: (float, str) or None. The paper's top-1 error in
@@ -213,7 +212,6 @@ def fit_and_evaluate(
     # Long by its docstring only (46 lines of code).
     setup = prep["setup"]
     fmt = prep["settings"]["data_format"]
-    train_data, val_ds = in_data_format(train_data, fmt), in_data_format(val_ds, fmt)
     os.makedirs(args.output_dir, exist_ok=True)
     with setup.scope(), image_data_format(fmt):
         model = build_model()
@@ -228,6 +226,7 @@ def fit_and_evaluate(
             jit_compile=prep["settings"]["jit_compile"],
             steps_per_execution=prep["settings"]["steps_per_execution"],
         )
+    train_data, val_ds = (in_data_format(data, fmt) for data in make_data(model))
     paths = output_paths(args)
     print(describe_start(model, args, prep, steps_per_epoch, epochs, paths,
                          title=title, quick_look=quick_look), flush=True)
@@ -255,8 +254,7 @@ def fit_and_evaluate(
     atomic_write_json(paths["summary"], summary, indent=1)
     if args.export:
         paths["export"] = export_model(
-            model, os.path.join(args.output_dir, "export"), model_name,
-            preprocessing=export_preprocessing,
+            model, os.path.join(args.output_dir, "export"), model_name
         )
     print(describe_end(final, iterations, paths, paper_error), flush=True)
     return final
@@ -419,9 +417,10 @@ def export_model(model, export_base, model_name, preprocessing=None):
         keras_path = os.path.join(export_base, f"{model_name}.keras")
         with atomic_path(keras_path) as tmp:
             model.save(tmp)
+        given = ["--preprocessing", preprocessing] if preprocessing else []
         code = export_main([
             "--model", keras_path, "--export-base", export_base,
-            "--model-name", model_name, "--preprocessing", preprocessing or "none",
+            "--model-name", model_name, *given,
         ])
         if code:
             raise RuntimeError(f"SavedModel export of {keras_path} failed (exit {code}).")
