@@ -28,10 +28,10 @@ SUBSTITUTIONS = {
     "keras_preact": [
         # PreActResNet164 takes 54 s (torch) to 100 s (TensorFlow, XLA
         # compile) for 2 steps here; depth 20 keeps the case short.
-        ("keras_preact.PreActResNet164(classes=100)", "keras_preact.PreActResNet20(classes=100)"),
+        ("keras_preact.PreActResNet164(classes=100,", "keras_preact.PreActResNet20(classes=100,"),
         ("training=True, batch_size=128,", "training=True, batch_size=8,"),
-        ("cifar_dataset(x_test, y_test, training=False, batch_size=128)",
-         "cifar_dataset(x_test[:16], y_test[:16], training=False, batch_size=8)"),
+        ("cifar_dataset(x_test, y_test, training=False, batch_size=128,",
+         "cifar_dataset(x_test[:16], y_test[:16], training=False, batch_size=8,"),
         ("epochs, steps_per_epoch = 164, 391", "epochs, steps_per_epoch = 1, 2"),
     ],
     # Depth 1001 at width 4 builds in 15-18 s per backend on an idle machine
@@ -48,8 +48,12 @@ CHECKS = {
     "keras_preact": """
 import keras
 from keras_preact.training import PaperSGD
+from keras_preact.preprocessing import input_statistics
 x = keras.ops.convert_to_numpy(next(iter(test_ds))[0])
+assert 60 < x.mean() < 200 and x.max() > 200, ("the model takes pixels", x.mean(), x.max())
+x = keras.ops.convert_to_numpy(model.get_layer("input_normalization")(x))
 assert abs(x.mean()) < 0.5 and 0.5 < x.std() < 2, ("inputs not normalized", x.mean(), x.std())
+assert input_statistics(model) is not None
 cfg = model.optimizer.get_config()
 assert isinstance(model.optimizer, PaperSGD), type(model.optimizer)
 assert (cfg["momentum"], cfg["l2_weight_decay"], cfg["l2_decay_on"]) == (0.9, 1e-4, "all"), cfg
