@@ -26,41 +26,24 @@ def accuracy_metrics(one_hot=False, top_k=5):
         list of `keras.metrics.Metric`.
     """
     if one_hot:
-        metrics = [keras.metrics.CategoricalAccuracy(name="top1")]
-        if top_k:
-            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=top_k, name=f"top{top_k}"))
+        top1, topk = keras.metrics.CategoricalAccuracy, keras.metrics.TopKCategoricalAccuracy
     else:
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="top1")]
-        if top_k:
-            metrics.append(
-                keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}")
-            )
-    return metrics
+        top1, topk = (keras.metrics.SparseCategoricalAccuracy,
+                      keras.metrics.SparseTopKCategoricalAccuracy)
+    return [top1(name="top1")] + ([topk(k=top_k, name=f"top{top_k}")] if top_k else [])
 
 
-def compile_for_paper(
-    model,
-    learning_rate=0.1,
-    *,
-    optimizer=None,
-    momentum=0.9,
-    nesterov=False,
-    weight_decay=1e-4,
-    weight_decay_on="all",
-    one_hot=False,
-    label_smoothing=0.0,
-    from_logits=None,
-    top_k=5,
-    jit_compile="auto",
-    steps_per_execution=1,
-):
+def compile_for_paper(model, learning_rate=0.1, *, optimizer=None, momentum=0.9,
+                      nesterov=False, weight_decay=1e-4, weight_decay_on="all",
+                      one_hot=False, label_smoothing=0.0, from_logits=None, top_k=5,
+                      jit_compile="auto", steps_per_execution=1):
     """Compiles `model` with the paper's training setup.
 
     SGD, momentum 0.9, coupled L2 weight decay 1e-4 on every trainable
     variable, as the authors' Torch code (`PaperSGD`: Torch7 `optim.sgd`),
-    cross-entropy, top-1 and top-5 accuracy ("top1",
-    "top5" in the logs). Under a "mixed_float16" policy, Keras wraps the
-    optimizer in a `LossScaleOptimizer`.
+    cross-entropy, top-1 and top-5 accuracy ("top1", "top5" in the logs).
+    Under a "mixed_float16" policy, Keras wraps the optimizer in a
+    `LossScaleOptimizer`.
 
     Args:
         model: `keras.Model`.
@@ -103,7 +86,6 @@ def compile_for_paper(
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
     >>> model = compile_for_paper(model)
     """
-    # Long by its docstring only (32 lines of code).
     if label_smoothing and not one_hot:
         raise ValueError(
             "label_smoothing needs one_hot=True (sparse labels cannot be smoothed). "
@@ -115,24 +97,14 @@ def compile_for_paper(
         # Top-k over fewer than k classes is always 1 (and fails on torch).
         top_k = None
     if optimizer is None:
-        optimizer = PaperSGD(
-            learning_rate=learning_rate,
-            momentum=momentum,
-            nesterov=nesterov,
-            l2_weight_decay=weight_decay,
-            l2_decay_on=weight_decay_on,
-        )
+        optimizer = PaperSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                             l2_weight_decay=weight_decay, l2_decay_on=weight_decay_on)
     if one_hot:
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=from_logits, label_smoothing=label_smoothing
-        )
+        loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits,
+                                                    label_smoothing=label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=accuracy_metrics(one_hot=one_hot, top_k=top_k),
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=accuracy_metrics(one_hot=one_hot, top_k=top_k),
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model

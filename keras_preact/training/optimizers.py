@@ -51,10 +51,7 @@ def _compile_patterns(l2_exclude):
     if l2_exclude is None:
         return []
     patterns = [l2_exclude] if isinstance(l2_exclude, str) else l2_exclude
-    try:
-        patterns = list(patterns)
-    except TypeError:
-        patterns = None
+    patterns = list(patterns) if hasattr(patterns, "__iter__") else None
     if patterns is None or not all(isinstance(p, str) for p in patterns):
         raise ValueError(
             "Expected l2_exclude to be None, a regular expression (str) or a "
@@ -65,9 +62,8 @@ def _compile_patterns(l2_exclude):
         try:
             compiled.append(re.compile(pattern))
         except re.error as error:
-            raise ValueError(
-                f"Invalid regular expression in l2_exclude: {pattern!r} ({error})"
-            ) from None
+            raise ValueError(f"Invalid regular expression in l2_exclude: {pattern!r} "
+                             f"({error})") from None
     return compiled
 
 
@@ -147,17 +143,8 @@ class PaperSGD(keras.optimizers.SGD):
     (0.9, 0.0001, 'all')
     """
 
-    def __init__(
-        self,
-        learning_rate=0.1,
-        momentum=0.9,
-        nesterov=False,
-        l2_weight_decay=1e-4,
-        l2_decay_on="all",
-        l2_exclude=None,
-        name="PaperSGD",
-        **kwargs,
-    ):
+    def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=False, l2_weight_decay=1e-4,
+                 l2_decay_on="all", l2_exclude=None, name="PaperSGD", **kwargs):
         if "l2_min_ndim" in kwargs:
             raise ValueError(
                 "PaperSGD no longer takes l2_min_ndim: use l2_decay_on='kernels' "
@@ -176,19 +163,12 @@ class PaperSGD(keras.optimizers.SGD):
         if not isinstance(nesterov, bool):
             raise ValueError(f"Expected nesterov to be a bool. Received: nesterov={nesterov!r}")
         if nesterov and momentum == 0.0:
-            raise ValueError(
-                "Nesterov momentum needs momentum > 0. "
-                f"Received: momentum={momentum!r}, nesterov=True"
-            )
+            raise ValueError("Nesterov momentum needs momentum > 0. "
+                             f"Received: momentum={momentum!r}, nesterov=True")
         check_choice("l2_decay_on", l2_decay_on, DECAY_SCOPES)
         patterns = _compile_patterns(l2_exclude)
-        super().__init__(
-            learning_rate=learning_rate,
-            momentum=momentum,
-            nesterov=nesterov,
-            name=name,
-            **kwargs,
-        )
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                         name=name, **kwargs)
         self.l2_weight_decay = l2_weight_decay
         self.l2_decay_on = l2_decay_on
         self.l2_exclude = [p.pattern for p in patterns]
@@ -225,10 +205,8 @@ class PaperSGD(keras.optimizers.SGD):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         if self._l2_mask[index]:
-            gradient = ops.add(
-                gradient,
-                ops.multiply(ops.cast(self.l2_weight_decay, variable.dtype), variable),
-            )
+            decay = ops.cast(self.l2_weight_decay, variable.dtype)
+            gradient = ops.add(gradient, ops.multiply(decay, variable))
         if self.momentum == 0.0:
             self.assign_sub(variable, ops.multiply(learning_rate, gradient))
             return
@@ -236,23 +214,15 @@ class PaperSGD(keras.optimizers.SGD):
         buffer = self.momentums[index]
         new_buffer = ops.add(ops.multiply(momentum, buffer), gradient)
         self.assign(buffer, new_buffer)
-        if self.nesterov:
-            step = ops.add(gradient, ops.multiply(momentum, new_buffer))
-        else:
-            step = new_buffer
+        step = (ops.add(gradient, ops.multiply(momentum, new_buffer)) if self.nesterov
+                else new_buffer)
         self.assign_sub(variable, ops.multiply(learning_rate, step))
 
     def get_config(self):
         config = super().get_config()
         config.pop("weight_decay", None)
-        config.update(
-            {
-                "l2_weight_decay": self.l2_weight_decay,
-                "l2_decay_on": self.l2_decay_on,
-                "l2_exclude": list(self.l2_exclude) or None,
-            }
-        )
-        return config
+        return {**config, "l2_weight_decay": self.l2_weight_decay,
+                "l2_decay_on": self.l2_decay_on, "l2_exclude": list(self.l2_exclude) or None}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -279,7 +249,5 @@ def decayed_variables(model, optimizer):
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     if not isinstance(inner, PaperSGD):
-        raise ValueError(
-            f"Expected a PaperSGD optimizer. Received: optimizer={optimizer!r}"
-        )
+        raise ValueError(f"Expected a PaperSGD optimizer. Received: optimizer={optimizer!r}")
     return [v.path for v in model.trainable_variables if inner.uses_l2(v)]
