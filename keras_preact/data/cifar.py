@@ -3,6 +3,7 @@ python archives, or `.npz` shards."""
 
 import glob
 import os
+import pathlib
 import re
 import tarfile
 
@@ -80,18 +81,14 @@ def load_cifar(name="cifar100", source="tfds", data_dir=None, split="train", dow
     check_choice("source", source, VALID_SOURCES)
     check_choice("split", split, VALID_SPLITS)
     if source != "tfds" and data_dir is None:
-        raise ValueError(
-            f"source={source!r} needs data_dir (a path). Received: data_dir=None."
-        )
+        raise ValueError(f"source={source!r} needs data_dir (a path). Received: data_dir=None.")
+    where = f"tfds:{name}" if source == "tfds" else os.fspath(data_dir)
     if source == "tfds":
         images, labels = _load_tfds(name, split, data_dir, download)
-        where = f"tfds:{name}"
     elif source == "archive":
-        images, labels = _load_archive(name, split, os.fspath(data_dir))
-        where = os.fspath(data_dir)
+        images, labels = _load_archive(name, split, where)
     else:
-        images, labels = _load_npz(split, os.fspath(data_dir))
-        where = os.fspath(data_dir)
+        images, labels = _load_npz(split, where)
     return _validate(images, labels, _ARCHIVES[name]["num_classes"], where)
 
 
@@ -104,9 +101,7 @@ def _validate(images, labels, num_classes, where):
             f"shape (N, 32, 32, 3), got {images.dtype} {images.shape}."
         )
     if len(images) != len(labels):
-        raise ValueError(
-            f"Data from {where} has {len(images)} images but {len(labels)} labels."
-        )
+        raise ValueError(f"Data from {where} has {len(images)} images but {len(labels)} labels.")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
             f"Labels from {where} range over [{labels.min()}, {labels.max()}], "
@@ -118,16 +113,9 @@ def _validate(images, labels, num_classes, where):
 def _load_tfds(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
-    ds = tfds.load(
-        name,
-        split=split,
-        data_dir=data_dir,
-        download=download,
-        as_supervised=True,
-        batch_size=-1,
-    )
-    images, labels = tfds.as_numpy(ds)
-    return images, labels
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True,
+                   batch_size=-1)
+    return tfds.as_numpy(ds)
 
 
 def _natural_key(path):
@@ -158,23 +146,13 @@ def _read_archive_members(name, data_dir):
     """Returns {member base name: bytes} for the pickles of `name`."""
     spec = _ARCHIVES[name]
     wanted = set(spec["train"] + spec["test"])
-    candidates = [
-        data_dir,
-        os.path.join(data_dir, spec["file"]),
-        os.path.join(data_dir, spec["folder"]),
-    ]
+    candidates = [data_dir, *(os.path.join(data_dir, spec[key]) for key in ("file", "folder"))]
     for path in candidates:
         if os.path.isfile(path):
             return _read_tar(path, spec["folder"], wanted)
     for path in candidates:
-        if os.path.isdir(path) and all(
-            os.path.isfile(os.path.join(path, m)) for m in wanted
-        ):
-            out = {}
-            for m in wanted:
-                with open(os.path.join(path, m), "rb") as f:
-                    out[m] = f.read()
-            return out
+        if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, m)) for m in wanted):
+            return {m: pathlib.Path(path, m).read_bytes() for m in wanted}
     raise ValueError(
         f"No {name} archive found at data_dir={data_dir!r}. Expected the file "
         f"{spec['file']!r}, a folder holding it, or the extracted folder "
@@ -188,12 +166,7 @@ def _read_tar(path, folder, wanted):
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 parts = member.name.replace("\\", "/").split("/")
-                if (
-                    member.isfile()
-                    and len(parts) == 2
-                    and parts[0] == folder
-                    and parts[1] in wanted
-                ):
+                if member.isfile() and parts[:-1] == [folder] and parts[-1] in wanted:
                     # Read the bytes only; nothing is extracted to disk.
                     out[parts[1]] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as e:
