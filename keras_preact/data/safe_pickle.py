@@ -6,6 +6,7 @@ file, so `safe_loads` only resolves the handful of globals a numpy array
 needs and refuses everything else (e.g. `os.system`) *before* calling it.
 """
 
+import contextlib
 import importlib
 import io
 import pickle
@@ -47,19 +48,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module.startswith("numpy.core"):
             # Resolve the NumPy 1 names on NumPy 2 without the deprecation
             # shim (and on NumPy 1 the `_core` import fails, keep `core`).
-            try:
-                return getattr(
-                    importlib.import_module(module.replace("numpy.core", "numpy._core")),
-                    name,
-                )
-            except ImportError:
-                pass
+            with contextlib.suppress(ImportError):
+                numpy_2 = module.replace("numpy.core", "numpy._core")
+                return getattr(importlib.import_module(numpy_2), name)
         return getattr(importlib.import_module(module), name)
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(
-            f"Refusing to unpickle {self._source}: persistent ids are not allowed."
-        )
+        message = f"Refusing to unpickle {self._source}: persistent ids are not allowed."
+        raise UnsafePickleError(message)
 
 
 def safe_loads(data, source="<bytes>"):
@@ -83,6 +79,4 @@ def safe_loads(data, source="<bytes>"):
     except UnsafePickleError:
         raise
     except Exception as e:  # truncated / foreign data: EOFError, UnpicklingError...
-        raise ValueError(
-            f"{source} is not a valid CIFAR pickle ({type(e).__name__}: {e})."
-        ) from e
+        raise ValueError(f"{source} is not a valid CIFAR pickle ({type(e).__name__}: {e}).") from e
