@@ -99,16 +99,10 @@ class PaperCIFARSchedule(_Schedule):
     [0.1, 0.1, 0.01, 0.001]
     """
 
-    def __init__(
-        self,
-        initial_learning_rate=PAPER_CIFAR_LEARNING_RATE,
-        boundaries=PAPER_CIFAR_BOUNDARIES,
-        decay_factor=0.1,
-        warmup_steps=0,
-        warmup_learning_rate=PAPER_CIFAR_WARMUP_LEARNING_RATE,
-        total_steps=PAPER_CIFAR_TOTAL_STEPS,
-        name="PaperCIFARSchedule",
-    ):
+    def __init__(self, initial_learning_rate=PAPER_CIFAR_LEARNING_RATE,
+                 boundaries=PAPER_CIFAR_BOUNDARIES, decay_factor=0.1, warmup_steps=0,
+                 warmup_learning_rate=PAPER_CIFAR_WARMUP_LEARNING_RATE,
+                 total_steps=PAPER_CIFAR_TOTAL_STEPS, name="PaperCIFARSchedule"):
         super().__init__()
         self.initial_learning_rate = float(initial_learning_rate)
         self.boundaries = _check_boundaries(boundaries)
@@ -120,17 +114,9 @@ class PaperCIFARSchedule(_Schedule):
         self.name = name
 
     @classmethod
-    def for_run(
-        cls,
-        batch_size=PAPER_CIFAR_BATCH_SIZE,
-        epochs=None,
-        steps_per_epoch=None,
-        total_steps=None,
-        num_examples=CIFAR_TRAIN_EXAMPLES,
-        scale_learning_rate=True,
-        warmup=False,
-        learning_rate=PAPER_CIFAR_LEARNING_RATE,
-    ):
+    def for_run(cls, batch_size=PAPER_CIFAR_BATCH_SIZE, epochs=None, steps_per_epoch=None,
+                total_steps=None, num_examples=CIFAR_TRAIN_EXAMPLES, scale_learning_rate=True,
+                warmup=False, learning_rate=PAPER_CIFAR_LEARNING_RATE):
         """The paper's schedule rescaled to another batch size or run length.
 
         The length of the run is, by priority: `total_steps`; else
@@ -173,10 +159,8 @@ class PaperCIFARSchedule(_Schedule):
                 check_int("steps_per_epoch", steps_per_epoch, low=1)
                 total_steps = epochs * steps_per_epoch
             else:
-                total_steps = max(
-                    1,
-                    round(PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE / batch_size),
-                )
+                paper_images = PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE
+                total_steps = max(1, round(paper_images / batch_size))
         check_int("total_steps", total_steps, low=1)
         fraction = total_steps / PAPER_CIFAR_TOTAL_STEPS
         boundaries = []
@@ -185,32 +169,21 @@ class PaperCIFARSchedule(_Schedule):
             if boundaries and b <= boundaries[-1]:
                 b = boundaries[-1] + 1
             boundaries.append(b)
-        warmup_steps = (
-            max(1, round(PAPER_CIFAR_WARMUP_STEPS * fraction)) if warmup else 0
-        )
+        warmup_steps = max(1, round(PAPER_CIFAR_WARMUP_STEPS * fraction)) if warmup else 0
         scale = batch_size / PAPER_CIFAR_BATCH_SIZE if scale_learning_rate else 1.0
-        return cls(
-            initial_learning_rate=learning_rate * scale,
-            boundaries=tuple(boundaries),
-            warmup_steps=warmup_steps,
-            warmup_learning_rate=learning_rate * scale
-            * (PAPER_CIFAR_WARMUP_LEARNING_RATE / PAPER_CIFAR_LEARNING_RATE),
-            total_steps=total_steps,
-        )
+        warmup_ratio = PAPER_CIFAR_WARMUP_LEARNING_RATE / PAPER_CIFAR_LEARNING_RATE
+        return cls(initial_learning_rate=learning_rate * scale, boundaries=tuple(boundaries),
+                   warmup_steps=warmup_steps,
+                   warmup_learning_rate=learning_rate * scale * warmup_ratio,
+                   total_steps=total_steps)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        lr = _step_decay(
-            step, self.initial_learning_rate, self.boundaries, self.decay_factor
-        )
+        lr = _step_decay(step, self.initial_learning_rate, self.boundaries, self.decay_factor)
         if self.warmup_steps:
-            lr = ops.where(
-                ops.less(step, float(self.warmup_steps)),
-                ops.full_like(step, self.warmup_learning_rate),
-                lr,
-            )
+            lr = ops.where(ops.less(step, float(self.warmup_steps)),
+                           ops.full_like(step, self.warmup_learning_rate), lr)
         return lr
-
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -241,23 +214,17 @@ class ImageNetStepSchedule(_Schedule):
     [0.1, 0.1, 0.01, 0.001]
     """
 
-    def __init__(
-        self,
-        steps_per_epoch,
-        batch_size=PAPER_IMAGENET_BATCH_SIZE,
-        base_learning_rate=PAPER_IMAGENET_LEARNING_RATE,
-        base_batch_size=PAPER_IMAGENET_BATCH_SIZE,
-        boundary_epochs=PAPER_IMAGENET_BOUNDARY_EPOCHS,
-        decay_factor=0.1,
-        warmup_epochs=0,
-        name="ImageNetStepSchedule",
-    ):
+    def __init__(self, steps_per_epoch, batch_size=PAPER_IMAGENET_BATCH_SIZE,
+                 base_learning_rate=PAPER_IMAGENET_LEARNING_RATE,
+                 base_batch_size=PAPER_IMAGENET_BATCH_SIZE,
+                 boundary_epochs=PAPER_IMAGENET_BOUNDARY_EPOCHS, decay_factor=0.1,
+                 warmup_epochs=0, name="ImageNetStepSchedule"):
         super().__init__()
         self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.base_learning_rate = float(base_learning_rate)
         self.base_batch_size = check_int("base_batch_size", base_batch_size, low=1)
-        self.boundary_epochs = tuple(_check_boundaries(boundary_epochs))
+        self.boundary_epochs = _check_boundaries(boundary_epochs)
         self.decay_factor = float(decay_factor)
         self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
         self.name = name
@@ -273,15 +240,12 @@ class ImageNetStepSchedule(_Schedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        lr = _step_decay(
-            step, self.peak_learning_rate, self.boundaries, self.decay_factor
-        )
+        lr = _step_decay(step, self.peak_learning_rate, self.boundaries, self.decay_factor)
         if self.warmup_epochs:
             warmup_steps = float(self.warmup_epochs * self.steps_per_epoch)
             ramp = self.peak_learning_rate * (step + 1.0) / warmup_steps
             lr = ops.where(ops.less(step, warmup_steps), ramp, lr)
         return lr
-
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -306,14 +270,8 @@ class WarmupCosineDecay(_Schedule):
     [0.01, 0.1, 0.05, 0.0]
     """
 
-    def __init__(
-        self,
-        peak_learning_rate,
-        total_steps,
-        warmup_steps=0,
-        alpha=0.0,
-        name="WarmupCosineDecay",
-    ):
+    def __init__(self, peak_learning_rate, total_steps, warmup_steps=0, alpha=0.0,
+                 name="WarmupCosineDecay"):
         super().__init__()
         self.peak_learning_rate = float(peak_learning_rate)
         self.total_steps = check_int("total_steps", total_steps, low=1)
