@@ -9,8 +9,6 @@ windows, resizing and normalization live in `keras_preact.image_ops`.
 import numpy as np
 import tensorflow as tf
 
-from keras_preact.data.array_pipeline import VALID_PAD_MODES
-from keras_preact.validation import check_choice
 
 
 def _pad(images, pad, pad_mode, pad_value):
@@ -38,7 +36,8 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
         images: float `(B, H, W, C)` tensor with a static `H`, `W`, `C`.
         seed: int tensor of shape `(2,)` for the stateless random ops.
         pad: int >= 0, padding per side in pixels.
-        pad_mode: `"constant"` (the paper) or `"reflect"`.
+        pad_mode: `"constant"` (the paper) or `"reflect"`; checked by the
+            caller (`cifar_dataset`).
         flip: whether to apply random horizontal flips.
         pad_value: the `"constant"` padding, a number or one per channel:
             0 for normalized images (the mean colour), the mean colour for
@@ -46,11 +45,7 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
 
     Returns:
         A tensor of the same shape and dtype.
-
-    Raises:
-        ValueError: for an unknown `pad_mode`.
     """
-    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
     seeds = tf.random.experimental.stateless_split(seed, 3)
