@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from keras_preact import image_ops
 from keras_preact.data import augment as aug
+from keras_preact.data.array_pipeline import VALID_PAD_MODES
 from keras_preact.data.array_pipeline import check_arrays
 from keras_preact.data.array_pipeline import cifar_statistics
 from keras_preact.data.normalization import resolve_normalization
@@ -143,7 +144,7 @@ def cifar_dataset(
     # Over 80 lines only by its signature and docstring (body ~60 lines); the
     # steps are `_augment` and `_make_mixer` below.
     check_choice("augment", augment, VALID_AUGMENTS)
-    check_choice("pad_mode", pad_mode, aug.VALID_PAD_MODES)
+    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     batch_size = check_int("batch_size", batch_size, low=1)
     start_batch = check_int("start_batch", start_batch, low=0)
     if start_batch and not training:
@@ -183,15 +184,10 @@ def cifar_dataset(
     randaugment = None
     if augment == "randaugment":
         randaugment = _keras_cv_or_keras_layer(
-            "RandAugment",
-            value_range=(0, 255),
-            augmentations_per_image=randaugment_layers,
-            magnitude=randaugment_magnitude,
-            seed=seed,
+            "RandAugment", value_range=(0, 255), augmentations_per_image=randaugment_layers,
+            magnitude=randaugment_magnitude, seed=seed,
         )
-    crop_flip = None
-    if augment in ("paper", "randaugment"):
-        crop_flip = dict(pad=pad, pad_mode=pad_mode, pad_value=pad_value)
+    crop_flip = dict(pad=pad, pad_mode=pad_mode, pad_value=pad_value) if augment != "none" else None
     # One (2,) stateless seed per element; differs on every pass.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     seeds = seeds.skip(start_batch if vectorized else start_batch * batch_size)
