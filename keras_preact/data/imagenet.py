@@ -93,13 +93,9 @@ def _inception_window(shape, seed, area_range, aspect_ratio_range, image_size):
     """
     bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape,
-        bounding_boxes=bbox,
-        seed=seed,
-        min_object_covered=0.1,
+        shape, bounding_boxes=bbox, seed=seed, min_object_covered=0.1,
         aspect_ratio_range=[float(a) for a in aspect_ratio_range],
-        area_range=[float(a) for a in area_range],
-        max_attempts=10,
+        area_range=[float(a) for a in area_range], max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
@@ -117,14 +113,10 @@ def _scale_window(shape, seed, scale_range, image_size):
     """
     seeds = tf.random.experimental.stateless_split(seed, 3)
     h, w = shape[0], shape[1]
-    s = tf.random.stateless_uniform(
-        [], seeds[0], scale_range[0], scale_range[1] + 1, dtype=tf.int32
-    )
+    s = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1] + 1, tf.int32)
     short = tf.minimum(h, w)
-    crop = tf.cast(
-        tf.round(tf.cast(short, tf.float32) * image_size / tf.cast(s, tf.float32)), tf.int32
-    )
-    crop = tf.clip_by_value(crop, 1, short)
+    crop = tf.cast(short, tf.float32) * image_size / tf.cast(s, tf.float32)
+    crop = tf.clip_by_value(tf.cast(tf.round(crop), tf.int32), 1, short)
     oy = tf.random.stateless_uniform([], seeds[1], 0, h - crop + 1, dtype=tf.int32)
     ox = tf.random.stateless_uniform([], seeds[2], 0, w - crop + 1, dtype=tf.int32)
     return tf.stack([oy, ox, crop, crop])
@@ -207,9 +199,7 @@ def _tfrecord_records(pattern, training, seed, input_context, cycle_length, dete
     # latency and mixes shards (a first level of shuffling).
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, buffer_size=8 * 1024 * 1024),
-        cycle_length=cycle_length,
-        block_length=1,
-        num_parallel_calls=AUTOTUNE,
+        cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
     return ds.map(_parse_tfrecord, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
@@ -268,9 +258,8 @@ def imagenet_dataset(
     fused `tf.image.decode_and_crop_jpeg`. Then a random horizontal flip.
     Evaluation: shorter side resized to `eval_resize`, center crop
     `image_size` (done as the equivalent fused center-crop + resize).
-    Images are decoded to 3 channels (greyscale / CMYK JPEGs become RGB)
-    and normalized per `normalization` (a model built with
-    `input_normalization=...` gets pixels with `normalization=model`).
+    Decoding as `image_ops.decode` (3 channels), then normalized per
+    `normalization`.
 
     Undecodable images are skipped, never raised: read the count from
     `counter` (pass your own `SkipCounter`, or read `dataset.skip_counter`).
@@ -337,7 +326,7 @@ def imagenet_dataset(
             `batch_size`, `image_size`, `eval_resize < image_size`,
             `scale_range`, `area_range` or `counter`; no `data_dir` where
             needed; no folder or images for `split`; no TFRecord file
-            matching. Images that fail to decode are skipped, not raised.
+            matching.
 
     Example:
 
@@ -470,11 +459,7 @@ def _tfds_records(split, data_dir, manual_dir, training, seed, input_context):
             download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
         )
     read_config = tfds.ReadConfig(shuffle_seed=seed, input_context=input_context)
-    ds = builder.as_dataset(
-        split=split,
-        shuffle_files=training,
-        read_config=read_config,
-        # Keep the JPEG bytes: the pipeline decodes only the crop window.
-        decoders={"image": tfds.decode.SkipDecoding()},
-    )
+    # Keep the JPEG bytes: the pipeline decodes only the crop window.
+    ds = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
+                            decoders={"image": tfds.decode.SkipDecoding()})
     return ds.map(lambda ex: (ex["image"], ex["label"]), num_parallel_calls=AUTOTUNE)
