@@ -403,3 +403,21 @@ def test_targets_ratios():
     assert b["ratio"] == round(4.0 * 4.089 / (5.0 * 3.482), 2) == 0.94
     assert latency["ratio"] == 0.8  # 40 ms / 50 ms: ours slower
     assert throughput["reference"] is None and throughput["ratio"] is None
+
+
+@pytest.mark.slow
+def test_fastest_settings_and_targets_smoke(tmp_path):
+    """Both issue-14 drivers run end to end at toy sizes on this backend."""
+    _run("fastest_settings.py", "--quick", "--depth", "20", "--backends", BACKEND,
+         "--precisions", "float32", "--output", str(tmp_path / "f.json"),
+         "--markdown", str(tmp_path / "f.md"))
+    report = json.loads((tmp_path / "f.json").read_text())
+    chosen = report["backends"][BACKEND]["chosen"]["float32"]
+    assert chosen["data_format"] in ("channels_last", "channels_first")
+    assert "OMP_WAIT_POLICY" in report["machine"]["thread_env"]
+    assert "## Chosen" in (tmp_path / "f.md").read_text()
+    _run("targets.py", "--quick", "--rounds", "1", "--backends", BACKEND, "--suites", "train",
+         "--output", str(tmp_path / "t.json"), "--markdown", str(tmp_path / "t.md"))
+    targets = json.loads((tmp_path / "t.json").read_text())["targets"]
+    assert [t["target"][:3] for t in targets] == ["(a)", "(b)"]
+    assert all(t["ratio"] and t["ratio"] > 0 for t in targets)
