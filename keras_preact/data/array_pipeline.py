@@ -1,12 +1,8 @@
 """CIFAR batches from in-memory numpy arrays, without TensorFlow.
 
-`CIFARBatches` is a `keras.utils.PyDataset`: it feeds `model.fit` on the
-JAX, PyTorch and TensorFlow backends on machines that have no TensorFlow
-(e.g. a GPU machine with only JAX or PyTorch). It computes the same batches
-as the tf.data pipeline `keras_preact.data.cifar_dataset` with
-`augment="paper"` or `"none"`: per-channel normalization, then the paper's
-augmentation (zero-pad 4 pixels on every side, random 32x32 crop, random
-horizontal flip), drawn per image, in vectorized numpy.
+`CIFARBatches` feeds `model.fit` on every backend on machines that have no
+TensorFlow (e.g. a GPU machine with only JAX or PyTorch), with the batches
+of `keras_preact.data.cifar_dataset` (`augment="paper"` or `"none"`).
 
 Source: He et al., "Identity Mappings in Deep Residual Networks" (ECCV 2016),
 Sec. 4, which follows the CIFAR recipe of "Deep Residual Learning" (He et
@@ -188,13 +184,10 @@ class CIFARBatches(keras.utils.PyDataset):
     `keras_preact.preprocessing.normalize` (`(x - mean) / std` per channel,
     on the current Keras backend), and kept as float32: 4 bytes per value,
     614 MB for the 50,000 CIFAR training images (12,288 bytes per image).
-    Padding comes after normalization, so it is the mean colour, as in
-    fb.resnet.torch and `keras_preact.data.cifar_dataset`, whose batches
-    these equal value for value when `augment="none"` or `training=False`
-    (the random draws differ). For a model that normalizes its own input,
-    pass `normalization=model`: the batches are then 0-255 pixels padded
-    with the model's mean colour, i.e. the same batches once the model has
-    normalized them.
+    The padding is the mean colour (`data.normalization.resolve_normalization`,
+    also for `normalization=model`), as in fb.resnet.torch and
+    `keras_preact.data.cifar_dataset`, whose batches these equal value for
+    value when `augment="none"` or `training=False` (the draws differ).
 
     Every random draw is a function of `(seed, epoch, batch index)` only, so
     a batch does not depend on the order batches are requested in (Keras'
@@ -299,9 +292,7 @@ class CIFARBatches(keras.utils.PyDataset):
             )
         statistics, pad_value = resolve_normalization(normalization, cifar_statistics(num_classes))
         drop_remainder = bool(training) if drop_remainder is None else drop_remainder
-        num_batches = (
-            len(images) // batch_size if drop_remainder else math.ceil(len(images) / batch_size)
-        )
+        num_batches = (math.floor if drop_remainder else math.ceil)(len(images) / batch_size)
         if num_batches == 0:
             raise ValueError(
                 f"No batch to yield: {len(images)} images, batch_size={batch_size} and "
@@ -387,9 +378,7 @@ class CIFARBatches(keras.utils.PyDataset):
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise ValueError(f"Expected an int batch index. Received: {index!r}")
         if not 0 <= index < self._num_batches:
-            raise IndexError(
-                f"Batch index {index} out of range for {self._num_batches} batches."
-            )
+            raise IndexError(f"Batch index {index} out of range for {self._num_batches} batches.")
         start = int(index) * self.batch_size
         return self.order(epoch)[start : start + self.batch_size]
 
