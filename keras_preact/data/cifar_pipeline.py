@@ -76,12 +76,9 @@ def cifar_dataset(
     Evaluation (`training=False`): batch, normalize; no shuffle, no
     augmentation, the same values on every pass.
 
-    Zero padding comes after normalization, i.e. is the mean colour, as in
-    fb.resnet.torch (normalize, then `RandomCrop(32, 4)`). For a model that
-    normalizes its own input (`PreActResNet(..., input_normalization=...)`)
-    pass `normalization=model`: the batches are then 0-255 pixels padded
-    with the model's mean colour, the same batches once the model has
-    normalized them.
+    The padding is the mean colour (`data.normalization.resolve_normalization`,
+    also for `normalization=model`), as in fb.resnet.torch (normalize, then
+    `RandomCrop(32, 4)`).
 
     Args:
         images: uint8 (or float, 0-255 scale) array `(N, H, W, 3)`, RGB;
