@@ -136,12 +136,8 @@ def prepare(args):
     args.output_dir = setup.worker_output_dir(args.output_dir)
     if args.global_batch_size is not None:
         args.batch_size = setup.per_replica_batch_size(args.global_batch_size)
-    return {
-        "setup": setup,
-        "policy": policy,
-        "global_batch_size": args.batch_size * setup.num_replicas,
-        "settings": settings,
-    }
+    return {"setup": setup, "policy": policy, "settings": settings,
+            "global_batch_size": args.batch_size * setup.num_replicas}
 
 
 def run_length(args, num_examples, global_batch_size, default_total_steps):
@@ -158,22 +154,9 @@ def run_length(args, num_examples, global_batch_size, default_total_steps):
     return steps_per_epoch, epochs, steps_per_epoch * epochs
 
 
-def fit_and_evaluate(
-    args,
-    *,
-    prep,
-    build_model,
-    learning_rate,
-    make_data,
-    steps_per_epoch,
-    epochs,
-    one_hot=False,
-    run_info=None,
-    model_name="model",
-    title=None,
-    paper_error=None,
-    quick_look=None,
-):
+def fit_and_evaluate(args, *, prep, build_model, learning_rate, make_data, steps_per_epoch,
+                     epochs, one_hot=False, run_info=None, model_name="model", title=None,
+                     paper_error=None, quick_look=None):
     """Builds, compiles, trains (resumable), evaluates and optionally exports.
 
     Prints what it does first (backend, devices, parameter counts, run
@@ -209,24 +192,16 @@ def fit_and_evaluate(
     Returns:
         dict: the final evaluation metrics (empty when `val_ds` is None).
     """
-    # Long by its docstring only (46 lines of code).
-    setup = prep["setup"]
-    fmt = prep["settings"]["data_format"]
+    settings = prep["settings"]
     os.makedirs(args.output_dir, exist_ok=True)
-    with setup.scope(), image_data_format(fmt):
+    with prep["setup"].scope(), image_data_format(settings["data_format"]):
         model = build_model()
-        compile_for_paper(
-            model,
-            learning_rate,
-            momentum=args.momentum,
-            nesterov=args.nesterov,
-            weight_decay=args.weight_decay,
-            weight_decay_on=args.weight_decay_on,
-            one_hot=one_hot,
-            jit_compile=prep["settings"]["jit_compile"],
-            steps_per_execution=prep["settings"]["steps_per_execution"],
-        )
-    train_data, val_ds = (in_data_format(data, fmt) for data in make_data(model))
+        compile_for_paper(model, learning_rate, momentum=args.momentum, nesterov=args.nesterov,
+                          weight_decay=args.weight_decay, weight_decay_on=args.weight_decay_on,
+                          one_hot=one_hot, jit_compile=settings["jit_compile"],
+                          steps_per_execution=settings["steps_per_execution"])
+    train_data, val_ds = (in_data_format(data, settings["data_format"])
+                          for data in make_data(model))
     paths = output_paths(args)
     print(describe_start(model, args, prep, steps_per_epoch, epochs, paths,
                          title=title, quick_look=quick_look), flush=True)
@@ -239,23 +214,15 @@ def fit_and_evaluate(
     train_seconds = time.time() - start
     final = {}
     if val_ds is not None:
-        final = model.evaluate(
-            val_ds, steps=args.validation_steps, return_dict=True, verbose=0
-        )
+        final = model.evaluate(val_ds, steps=args.validation_steps, return_dict=True, verbose=0)
         final = {k: float(v) for k, v in final.items()}
     iterations = optimizer_iterations(model)
-    summary = {
-        "final": final,
-        "iterations": iterations,
-        "epochs": epochs,
-        "train_seconds_this_process": round(train_seconds, 2),
-        "run": run_info or {},
-    }
+    summary = {"final": final, "iterations": iterations, "epochs": epochs,
+               "train_seconds_this_process": round(train_seconds, 2), "run": run_info or {}}
     atomic_write_json(paths["summary"], summary, indent=1)
     if args.export:
-        paths["export"] = export_model(
-            model, os.path.join(args.output_dir, "export"), model_name
-        )
+        paths["export"] = export_model(model, os.path.join(args.output_dir, "export"),
+                                       model_name)
     print(describe_end(final, iterations, paths, paper_error), flush=True)
     return final
 
@@ -268,17 +235,13 @@ def _run_identity(run_info):
 
 def _train(model, args, train_data, val_ds, steps_per_epoch, epochs, callbacks,
            run_config=None):
-    fit_kwargs = dict(
-        epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-        validation_steps=args.validation_steps, callbacks=callbacks,
-        verbose=args.verbose,
-    )
+    fit_kwargs = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                      validation_steps=args.validation_steps, callbacks=callbacks,
+                      verbose=args.verbose)
     if args.resume:
-        return fit_resumable(
-            model, train_data, backup_dir=os.path.join(args.output_dir, "backup"),
-            every_seconds=args.backup_every_seconds, every_steps=args.backup_every,
-            run_config=run_config, **fit_kwargs,
-        )
+        return fit_resumable(model, train_data, backup_dir=os.path.join(args.output_dir, "backup"),
+                             every_seconds=args.backup_every_seconds,
+                             every_steps=args.backup_every, run_config=run_config, **fit_kwargs)
     data = train_data(0) if callable(train_data) else train_data
     # The pipelines shuffle; Keras would warn that it cannot.
     return model.fit(data, shuffle=False, **fit_kwargs)
@@ -366,11 +329,9 @@ def describe_start(model, args, prep, steps_per_epoch, epochs, paths,
         if kind in paths:
             lines.append(f"  {kind:<10} {paths[kind]}")
     if all(d.startswith("cpu") for d in devices):
-        lines.append(
-            f"  No GPU or TPU found: training runs on the CPU ({os.cpu_count()} cores), "
-            "where the paper's full recipe takes days. The time per step is "
-            "measured after the first steps, with the estimate for this run."
-        )
+        lines.append(f"  No GPU or TPU found: training runs on the CPU ({os.cpu_count()} cores), "
+                     "where the paper's full recipe takes days. The time per step is "
+                     "measured after the first steps, with the estimate for this run.")
         if quick_look:
             lines.append(f"  A quick look that completes in minutes: {quick_look}")
     return "\n".join(lines)
@@ -382,11 +343,9 @@ def describe_end(final, iterations, paths, paper_error=None):
     if final:
         top1 = final.get("top1", float("nan"))
         top5 = final.get("top5", float("nan"))
-        lines.append(
-            f"Final evaluation: loss={final.get('loss', float('nan')):.4f} "
-            f"top1={100 * top1:.2f}% (error {100 * (1 - top1):.2f}%) "
-            f"top5={100 * top5:.2f}% (error {100 * (1 - top5):.2f}%)"
-        )
+        lines.append(f"Final evaluation: loss={final.get('loss', float('nan')):.4f} "
+                     f"top1={100 * top1:.2f}% (error {100 * (1 - top1):.2f}%) "
+                     f"top5={100 * top5:.2f}% (error {100 * (1 - top5):.2f}%)")
         if paper_error is not None:
             error, source = paper_error
             lines.append(f"The paper: error {error:.2f}% ({source})")
@@ -394,8 +353,10 @@ def describe_end(final, iterations, paths, paper_error=None):
     return "\n".join(lines)
 
 
-def export_model(model, export_base, model_name, preprocessing=None):
+def export_model(model, export_base, model_name):
     """SavedModel export through `keras_preact.export` (when available).
+
+    The preprocessing is read from the model (`input_normalization`).
 
     On backends that cannot write a SavedModel themselves (torch), the model
     is saved as `<export_base>/<model_name>.keras` and exported by
@@ -408,20 +369,15 @@ def export_model(model, export_base, model_name, preprocessing=None):
         print(f"--export skipped: keras_preact.export is not available ({e}).")
         return None
     if keras.backend.backend() in SUPPORTED_BACKENDS:
-        path = export_saved_model(
-            model, export_base, model_name, preprocessing=preprocessing
-        )
+        path = export_saved_model(model, export_base, model_name)
     else:
         from keras_preact.export.__main__ import main as export_main
 
         keras_path = os.path.join(export_base, f"{model_name}.keras")
         with atomic_path(keras_path) as tmp:
             model.save(tmp)
-        given = ["--preprocessing", preprocessing] if preprocessing else []
-        code = export_main([
-            "--model", keras_path, "--export-base", export_base,
-            "--model-name", model_name, *given,
-        ])
+        code = export_main(["--model", keras_path, "--export-base", export_base,
+                            "--model-name", model_name])
         if code:
             raise RuntimeError(f"SavedModel export of {keras_path} failed (exit {code}).")
         path = os.path.join(export_base, model_name)
@@ -430,7 +386,5 @@ def export_model(model, export_base, model_name, preprocessing=None):
 
 
 def make_parser(description):
-    return argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
