@@ -2,7 +2,6 @@
 served graph takes 0-255 RGB pixels (NHWC) and reads from the model how to
 prepare them (recorded input statistics, data format) and what it outputs."""
 
-import json
 import os
 import re
 import shutil
@@ -12,9 +11,11 @@ import keras
 import numpy as np
 
 from keras_preact.install_hints import import_tensorflow
+from keras_preact.io import atomic_write_json
 from keras_preact.models.outputs import outputs_logits
 from keras_preact.preprocessing import STATISTICS
 from keras_preact.preprocessing import input_statistics
+from keras_preact.preprocessing import normalize
 from keras_preact.preprocessing import resolve_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
@@ -36,19 +37,6 @@ class UnsupportedBackendError(RuntimeError):
     """Raised when SavedModel export is asked for on a backend that cannot do it."""
 
 
-def _unsupported_backend_message(backend):
-    return (
-        f"SavedModel export is not supported on the {backend!r} Keras backend "
-        f"(supported: {', '.join(SUPPORTED_BACKENDS)}). Keras' torch route "
-        "(model.export(format='tf_saved_model')) fails on torch.export dynamic "
-        "shapes. Way out: save the model with model.save('model.keras') and "
-        "export it from a TensorFlow process:\n"
-        "    KERAS_BACKEND=tensorflow python -m keras_preact.export "
-        "--model model.keras --export-base DIR --model-name NAME\n"
-        "(the CLI does this re-launch by itself when started under torch)."
-    )
-
-
 def existing_versions(model_dir):
     """Integer version directories already present in `<base>/<model_name>`.
 
@@ -60,11 +48,8 @@ def existing_versions(model_dir):
     """
     if not os.path.isdir(model_dir):
         return []
-    return sorted(
-        int(name)
-        for name in os.listdir(model_dir)
-        if _VERSION_RE.match(name) and os.path.isdir(os.path.join(model_dir, name))
-    )
+    names = [n for n in os.listdir(model_dir) if os.path.isdir(os.path.join(model_dir, n))]
+    return sorted(int(n) for n in names if _VERSION_RE.match(n))
 
 
 def next_version(model_dir):
@@ -149,9 +134,7 @@ def _rewrite_policies(config, target):
         if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
             config.get("config"), dict
         ):
-            new = dict(config)
-            new["config"] = dict(config["config"], name=target)
-            return new
+            return dict(config, config=dict(config["config"], name=target))
         return {k: _rewrite_policies(v, target) for k, v in config.items()}
     if isinstance(config, list):
         return [_rewrite_policies(v, target) for v in config]
@@ -306,7 +289,16 @@ def export_saved_model(
     """
     backend = keras.backend.backend()
     if backend not in SUPPORTED_BACKENDS:
-        raise UnsupportedBackendError(_unsupported_backend_message(backend))
+        raise UnsupportedBackendError(
+            f"SavedModel export is not supported on the {backend!r} Keras backend "
+            f"(supported: {', '.join(SUPPORTED_BACKENDS)}). Keras' torch route "
+            "(model.export(format='tf_saved_model')) fails on torch.export dynamic "
+            "shapes. Way out: save the model with model.save('model.keras') and "
+            "export it from a TensorFlow process:\n"
+            "    KERAS_BACKEND=tensorflow python -m keras_preact.export "
+            "--model model.keras --export-base DIR --model-name NAME\n"
+            "(the CLI does this re-launch by itself when started under torch)."
+        )
     import_tensorflow("SavedModel export")
     from keras_preact import image_ops
 
@@ -339,12 +331,9 @@ def export_saved_model(
         signatures=[s for s in SIGNATURES if include_encoded_image_signature or s != SIGNATURE_BYTES],
     )
     serve = _serving_function(model, None if in_model else statistics, channels_first, logits, top_k)
-    return _write_version(
-        os.path.join(os.fspath(export_base), model_name),
-        version,
-        info,
-        lambda path: _write_archive(model, path, serve, info, max_image_bytes, verbose),
-    )
+    model_dir = os.path.join(os.fspath(export_base), model_name)
+    return _write_version(model_dir, version, info, lambda path: _write_archive(
+        model, path, serve, info, max_image_bytes, verbose))
 
 
 def _write_version(model_dir, version, info, write):
@@ -361,9 +350,8 @@ def _write_version(model_dir, version, info, write):
     tmp_dir = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
         write(tmp_dir)
-        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp_dir, "assets.extra", "keras_preact_export.json"), "w") as f:
-            json.dump(dict(info, version=version), f, indent=2)
+        info_path = os.path.join(tmp_dir, "assets.extra", "keras_preact_export.json")
+        atomic_write_json(info_path, dict(info, version=version), indent=2)
         if os.path.exists(final_dir):
             raise FileExistsError(
                 f"Version {version} of {info['model_name']!r} appeared at {final_dir!r} "
@@ -387,8 +375,7 @@ def _serving_function(model, statistics, channels_first, logits, top_k):
 
     def serve(images):
         if statistics is not None:
-            mean, std = statistics
-            images = (images - ops.array(mean, "float32")) * ops.array([1 / s for s in std], "float32")
+            images = normalize(images, *statistics, data_format="channels_last")
         if channels_first:
             images = ops.transpose(images, (0, 3, 1, 2))
         outputs = ops.cast(model(images, training=False), "float32")
@@ -436,14 +423,12 @@ def _write_archive(model, path, serve, info, max_image_bytes, verbose):
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
     def serving_bytes(images):
-        pixels = tf.map_fn(
-            lambda b: image_ops.decode_and_resize(
-                b, (height, width), info["eval_resize"], max_image_bytes
-            ),
-            images,
-            fn_output_signature=tf.TensorSpec(shape[1:], tf.float32),
-        )
-        return core(pixels)
+        def decode(encoded):
+            return image_ops.decode_and_resize(encoded, (height, width), info["eval_resize"],
+                                               max_image_bytes)
+
+        pixels = tf.TensorSpec(shape[1:], tf.float32)
+        return core(tf.map_fn(decode, images, fn_output_signature=pixels))
 
     for name, fn in ((SIGNATURE_UINT8, serving_uint8), (SIGNATURE_BYTES, serving_bytes)):
         if name in info["signatures"]:
