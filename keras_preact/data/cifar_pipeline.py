@@ -30,12 +30,8 @@ def _keras_cv_or_keras_layer(name, **kwargs):
         import keras
 
         if name == "RandAugment":
-            kwargs = {
-                "value_range": kwargs["value_range"],
-                "num_ops": kwargs["augmentations_per_image"],
-                "factor": kwargs["magnitude"],
-                "seed": kwargs.get("seed"),
-            }
+            kwargs = dict(value_range=kwargs["value_range"], factor=kwargs["magnitude"],
+                          num_ops=kwargs["augmentations_per_image"], seed=kwargs.get("seed"))
         elif name == "CutMix":
             # keras.layers.CutMix draws alpha from U(factor); pin it.
             alpha = kwargs.pop("alpha")
@@ -96,10 +92,8 @@ def cifar_dataset(
             else 10. Needed for one-hot labels; picks the `"auto"` statistics.
         seed: int for a reproducible pipeline (shuffle order and
             augmentation still change from pass to pass), or `None`.
-        normalization: `"auto"` (`"cifar100"` statistics if `num_classes`
-            is 100, else `"cifar10"`), a statistics name or `(mean, std)`
-            pair, `None` (pixels) or a `keras.Model` (pixels if it normalizes
-            its own input): see `data.normalization.resolve_normalization`.
+        normalization: as `data.normalization.resolve_normalization`;
+            `"auto"`: `"cifar100"` if `num_classes` is 100, else `"cifar10"`.
         pad: pixels padded per side before the random crop.
         pad_mode: `"constant"` (the paper) or `"reflect"`.
         randaugment_layers, randaugment_magnitude: RandAugment settings
@@ -174,8 +168,7 @@ def cifar_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(
             lambda idx: (to_output(tf.gather(images_t, idx)), tf.gather(labels_t, idx)),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
+            num_parallel_calls=AUTOTUNE, deterministic=True,
         )
         return ds.prefetch(AUTOTUNE)
     randaugment = None
@@ -192,11 +185,8 @@ def cifar_dataset(
     ds = _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output,
                   randaugment, crop_flip, vectorized, deterministic)
     if mixup_alpha > 0 or cutmix_alpha > 0:
-        ds = ds.map(
-            _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic,
-        )
+        mixer = _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed)
+        ds = ds.map(mixer, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -237,11 +227,8 @@ def _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed):
     def mixer(x, y):
         y = tf.one_hot(y, num_classes, dtype=tf.float32)
         if mixup is not None and cutmix is not None:
-            return tf.cond(
-                tf.random.uniform([]) < 0.5,
-                lambda: apply(mixup, x, y),
-                lambda: apply(cutmix, x, y),
-            )
+            use_mixup = tf.random.uniform([]) < 0.5
+            return tf.cond(use_mixup, lambda: apply(mixup, x, y), lambda: apply(cutmix, x, y))
         return apply(mixup or cutmix, x, y)
 
     return mixer
