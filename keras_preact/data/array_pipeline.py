@@ -217,10 +217,8 @@ class CIFARBatches(keras.utils.PyDataset):
         seed: int >= 0 or None. Seed of the shuffling and augmentation;
             None draws one from numpy's global generator (seeded by
             `keras.utils.set_random_seed`). Defaults to None.
-        normalization: `"auto"` (`"cifar100"` statistics if `num_classes`
-            is 100, else `"cifar10"`), a statistics name or `(mean, std)`
-            pair, `None` (pixels) or a `keras.Model` (pixels if it normalizes
-            its own input): see `data.normalization.resolve_normalization`.
+        normalization: as `data.normalization.resolve_normalization`;
+            `"auto"`: `"cifar100"` if `num_classes` is 100, else `"cifar10"`.
             Defaults to `"auto"`.
         pad: int >= 0. Pixels padded per side before the crop. Defaults to 4.
         pad_mode: `"constant"` (zeros, the paper) or `"reflect"`.
@@ -240,11 +238,10 @@ class CIFARBatches(keras.utils.PyDataset):
         0-255 pixels; labels int32 `(B,)`.
 
     Raises:
-        ValueError: images not `(N, H, W, 3)` real numbers in [0, 255],
-            labels not integers in `[0, num_classes)` or not one per image,
-            a bad `batch_size`, `augment`, `pad`, `pad_mode`, `seed`,
-            `data_format` or `normalization`, or no batch at all (fewer than
-            `batch_size` images with `drop_remainder=True`).
+        ValueError: bad arrays (as `check_arrays`), a bad `batch_size`,
+            `augment`, `pad`, `pad_mode`, `seed`, `data_format` or
+            `normalization`, or no batch at all (fewer than `batch_size`
+            images with `drop_remainder=True`).
 
     Example:
 
