@@ -285,9 +285,8 @@ def imagenet_dataset(
         scale_range: `(min, max)` shorter side for `augment="scale"`.
         area_range, aspect_ratio_range: `augment="inception"` ranges.
         flip: random horizontal flips in training.
-        normalization: `"imagenet"` (default), a statistics name or
-            `(mean, std)` pair, `None` (pixels) or a `keras.Model` (pixels if
-            it normalizes its own input): `data.normalization.resolve_normalization`.
+        normalization: as `data.normalization.resolve_normalization`;
+            defaults to `"imagenet"`.
         label_offset: added to every label. TF Model Garden /
             `imagenet_to_gcs.py` TFRecords store labels 1..1000 (0 is
             "background"): pass `label_offset=-1` to get 0..999. tfds and
@@ -354,8 +353,7 @@ def imagenet_dataset(
         ds = _tfrecord_records(pattern, training, seed, input_context, cycle_length, deterministic)
     elif source == "folder":
         ds, class_names, count = _folder_records(os.fspath(data_dir), split, input_context, counter)
-        # Paths are small and listed by class: shuffle them all.
-        shuffle_buffer = shuffle_buffer or count
+        shuffle_buffer = shuffle_buffer or count  # all paths: small, listed by class
     else:
         ds = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
     # 2. Shuffle the small records (bytes or paths), not decoded images, so
