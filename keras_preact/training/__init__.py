@@ -1,19 +1,8 @@
 """Training recipes of the pre-activation ResNet paper for Keras 3.
 
-Public API:
-    Schedules: PaperCIFARSchedule, ImageNetStepSchedule, WarmupCosineDecay
-        (the last is not the paper's).
-    Optimizer: PaperSGD (the authors' Torch7 `optim.sgd`: momentum, coupled
-        L2 on every trainable variable by default), decayed_variables.
-    compile_for_paper, accuracy_metrics.
-    Precision: resolve_precision, set_precision, accelerator_info.
-    Distribution: setup_distribution, DistributionSetup.
-    Resumable training: fit_resumable, TrainingBackup, read_backup,
-        restore_backup, BackupState.
-    Callbacks: AtomicModelCheckpoint, MetricsWriter, RunTimeEstimate,
-        TrainingCurvesPlot, make_callbacks (figures: keras_preact.diagnostics).
-
-Nothing here imports TensorFlow at import time.
+The public API is imported below (`WarmupCosineDecay` is not the paper's
+recipe; figures live in `keras_preact.diagnostics`). Nothing here imports
+TensorFlow at import time.
 """
 
 from keras_preact.training.callbacks import AtomicModelCheckpoint

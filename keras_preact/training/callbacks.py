@@ -14,6 +14,7 @@
 """
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -34,11 +35,6 @@ def _to_float(value):
     except Exception:
         return None
     return value if math.isfinite(value) else None
-
-
-def current_learning_rate(optimizer):
-    """The optimizer's current learning rate as a Python float."""
-    return _to_float(optimizer.learning_rate)
 
 
 def optimizer_iterations(model):
@@ -63,9 +59,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
     def __init__(self, filepath):
         super().__init__()
         if not str(filepath).endswith(".keras"):
-            raise ValueError(
-                f"Expected filepath to end with '.keras'. Received: filepath={filepath!r}"
-            )
+            raise ValueError(f"Expected filepath to end with '.keras'. "
+                             f"Received: filepath={filepath!r}")
         self.filepath = str(filepath)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -119,12 +114,10 @@ class MetricsWriter(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if r["epoch"] < epoch]
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch}
-        for key, value in (logs or {}).items():
-            row[key] = _to_float(value)
+        row = {"epoch": epoch, **{k: _to_float(v) for k, v in (logs or {}).items()}}
         optimizer = self.model.optimizer
         if optimizer is not None:
-            row["learning_rate"] = current_learning_rate(optimizer)
+            row["learning_rate"] = _to_float(optimizer.learning_rate)
             row["iterations"] = optimizer_iterations(self.model)
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
         self._write()
@@ -225,20 +218,7 @@ def format_duration(seconds):
     return f"{seconds / 86400:.1f} days"
 
 
-def _tensorboard_available():
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def make_callbacks(
-    output_dir,
-    *,
-    checkpoint=True,
-    tensorboard=True,
-    plot=True,
-    run_info=None,
-):
+def make_callbacks(output_dir, *, checkpoint=True, tensorboard=True, plot=True, run_info=None):
     """The standard callbacks of the example scripts, all under `output_dir`.
 
     - `checkpoints/last.keras` : `AtomicModelCheckpoint` (whole model with
@@ -267,7 +247,7 @@ def make_callbacks(
     if checkpoint:  # atomic_path makes the folder.
         callbacks.append(AtomicModelCheckpoint(os.path.join(output_dir, "checkpoints",
                                                             "last.keras")))
-    if tensorboard and not _tensorboard_available():
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
         print("TensorBoard logs skipped: the `tensorboard` package is not installed.")
     elif tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(
