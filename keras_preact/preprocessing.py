@@ -101,9 +101,7 @@ def normalize(images, mean, std, data_format=None):
     mean, std = resolve_statistics((mean, std), channels)
     shape = [channels] if axis == -1 else [channels, 1, 1]
     mean_t = keras.ops.reshape(keras.ops.convert_to_tensor(mean, "float32"), shape)
-    inv_std = keras.ops.reshape(
-        keras.ops.convert_to_tensor([1.0 / s for s in std], "float32"), shape
-    )
+    inv_std = keras.ops.reshape(keras.ops.convert_to_tensor([1 / s for s in std], "float32"), shape)
     return (keras.ops.cast(images, "float32") - mean_t) * inv_std
 
 
@@ -163,11 +161,8 @@ def input_normalization_layer(statistics, data_format=None):
     mean, std = resolve_statistics(statistics)
     data_format = data_format or keras.config.image_data_format()
     return keras.layers.Normalization(
-        axis=-1 if data_format == "channels_last" else 1,
-        mean=list(mean),
-        variance=[s * s for s in std],
-        dtype="float32",
-        name=INPUT_NORMALIZATION_LAYER,
+        axis=-1 if data_format == "channels_last" else 1, mean=list(mean),
+        variance=[s * s for s in std], dtype="float32", name=INPUT_NORMALIZATION_LAYER,
     )
 
 
