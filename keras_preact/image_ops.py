@@ -159,15 +159,14 @@ def decode_and_resize(encoded, image_size, eval_resize=None, max_image_bytes=Non
 
 
 def normalize(images, statistics):
-    """`(float32(images) - mean) / std` per channel, channels last.
+    """`preprocessing.normalize` in TensorFlow ops, for tf.data graphs on any backend.
 
     Args:
-        images: `(..., C)` tensor of pixels on 0-255, any real dtype.
-        statistics: a name of `preprocessing.STATISTICS` (`"cifar10"`,
-            `"cifar100"`, `"imagenet"`) or a `(mean, std)` pair on 0-255.
+        images: `(..., C)` tensor of pixels on 0-255, channels last, any real dtype.
+        statistics: as in `preprocessing.resolve_statistics`.
 
     Returns:
-        float32 tensor of the same shape, about zero mean and unit std.
+        float32 tensor of the same shape, `(images - mean) / std` per channel.
 
     Raises:
         ValueError: as `preprocessing.resolve_statistics`.
