@@ -123,10 +123,8 @@ def worker_environments(num_workers, backend, ports, base_env=None):
     for index in range(num_workers):
         env = dict(base)
         if backend == "tensorflow":
-            env["TF_CONFIG"] = json.dumps(
-                {"cluster": {"worker": addresses},
-                 "task": {"type": "worker", "index": index}}
-            )
+            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
+                                           "task": {"type": "worker", "index": index}})
         else:
             env[ENV_JOB_ADDRESSES] = addresses[0]
             env[ENV_NUM_PROCESSES] = str(num_workers)

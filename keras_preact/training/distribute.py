@@ -200,9 +200,7 @@ class DistributionSetup:
     def __repr__(self):
         workers = (f", num_workers={self.num_workers}, worker_index={self.worker_index}"
                    if self.num_workers > 1 else "")
-        return (
-            f"DistributionSetup(kind={self.kind!r}, num_replicas={self.num_replicas}{workers})"
-        )
+        return f"DistributionSetup(kind={self.kind!r}, num_replicas={self.num_replicas}{workers})"
 
 
 def _remove_folders_of_dead_workers():

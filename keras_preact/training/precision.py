@@ -12,12 +12,8 @@ import keras
 from keras_preact.validation import check_choice
 
 VALID_PRECISIONS = ("off", "float32", "float16", "bfloat16", "auto")
-_POLICIES = {
-    "off": "float32",
-    "float32": "float32",
-    "float16": "mixed_float16",
-    "bfloat16": "mixed_bfloat16",
-}
+_POLICIES = {"off": "float32", "float32": "float32", "float16": "mixed_float16",
+             "bfloat16": "mixed_bfloat16"}
 
 
 def accelerator_info():
@@ -59,10 +55,8 @@ def accelerator_info():
             import torch
 
             if torch.cuda.is_available():
-                return {
-                    "kind": "gpu",
-                    "compute_capability": tuple(torch.cuda.get_device_capability(0)),
-                }
+                cc = tuple(torch.cuda.get_device_capability(0))
+                return {"kind": "gpu", "compute_capability": cc}
     except Exception:  # Device query failures mean: treat as CPU.
         pass
     return {"kind": "cpu", "compute_capability": None}
