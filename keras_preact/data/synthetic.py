@@ -62,8 +62,6 @@ def synthetic_dataset(
     images = rng.standard_normal((batch_size, *image_size, channels), dtype=np.float32)
     labels = rng.integers(0, num_classes, size=(batch_size,), dtype=np.int64)
     images = tf.cast(tf.constant(images), dtype)
-    labels = tf.constant(labels)
-    if one_hot:
-        labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    labels = tf.one_hot(labels, num_classes, dtype=tf.float32) if one_hot else tf.constant(labels)
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat(num_batches)
     return ds.prefetch(tf.data.AUTOTUNE)
