@@ -120,11 +120,8 @@ def _input_layout(model, image_size):
     if len(image_size) != 2:
         raise ValueError(f"Invalid image_size={image_size!r}. Expected (height, width).")
     image_size = tuple(check_int("image_size", s, low=1) for s in image_size)
-    for got, want in zip(image_size, spatial):
-        if want is not None and got != want:
-            raise ValueError(
-                f"image_size={image_size} does not match the model input shape {shape}."
-            )
+    if any(want is not None and got != want for got, want in zip(image_size, spatial)):
+        raise ValueError(f"image_size={image_size} does not match the model input shape {shape}.")
     return image_size, channels_first
 
 
@@ -193,9 +190,8 @@ def _headless(model):
 
 
 def _check_name(model_name):
-    if not isinstance(model_name, str) or not re.fullmatch(r"[^./\\][^/\\]*", model_name) or (
-        _VERSION_RE.match(model_name)
-    ):
+    folder = isinstance(model_name, str) and re.fullmatch(r"[^./\\][^/\\]*", model_name)
+    if not folder or _VERSION_RE.match(model_name):
         raise ValueError(
             f"Invalid model_name={model_name!r}. Expected a non-empty folder name "
             "without path separators, not starting with '.', not all digits."
