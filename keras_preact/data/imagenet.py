@@ -5,9 +5,8 @@ download), TFRecord shards in the common `image/encoded` /
 `image/class/label` format (TF Model Garden, `imagenet_to_gcs.py`), or a
 folder of class sub-folders of image files.
 
-Images that fail to decode are skipped and counted in a `SkipCounter`
-(never a crash); files in a class folder without an image extension are
-left out when listing and recorded in `SkipCounter.ignored_files`.
+Images that fail to decode, and files without an image extension in a
+class folder, are skipped and recorded in a `SkipCounter`, never raised.
 """
 
 import os
