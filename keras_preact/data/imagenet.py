@@ -73,10 +73,8 @@ class SkipCounter:
         self._kept.assign(0)
 
     def __repr__(self):
-        return (
-            f"SkipCounter(seen={self.seen}, kept={self.kept}, skipped={self.skipped}, "
-            f"ignored_files={len(self.ignored_files)})"
-        )
+        return (f"SkipCounter(seen={self.seen}, kept={self.kept}, skipped={self.skipped}, "
+                f"ignored_files={len(self.ignored_files)})")
 
 
 # ----------------------------------------------------------------------------
@@ -188,8 +186,7 @@ def _tfrecord_records(pattern, training, seed, input_context, cycle_length, dete
     """TFRecord shards matching `pattern` as (encoded bytes, label) records."""
     if not tf.io.gfile.glob(pattern):
         raise ValueError(f"No TFRecord files match {pattern!r}.")
-    # List shard files; shuffled per epoch in training so every epoch reads
-    # shards in a different order.
+    # List shard files, in a new order every training epoch.
     ds = tf.data.Dataset.list_files(pattern, shuffle=training, seed=seed)
     # Shard by file across input pipelines (multi-worker): each worker reads
     # disjoint files instead of reading and discarding records.
@@ -260,8 +257,7 @@ def imagenet_dataset(
     Decoding as `image_ops.decode` (3 channels), then normalized per
     `normalization`.
 
-    Undecodable images are skipped, never raised: read the count from
-    `counter` (pass your own `SkipCounter`, or read `dataset.skip_counter`).
+    Undecodable images are skipped, never raised, and counted in `counter`.
 
     Args:
         source: `"tfds"`, `"tfrecord"` or `"folder"`.
