@@ -128,9 +128,8 @@ def _input_layout(model, image_size):
 def _rewrite_policies(config, target):
     """Returns `config` with every float DTypePolicy set to `target`."""
     if isinstance(config, dict):
-        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
-            config.get("config"), dict
-        ):
+        is_policy = config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy")
+        if is_policy and isinstance(config.get("config"), dict):
             return dict(config, config=dict(config["config"], name=target))
         return {k: _rewrite_policies(v, target) for k, v in config.items()}
     if isinstance(config, list):
