@@ -240,7 +240,7 @@ def parse_args(argv=None):
     parser.add_argument("--precisions", default="float32,mixed")
     parser.add_argument("--mixed-policy", default="mixed_bfloat16",
                         choices=("mixed_bfloat16", "mixed_float16"))
-    parser.add_argument("--depth", type=int, default=164)
+    parser.add_argument("--depth", type=int, default=None, help="default 164 (quick: 20)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6, help="batches per round and model")
     parser.add_argument("--spe", type=int, default=8,
@@ -249,7 +249,8 @@ def parse_args(argv=None):
     parser.add_argument("--min-gain", type=float, default=0.05,
                         help="a setting replaces Keras' default only when this much faster")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: batch 2, 2 steps, spe 2, one round")
+                        help="smoke test: depth 20 unless --depth is given, batch 2, "
+                             "2 steps, spe 2, one round (add --backends jax for one backend)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per backend")
     parser.add_argument("--rechoose", metavar="JSON", nargs="+",
                         help="choose again from finished reports' rows (no measuring); "
@@ -257,6 +258,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.spe, args.rounds = 2, 2, 2, 1
+    if args.depth is None:
+        args.depth = 20 if args.quick else 164
     for b in args.backends.split(","):
         if b not in _common.BACKENDS:
             parser.error(f"Unknown backend {b!r}. Expected one of {list(_common.BACKENDS)}.")

@@ -93,8 +93,10 @@ def summarize(train, inference, backends):
         ours = _find(train, model="keras_preact", layout="cifar", backend=backend)
         # The PyTorch run of the same driver run (merged reports: same "run" tag).
         ref = _find(train, model="pytorch_preact", run=(ours or {}).get("run"))
+        depth = (ours or {}).get("depth", 164)  # 20 in --quick: say so, not 164
         rows.append(dict(
-            target="(a) PreActResNet-164 training / PyTorch PreActResNet-164", goal=">= 0.8",
+            target=f"(a) PreActResNet-{depth} training / PyTorch PreActResNet-{depth}",
+            goal=">= 0.8",
             backend=backend, setting=_setting(ours), ours=ours and ours["images_per_s"],
             reference=ref and ref["images_per_s"],
             ratio=_ratio(ours and ours["images_per_s"], ref and ref["images_per_s"]),
@@ -149,7 +151,8 @@ def render(report):
         markdown_report.render_machine(report["machine"]).rstrip(),
         f"- Load average at end: {report.get('load_average_at_end')}",
         f"- Training: {s['rounds']} interleaved rounds of {s['warmup']} warm-up + "
-        f"{s['steps']} timed `train_on_batch` steps, median round; PreActResNet-164 at "
+        f"{s['steps']} timed `train_on_batch` steps, median round; "
+        f"PreActResNet-{s.get('cifar_depth', 164)} at "
         f"batch {s['cifar_batch']} (32 px), PreActResNet-50 and ResNet50V2 at batch "
         f"{s['imagenet_batch']} ({s['imagenet_size']} px); float32; Keras settings from "
         "`keras_preact.training.defaults.fastest_settings`.", "",

@@ -44,7 +44,7 @@ INPUT_NORMALIZATION_LAYER = "input_normalization"
 def _check_stats(name, value, channels):
     try:
         value = tuple(float(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(
             f"Expected {name} to be a sequence of {channels} numbers. "
             f"Received: {name}={value!r}"
@@ -119,7 +119,8 @@ def resolve_statistics(statistics, channels=3):
 
     Raises:
         ValueError: for an unknown name, a malformed pair, a wrong number of
-            values or a std <= 0.
+            values, a std <= 0, or statistics on the 0-1 scale (every mean
+            and std <= 1).
     """
     if isinstance(statistics, str):
         if statistics not in STATISTICS:
@@ -139,6 +140,11 @@ def resolve_statistics(statistics, channels=3):
     std = _check_stats("std", std, channels)
     if any(s <= 0 for s in std):
         raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
+    if max(mean) <= 1 and max(std) <= 1:
+        raise ValueError(
+            f"Expected statistics on the 0-255 pixel scale; mean={mean!r}, "
+            f"std={std!r} look like the 0-1 scale: multiply both by 255."
+        )
     return mean, std
 
 

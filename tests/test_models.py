@@ -451,6 +451,17 @@ def test_ablation_parameter_counts():
         (dict(depth=20, stride_on="2x2"), r"stride_on='2x2'"),
         (dict(depth=20, data_format="NHWC"), r"data_format='NHWC'"),
         (dict(depth=20, input_normalization="mnist"), r"mnist"),
+        (
+            dict(depth=20, input_shape=(32, 32, 1), input_normalization="cifar10"),
+            r"input_normalization='cifar10'.*one value per channel \(1\)",
+        ),
+        (dict(depth=20, input_normalization=("a", "b")), r"input_normalization=\('a', 'b'\)"),
+        (
+            dict(depth=20, input_normalization=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),
+            r"0-1 scale: multiply both by 255",
+        ),
+        (dict(depth=20, bn_momentum=2), r"bn_momentum=2"),
+        (dict(depth=20, bn_epsilon=-1e-5), r"bn_epsilon=-1e-05"),
         (dict(depth=20, weights="imagenet"), r"weights='imagenet'"),
         (dict(depth=20, weights="/no/such/file.weights.h5"), r"no such file"),
     ],
@@ -467,7 +478,7 @@ def test_every_raised_error_is_documented():
         "layout", "block_type", "unit_ordering", "shortcut", "stride_on",
         "pooling", "data_format", "depth", "stage_units", "base_width",
         "width_multiplier", "classes", "drop_path_rate", "input_shape",
-        "input_normalization", "weights",
+        "input_normalization", "weights", "bn_momentum", "bn_epsilon",
     ]:
         assert f"`{argument}`" in raises, argument
 

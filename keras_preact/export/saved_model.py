@@ -87,13 +87,17 @@ def serving_statistics(model, preprocessing=None):
             "tell how to normalize pixels. Either rebuild it with "
             "PreActResNet(..., input_normalization='cifar100'|'imagenet'|(mean, std)) and "
             "copy the weights, or pass preprocessing='cifar10'|'cifar100'|'imagenet'|"
-            "(mean, std) (CLI: --preprocessing)."
+            "(mean, std) (CLI: --preprocessing cifar10|cifar100|imagenet)."
         )
     if recorded is not None and given is not None and not np.allclose(given, recorded, rtol=1e-5):
+        def show(values):
+            return tuple(round(v, 3) for v in values)
+
         raise ValueError(
-            f"preprocessing={preprocessing!r} gives mean={given[0]}, std={given[1]}, but "
-            f"model {model.name!r} normalizes its inputs with mean={recorded[0]}, "
-            f"std={recorded[1]}. Pass preprocessing=None to serve the model's own."
+            f"preprocessing={preprocessing!r} gives mean={show(given[0])}, "
+            f"std={show(given[1])}, but model {model.name!r} normalizes its inputs with "
+            f"mean={show(recorded[0])}, std={show(recorded[1])}. Pass preprocessing=None "
+            "(CLI: leave out --preprocessing) to serve the model's own."
         )
     return (recorded, True) if recorded is not None else (given, False)
 

@@ -20,6 +20,7 @@ from keras_preact.preprocessing import input_normalization_layer
 from keras_preact.preprocessing import resolve_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
+from keras_preact.validation import check_real
 
 POOLINGS = (None, "avg", "max")
 
@@ -137,9 +138,11 @@ def PreActResNet(
             stage or comes without `block_type`; `block_type` contradicts
             an ImageNet depth; `base_width`, `width_multiplier` or
             `classes` is not an int >= 1; `drop_path_rate` is outside
-            `[0, 1)`; `input_shape` lacks 3 dimensions or is smaller than
-            the layout's total stride (4 / 32); `input_normalization` is
-            not a known name or a `(mean, std)` pair; `weights` is not an
+            `[0, 1)`, `bn_momentum` outside `[0, 1]`, `bn_epsilon` < 0;
+            `input_shape` lacks 3 dimensions or is smaller than the
+            layout's total stride (4 / 32); `input_normalization` is not a
+            known name or a `(mean, std)` pair of one value per input
+            channel on the 0-255 scale; `weights` is not an
             existing `.weights.h5` / `.keras` file of this architecture.
 
     Reference: He et al., "Identity Mappings in Deep Residual Networks",
@@ -160,7 +163,7 @@ def PreActResNet(
     data_format, input_shape, classes = _check_arguments(
         net, unit_ordering, shortcut, pooling, drop_path_rate, classes,
         input_normalization, data_format, input_shape, input_tensor,
-        include_top,
+        include_top, bn_momentum, bn_epsilon,
     )
     # One base initializer; each conv draws its own copy of it
     # (`fresh_initializer`), in the order the layers are made.
@@ -206,6 +209,7 @@ def PreActResNet(
 def _check_arguments(
     net, unit_ordering, shortcut, pooling, drop_path_rate, classes,
     input_normalization, data_format, input_shape, input_tensor, include_top,
+    bn_momentum, bn_epsilon,
 ):
     """Validates what `resolve_layout` does not. Returns the resolved
     `(data_format, input_shape, classes)`, defaults filled in."""
@@ -213,8 +217,8 @@ def _check_arguments(
     check_choice("shortcut", shortcut, SHORTCUTS)
     check_choice("pooling", pooling, POOLINGS)
     check_rate("drop_path_rate", drop_path_rate)
-    if input_normalization is not None:
-        resolve_statistics(input_normalization)
+    check_real("bn_momentum", bn_momentum, 0.0, 1.0)
+    check_real("bn_epsilon", bn_epsilon, low=0.0)
     classes = check_int(
         "classes", net.default_classes if classes is None else classes, low=1
     )
@@ -240,6 +244,14 @@ def _check_arguments(
             f"downsamples by {net.total_stride}, so height and width must be "
             f"at least {net.total_stride}."
         )
+    channels = input_shape[0 if data_format == "channels_first" else -1]
+    if input_normalization is not None:
+        try:
+            resolve_statistics(input_normalization, channels=channels or 3)
+        except ValueError as e:
+            raise ValueError(
+                f"Invalid input_normalization={input_normalization!r}: {e}"
+            ) from None
     return data_format, input_shape, classes
 
 
