@@ -20,8 +20,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 PY="${PYTHON:-python3}"
 SITE="${GPU_CHECK_SITE:-/tmp/site}"
-if [ "$#" -lt 1 ]; then
+if [ "$#" -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [gpu_check.py options...] OUT_DIR" >&2
+  echo "(gpu_check.py options: python3 benchmarks/gpu_check.py --help)" >&2
+  [ "$#" -ge 1 ] && exit 0
   exit 2
 fi
 OUT="${!#}"
