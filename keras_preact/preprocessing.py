@@ -120,7 +120,7 @@ def resolve_statistics(statistics, channels=3):
     Raises:
         ValueError: for an unknown name, a malformed pair, a wrong number of
             values, a std <= 0, or statistics on the 0-1 scale (every mean
-            and std <= 1).
+            and std <= 1, some mean > 0).
     """
     if isinstance(statistics, str):
         if statistics not in STATISTICS:
@@ -140,7 +140,8 @@ def resolve_statistics(statistics, channels=3):
     std = _check_stats("std", std, channels)
     if any(s <= 0 for s in std):
         raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
-    if max(mean) <= 1 and max(std) <= 1:
+    # Zero means with unit stds (the identity) stay allowed.
+    if 0 < max(mean) <= 1 and max(std) <= 1:
         raise ValueError(
             f"Expected statistics on the 0-255 pixel scale; mean={mean!r}, "
             f"std={std!r} look like the 0-1 scale: multiply both by 255."

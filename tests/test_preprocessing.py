@@ -101,6 +101,8 @@ def test_normalize_bad_input(kwargs, match):
         (((1.0, 2.0, 3.0),), "Expected statistics to be one of"),
         (((1.0, 2.0), (1.0, 1.0)), "one value per channel"),
         (((0, 0, 0), (1.0, -1.0, 1.0)), "std values > 0"),
+        (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "0-1 scale: multiply both by 255"),
+        ((("a", 0, 0), (1, 1, 1)), "Expected mean to be a sequence of 3 numbers"),
     ],
 )
 def test_resolve_statistics_bad_input(statistics, match):
@@ -205,3 +207,8 @@ def test_decode_window_equals_whole_decode_then_slice(fmt):
     np.testing.assert_allclose(resized, tf.image.resize(whole.astype("float32"), (16, 16)).numpy())
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_image_bytes=10"):
         image_ops.decode(encoded, max_image_bytes=10)
+
+
+def test_identity_statistics_are_allowed():
+    """Zero means and unit stds (inputs already normalized) are not the 0-1 scale."""
+    assert pp.resolve_statistics(((0, 0, 0), (1, 1, 1))) == ((0.0,) * 3, (1.0,) * 3)
