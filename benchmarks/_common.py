@@ -508,6 +508,15 @@ def write_outputs(report, output=None, markdown=None):
         atomic_write(markdown, render_markdown(report))
 
 
+def check_backends(parser, backends):
+    """The comma-separated `--backends` as a list; `parser.error` names an unknown one."""
+    names = backends.split(",")
+    for b in names:
+        if b not in BACKENDS:
+            parser.error(f"Unknown backend {b!r}. Expected one of {list(BACKENDS)}.")
+    return names
+
+
 def add_common_args(parser):
     parser.add_argument("--output", help="write results as JSON to this path")
     parser.add_argument("--markdown", help="write results as a Markdown table to this path")

@@ -260,9 +260,7 @@ def parse_args(argv=None):
         args.batch, args.steps, args.spe, args.rounds = 2, 2, 2, 1
     if args.depth is None:
         args.depth = 20 if args.quick else 164
-    for b in args.backends.split(","):
-        if b not in _common.BACKENDS:
-            parser.error(f"Unknown backend {b!r}. Expected one of {list(_common.BACKENDS)}.")
+    _common.check_backends(parser, args.backends)
     for p in args.precisions.split(","):
         if p not in ("float32", "mixed"):
             parser.error(f"Unknown precision {p!r}. Expected ['float32', 'mixed'].")

@@ -83,9 +83,7 @@ def parse_args(argv=None):
                 f"in {list(_common.BACKENDS)} and SUITE in {list(SUITES)}."
             )
         args.per_backend_args.setdefault((backend, suite), []).extend(shlex.split(extra))
-    for b in args.backends.split(","):
-        if b not in _common.BACKENDS:
-            parser.error(f"Unknown backend {b!r}. Expected one of {list(_common.BACKENDS)}.")
+    _common.check_backends(parser, args.backends)
     for s in args.suites.split(","):
         if s not in SUITES:
             parser.error(f"Unknown suite {s!r}. Expected one of {list(SUITES)}.")

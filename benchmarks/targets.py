@@ -202,9 +202,7 @@ def parse_args(argv=None):
         args.cifar_depth, args.cifar_batch, args.imagenet_size = 20, 2, 32
         args.imagenet_batch, args.inference_batch = 2, 2
         args.inference_steps, args.warmup, args.steps = 2, 1, 2
-    for b in args.backends.split(","):
-        if b not in _common.BACKENDS:
-            parser.error(f"Unknown backend {b!r}. Expected one of {list(_common.BACKENDS)}.")
+    _common.check_backends(parser, args.backends)
     return args
 
 
