@@ -9,13 +9,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # by the processes the tests start: resumed, relaunched and multi-worker runs
 # compile the same steps again. Every compilation is cached, not only those
 # over JAX's default 1 s (most here take less). The JAX pass of the suite took
-# 751 s without it and 575 s with a cold cache (2-core CPU, 2026-12-01).
+# 751 s without it and 575 s with a cold cache (2-core CPU, 2026-12-01). No
+# size cap: a capped cache takes a file lock and lists the whole folder on
+# every write, which made that pass 710 s. A full run adds about 30 MB.
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"keras_preact-tests-jax-cache-{os.getuid()}"),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**30))  # bytes, least recently used out
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
