@@ -19,6 +19,8 @@ from keras_preact.models import variants
 from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.layouts import split_into_stages
 
+from _checks import assert_all_close
+from _checks import numpy
 from conftest import BACKEND
 
 # Trainable parameters, from ../shared/reference/PAPER.md.
@@ -520,9 +522,8 @@ def test_preact_resnet1001_builds_saves_loads_and_trains(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     assert [w.path for w in restored.weights] == [w.path for w in model.weights]
-    for saved, loaded in zip(model.weights, restored.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded),
-                                      keras.ops.convert_to_numpy(saved), err_msg=saved.path)
+    assert_all_close(numpy(restored.weights), numpy(model.weights), dict(rtol=0, atol=0),
+                     "PreActResNet1001 weights after .keras save and load")
     # Training-mode outputs (batch statistics): in inference mode the moving
     # statistics, still near their initial mean 0 and variance 1, normalize
     # nothing, and the sum of 333 units overflows to inf/NaN, which NumPy
