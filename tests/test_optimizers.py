@@ -9,7 +9,6 @@ learning-rate drop while the optimizer records the gradient each
 values, and the weights must agree to float32 precision.
 """
 
-import importlib
 import os
 import pickle
 import subprocess
@@ -26,7 +25,6 @@ from keras import ops
 from keras_preact.training import PaperSGD
 from keras_preact.training import compile_for_paper
 from keras_preact.training import decayed_variables
-from keras_preact.training import keras_compat
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = keras.backend.backend()
@@ -335,27 +333,6 @@ def test_configs_saved_with_l2_min_ndim_still_load(min_ndim, scope):
 def test_paper_sgd_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PaperSGD(**kwargs)
-
-
-@pytest.mark.parametrize("module, attribute", keras_compat.PRIVATE_APIS)
-def test_keras_private_apis_still_exist(module, attribute):
-    # keras_preact/training/keras_compat.py relies on these (Keras 3.15); a
-    # Keras upgrade that moves one must fail here, not silently in a run.
-    # A backend's own API is checked in that backend's run of the suite.
-    if ".backend." in module and f".backend.{keras.backend.backend()}." not in module:
-        pytest.skip(f"{module} is checked in the {module.split('.')[3]} run")
-    target = importlib.import_module(module)
-    for name in attribute.split("."):
-        target = getattr(target, name)
-    assert callable(target)
-
-
-def test_variable_index_finds_each_slot():
-    model = tiny_model()
-    opt = PaperSGD()
-    opt.build(model.trainable_variables)
-    indices = [keras_compat.variable_index(opt, v) for v in model.trainable_variables]
-    assert indices == list(range(len(model.trainable_variables)))
 
 
 def test_decayed_variables_needs_paper_sgd():

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_preact import keras_compat
 from keras_preact.models.features import residual_units
 from keras_preact.models.outputs import outputs_logits
 
@@ -146,11 +147,10 @@ class SignalProbe:
         model_input = _single(model.inputs, "model input")
         model_output = _single(model.outputs, "model output")
         for unit in units:
-            if len(getattr(unit, "_inbound_nodes", [])) != 1:
+            if keras_compat.call_count(unit) != 1:
                 raise ValueError(
-                    f"Unit {unit.name!r} is called "
-                    f"{len(getattr(unit, '_inbound_nodes', []))} times in the "
-                    "graph; expected exactly once."
+                    f"Unit {unit.name!r} is called {keras_compat.call_count(unit)} "
+                    "times in the graph; expected exactly once."
                 )
         first_in = _single(units[0].input, f"{units[0].name} input")
         self._stem = None if first_in is model_input else keras.Model(

@@ -5,6 +5,8 @@ a `Softmax` layer after the classifier, applies it twice)."""
 
 import keras
 
+from keras_preact import keras_compat
+
 PROBABILITIES = "probabilities"
 LOGITS = "logits"
 
@@ -107,24 +109,17 @@ def _output_operation(model):
             f"Expected a model with one output. Model {model.name!r} has "
             f"{len(outputs)}. Pass `from_logits` explicitly."
         )
-    return _producer(outputs[0])
-
-
-def _producer(tensor):
-    # Keras has no public way to walk a functional graph; `_keras_history`
-    # (operation, node index, tensor index) is what `keras.Model` uses.
-    return tensor._keras_history.operation
+    return keras_compat.producer(outputs[0])
 
 
 def _input_operation(layer, model):
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    inputs = nodes[-1].input_tensors if len(nodes) == 1 else []
+    inputs = keras_compat.call_inputs(layer)
     if len(inputs) != 1:
         raise ValueError(
             f"Cannot follow the output of model {model.name!r} back through "
             f"layer {layer.name!r}. Pass `from_logits` explicitly."
         )
-    return _producer(inputs[0])
+    return keras_compat.producer(inputs[0])
 
 
 def _activation_name(activation):

@@ -62,7 +62,7 @@ import threading
 
 import keras
 
-from keras_preact.training import keras_compat
+from keras_preact import keras_compat
 from keras_preact.validation import check_choice
 
 ENV_PEER_TIMEOUT = "KERAS_PREACT_PEER_TIMEOUT"

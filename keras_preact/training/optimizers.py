@@ -37,7 +37,7 @@ import re
 import keras
 from keras import ops
 
-from keras_preact.training import keras_compat
+from keras_preact import keras_compat
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_real
 

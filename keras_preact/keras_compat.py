@@ -1,13 +1,17 @@
-"""The private Keras APIs keras_preact needs, in one place (Keras 3.15).
+"""Every private Keras API keras_preact uses, in one place (Keras 3.15).
 
 Used only where Keras has no public mechanism that does the job;
-`tests/test_optimizers.py::test_keras_private_apis_still_exist` fails when a
-Keras upgrade moves one of `PRIVATE_APIS`.
+`tests/test_keras_compat.py` fails when a Keras upgrade moves one of
+`PRIVATE_APIS` or `PRIVATE_ATTRIBUTES`.
 
 - `variable_index`: `Optimizer._get_variable_index`, a variable's slot index
   in `update_step`, as Keras' own optimizers find it (tf.distribute hands
   over per-device `tf.Variable`s that neither identity nor `path` matches).
 - `fix_tf_multiworker_fit`: keras-team/keras#20585, see its docstring.
+- `producer` and `call_inputs`: walking a functional graph backwards (the
+  layer that made a tensor, the inputs a layer was called on), which
+  `keras.Model` does with `_keras_history` and `_inbound_nodes`; Keras has
+  no public graph walk. `call_count`: how often a layer is called in graphs.
 - `jax_initialize_rng`: one global seed on every JAX process when none was
   set, as `keras.distribution.initialize` does (which cannot be used: it
   starts `jax.distributed` without timeouts).
@@ -24,6 +28,24 @@ PRIVATE_APIS = (
     ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
     ("keras.src.backend.jax.distribution_lib", "initialize_rng"),
 )
+#: Private attributes of Keras objects: symbolic tensors and layers.
+PRIVATE_ATTRIBUTES = ("KerasTensor._keras_history", "Layer._inbound_nodes")
+
+
+def producer(tensor):
+    """The layer (or operation) whose call produced the symbolic `tensor`."""
+    return tensor._keras_history.operation
+
+
+def call_count(layer):
+    """How many times `layer` was called on symbolic tensors."""
+    return len(getattr(layer, "_inbound_nodes", None) or [])
+
+
+def call_inputs(layer):
+    """The input tensors of `layer`'s one call, or `[]` unless called once."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    return list(nodes[0].input_tensors) if len(nodes) == 1 else []
 
 
 def variable_index(optimizer, variable):
