@@ -47,7 +47,7 @@ def _export(model, folder):
             folder,
             "bench",
             version=1,
-            preprocessing=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs served as they come
+            normalization=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs served as they come
             include_encoded_image_signature=False,
         )
         loaded = tf.saved_model.load(path)

@@ -174,9 +174,9 @@ def load_data(args):
 
 
 def normalization_stats():
-    from keras_preact.preprocessing import CIFAR100_MEAN, CIFAR100_STD
+    from keras_preact.normalization import STATISTICS
 
-    return list(CIFAR100_MEAN), list(CIFAR100_STD)
+    return list(STATISTICS["cifar100"].mean), list(STATISTICS["cifar100"].std)
 
 
 # --------------------------------------------------------------------------- schedule

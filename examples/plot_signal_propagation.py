@@ -39,10 +39,10 @@ LABELS = {"original": "original", "full_preact": "full pre-act"}
 def load_batch(data_dir, batch_size, split="test"):
     """First `batch_size` real CIFAR-100 images (normalized) and labels."""
     from keras_preact.data import load_cifar
-    from keras_preact.preprocessing import CIFAR100_MEAN, CIFAR100_STD
+    from keras_preact.normalization import normalize
 
     x, y = load_cifar("cifar100", source="npz", data_dir=data_dir, split=split)
-    x = (x[:batch_size].astype("float32") - np.float32(CIFAR100_MEAN)) / np.float32(CIFAR100_STD)
+    x = keras.ops.convert_to_numpy(normalize(x[:batch_size], "cifar100", "channels_last"))
     return x, y[:batch_size].astype("int64")
 
 

@@ -2,7 +2,7 @@
 Networks", ECCV 2016) for Keras 3 on TensorFlow, JAX and PyTorch."""
 
 from keras_preact import layers
-from keras_preact import preprocessing
+from keras_preact import normalization
 from keras_preact import training
 from keras_preact.models import PreActResNet
 from keras_preact.models import PreActResNet18

@@ -7,8 +7,8 @@ last, pixels on the 0-255 scale until `normalize`. Importing this module
 imports TensorFlow; without it, a `ModuleNotFoundError` gives the install line.
 """
 
-from keras_preact import preprocessing
 from keras_preact.install_hints import import_tensorflow
+from keras_preact.normalization import normalization_constants
 
 tf = import_tensorflow("keras_preact.image_ops (decode, crop, resize, normalize)")
 
@@ -158,20 +158,26 @@ def decode_and_resize(encoded, image_size, eval_resize=None, max_image_bytes=Non
     return tf.ensure_shape(image, (*_pair(image_size), 3))
 
 
-def normalize(images, statistics):
-    """`preprocessing.normalize` in TensorFlow ops, for tf.data graphs on any backend.
+def normalize(images, statistics, data_format="channels_last"):
+    """`keras_preact.normalization.normalize` in TensorFlow ops: `(images - mean) / std`.
+
+    For tf.data graphs (on any Keras backend) and serving graphs; the same
+    arithmetic, so the same float32 values.
 
     Args:
-        images: `(..., C)` tensor of pixels on 0-255, channels last, any real dtype.
-        statistics: as in `preprocessing.resolve_statistics`.
+        images: tensor of 0-255 pixels, any real dtype, shape `(..., H, W, C)`
+            (or `(..., C, H, W)` for `"channels_first"`).
+        statistics: anything `keras_preact.normalization.resolve_statistics` takes.
+        data_format: `"channels_last"`, `"channels_first"` or `None`
+            (`keras.config.image_data_format()`). Defaults to `"channels_last"`,
+            the layout of the decoded images here.
 
     Returns:
-        float32 tensor of the same shape, `(images - mean) / std` per channel.
+        A float32 tensor of the same shape.
 
     Raises:
-        ValueError: as `preprocessing.resolve_statistics`.
+        ValueError: as `keras_preact.normalization.normalize`.
     """
     images = tf.cast(images, tf.float32)
-    mean, std = preprocessing.resolve_statistics(statistics, channels=images.shape[-1] or 3)
-    inv_std = tf.constant([1.0 / s for s in std], tf.float32)
-    return (images - tf.constant(mean, tf.float32)) * inv_std
+    mean, inverse_std = normalization_constants(statistics, tuple(images.shape), data_format)
+    return (images - tf.constant(mean)) * tf.constant(inverse_std)

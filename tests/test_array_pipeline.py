@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_preact
-from keras_preact import preprocessing as pp
+from keras_preact import normalization as nz
 from keras_preact.data import CIFARBatches
 from keras_preact.data.array_pipeline import pad_crop_flip
 
@@ -96,7 +96,7 @@ def test_data_format_defaults_to_keras_setting():
 
 
 # (pixel value, per-channel result) for the library's statistics tables:
-# (v - mean) / std with preprocessing.CIFAR100_* / CIFAR10_*, written out.
+# (v - mean) / std with the CIFAR-100 / CIFAR-10 statistics, written out.
 NORMALIZED = {
     100: {
         0: (-1.896787, -1.897327, -1.596666),
@@ -127,8 +127,8 @@ def test_default_statistics_follow_the_labels():
     # A label >= 10 means CIFAR-100 statistics, as in cifar_dataset.
     hundred = CIFARBatches(x, np.array([0, 1, 2, 50]), training=False, batch_size=4)
     ten = CIFARBatches(x, np.array([0, 1, 2, 5]), training=False, batch_size=4)
-    assert hundred.statistics == pp.STATISTICS["cifar100"] and hundred.pad_value == 0
-    assert ten.statistics == pp.STATISTICS["cifar10"] and ten.pad_value == 0
+    assert hundred.statistics == nz.STATISTICS["cifar100"] and hundred.pad_value == 0
+    assert ten.statistics == nz.STATISTICS["cifar10"] and ten.pad_value == 0
     custom = CIFARBatches(x, np.arange(4), training=False, batch_size=4,
                           normalization=((100, 110, 120), (50, 60, 70)))
     expected = (x.astype(np.float64) - (100, 110, 120)) / (50, 60, 70)
@@ -159,13 +159,13 @@ def test_pixels_for_a_self_normalizing_model(training, augment, statistics):
     the model's own normalization turns into the normalized batches."""
     # What PreActResNet(..., input_normalization=statistics) starts with
     # (building one imports TensorFlow, which this file does without).
-    model = keras.Sequential([keras.Input((32, 32, 3)), pp.input_normalization_layer(statistics)])
+    model = keras.Sequential([keras.Input((32, 32, 3)), nz.input_normalization_layer(statistics)])
     x, y = _images(32, seed=6), np.arange(32) % 10
     args = dict(training=training, augment=augment, batch_size=16, seed=1, num_classes=10)
     pixels = CIFARBatches(x, y, normalization=model, **args)
     normalized = CIFARBatches(x, y, normalization=statistics, **args)
-    assert pixels.statistics is None and pixels.pad_value == pp.input_statistics(model)[0]
-    layer = model.get_layer(pp.INPUT_NORMALIZATION_LAYER)
+    assert pixels.statistics is None and pixels.pad_value == nz.model_statistics(model).mean
+    layer = model.get_layer(nz.INPUT_NORMALIZATION_LAYER)
     for i in range(len(pixels)):
         (px, py), (nx, ny) = pixels[i], normalized[i]
         np.testing.assert_array_equal(py, ny)
@@ -178,7 +178,7 @@ def test_pixels_for_a_self_normalizing_model(training, augment, statistics):
     black = CIFARBatches(x, y, normalization=None, **args)
     plain = CIFARBatches(x, y, normalization=keras.Sequential([keras.Input((32, 32, 3))]), **args)
     assert black.statistics is None and black.pad_value == 0
-    assert plain.statistics == pp.STATISTICS["cifar10"] and plain.pad_value == 0
+    assert plain.statistics == nz.STATISTICS["cifar10"] and plain.pad_value == 0
     np.testing.assert_array_equal(_epoch(plain)[0], _epoch(CIFARBatches(x, y, **args))[0])
 
 
@@ -239,7 +239,8 @@ def _loop_reference(images, offsets_y, offsets_x, flips, pad, mode, fill=0.0):
 
 @pytest.mark.parametrize("pad, mode, fill", [
     (4, "constant", 0.0), (4, "reflect", 0.0), (1, "constant", 0.0), (0, "constant", 0.0),
-    (4, "constant", pp.CIFAR100_MEAN), (2, "constant", 7.0), (4, "reflect", pp.CIFAR100_MEAN),
+    (4, "constant", nz.STATISTICS["cifar100"].mean), (2, "constant", 7.0),
+    (4, "reflect", nz.STATISTICS["cifar100"].mean),
 ])
 def test_pad_crop_flip_equals_per_image_loop(pad, mode, fill):
     rng = np.random.default_rng(pad)

@@ -13,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 
 import keras  # noqa: E402
 
-from keras_preact import preprocessing as pp  # noqa: E402
+from keras_preact import normalization as nz  # noqa: E402
 from keras_preact.data import SkipCounter  # noqa: E402
 from keras_preact.data import UnsafePickleError  # noqa: E402
 from keras_preact.data import cifar_dataset  # noqa: E402
@@ -287,7 +287,8 @@ def test_cifar_eval_deterministic_and_exact():
     assert a.shape == (50, 32, 32, 3)  # last partial batch kept
     np.testing.assert_array_equal(ay, y)
     # 10 classes -> CIFAR-10 statistics by default.
-    expected = (x.astype(np.float64) - pp.CIFAR10_MEAN) / pp.CIFAR10_STD
+    cifar10 = nz.STATISTICS["cifar10"]
+    expected = (x.astype(np.float64) - cifar10.mean) / cifar10.std
     np.testing.assert_allclose(a, expected, atol=1e-5)
     shapes = [xb.shape[0] for xb, _ in ds]
     assert shapes == [16, 16, 16, 2]
@@ -365,7 +366,8 @@ def test_cifar_reflect_padding_and_no_augment():
     out_x, out_y = _as_numpy(cifar_dataset(x, y % 10, training=True, batch_size=16, seed=0,
                                            augment="none"))
     # augment="none" only shuffles and normalizes.
-    norm = (x - np.array(pp.CIFAR10_MEAN, np.float32)) / np.array(pp.CIFAR10_STD, np.float32)
+    cifar10 = nz.STATISTICS["cifar10"]
+    norm = (x - np.float32(cifar10.mean)) / np.float32(cifar10.std)
     order = [int(np.argmin(np.abs(norm - o).reshape(32, -1).sum(1))) for o in out_x]
     assert sorted(order) == list(range(32))
     np.testing.assert_allclose(out_x, norm[order], atol=1e-5)
@@ -446,8 +448,9 @@ def test_imagenet_folder_eval(jpeg_tree):
     assert [os.path.basename(p) for p in counter.ignored_files] == ["README.txt"]
     # Greyscale decodes to 3 equal channels (x[1] is the airship); the
     # colour tench (x[0]) does not.
-    grey = x[1] * np.array(pp.IMAGENET_STD) + np.array(pp.IMAGENET_MEAN)
-    colour = x[0] * np.array(pp.IMAGENET_STD) + np.array(pp.IMAGENET_MEAN)
+    imagenet = nz.STATISTICS["imagenet"]
+    grey = x[1] * np.array(imagenet.std) + np.array(imagenet.mean)
+    colour = x[0] * np.array(imagenet.std) + np.array(imagenet.mean)
     assert np.abs(colour[..., 0] - colour[..., 2]).mean() > 5
     np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=1e-3)
     np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-3)
@@ -624,13 +627,13 @@ def test_pipelines_give_pixels_to_a_self_normalizing_model(name, statistics, req
     the model's own normalization turns into the normalized batches."""
     batches = _pipeline(name, request)
     # What PreActResNet(..., input_normalization=statistics) starts with.
-    model = keras.Sequential([keras.Input((32, 32, 3)), pp.input_normalization_layer(statistics)])
+    model = keras.Sequential([keras.Input((32, 32, 3)), nz.input_normalization_layer(statistics)])
     (pixels, labels), (normalized, labels_n) = (
         batches(normalization=model), batches(normalization=statistics))
     np.testing.assert_array_equal(labels, labels_n)
     assert pixels.dtype == np.float32 and pixels.min() >= 0 and pixels.max() <= 255
     assert pixels.max() > 100  # not normalized
-    layer = model.get_layer(pp.INPUT_NORMALIZATION_LAYER)
+    layer = model.get_layer(nz.INPUT_NORMALIZATION_LAYER)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(pixels)), normalized, atol=1e-4)
     if name == "cifar evaluation":  # A model without its own normalization
         # gets the pipeline's default statistics ("cifar100": 100 classes).
@@ -640,9 +643,9 @@ def test_pipelines_give_pixels_to_a_self_normalizing_model(name, statistics, req
 
 def test_cifar_pixels_pad_with_the_model_mean_or_black():
     x, y = np.full((16, 32, 32, 3), 255, np.uint8), np.arange(16) % 10
-    mean, std = pp.STATISTICS["cifar100"]
+    mean = nz.STATISTICS["cifar100"].mean
     model = keras.Sequential([keras.Input((32, 32, 3)),
-                              pp.input_normalization_layer("cifar100")])
+                              nz.input_normalization_layer("cifar100")])
     for normalization, fill in ((model, mean), (None, (0, 0, 0))):
         out, _ = _as_numpy(cifar_dataset(x, y, training=True, batch_size=16, seed=0,
                                          normalization=normalization, vectorized=False))
@@ -657,6 +660,52 @@ def test_cifar_pixels_pad_with_the_model_mean_or_black():
 
 
 # ----------------------------------------------------------------------------
+# data_format=: channels_first batches are the transpose of channels_last ones.
+
+LAYOUT_PIPELINES = {
+    "cifar training": lambda **kw: cifar_dataset(
+        _images(32), np.arange(32) % 10, training=True, batch_size=16, seed=3, **kw),
+    "cifar per image, pixels": lambda **kw: cifar_dataset(
+        _images(32), np.arange(32) % 10, training=True, batch_size=16, seed=3, vectorized=False,
+        normalization=None, **kw),
+    "cifar evaluation": lambda **kw: cifar_dataset(
+        _images(20), np.arange(20) % 10, training=False, batch_size=8, **kw),
+    "cifar mixup": lambda **kw: cifar_dataset(
+        _images(32), np.arange(32) % 10, training=True, batch_size=16, seed=3, mixup_alpha=0.2,
+        **kw),
+    "imagenet training": "small_image_tree",
+    "imagenet evaluation": "small_image_tree",
+    "synthetic": lambda **kw: synthetic_dataset(4, (8, 6), 5, num_batches=2, **kw),
+}
+
+
+def _layout_pipeline(name, request):
+    if LAYOUT_PIPELINES[name] == "small_image_tree":
+        tree = request.getfixturevalue("small_image_tree")
+        return lambda **kw: imagenet_dataset("folder", tree, "train", training="training" in name,
+                                             batch_size=2, image_size=16, seed=5, **kw)
+    return LAYOUT_PIPELINES[name]
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_PIPELINES))
+def test_channels_first_batches_are_the_transpose(name, request):
+    build = _layout_pipeline(name, request)
+    last, last_labels = _as_numpy(build(data_format="channels_last"))
+    first, first_labels = _as_numpy(build(data_format="channels_first"))
+    keras.config.set_image_data_format("channels_first")
+    default = _as_numpy(build())[0]  # None (the default): Keras' image data format.
+    if "mixup" in name:  # MixUp's draws differ from pipeline to pipeline.
+        assert first.shape == default.shape == last.transpose(0, 3, 1, 2).shape
+        assert first_labels.shape == last_labels.shape
+    else:
+        np.testing.assert_array_equal(first, last.transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(first_labels, last_labels)
+        np.testing.assert_array_equal(default, first)
+    with pytest.raises(ValueError, match="Invalid data_format='NCHW'"):
+        build(data_format="NCHW")
+
+
+# ----------------------------------------------------------------------------
 # Every pipeline feeds model.fit on the suite's backend.
 
 
@@ -666,7 +715,7 @@ def test_batches_fit_a_keras_model(config, request):
     layers = [keras.layers.Conv2D(4, 3, strides=2), keras.layers.GlobalAveragePooling2D(),
               keras.layers.Dense(10)]
     if config.startswith("cifar pixels"):
-        layers.insert(0, pp.input_normalization_layer("cifar10"))
+        layers.insert(0, nz.input_normalization_layer("cifar10"))
     model = keras.Sequential([keras.Input((32, 32, 3)), *layers])
     x, y = _images(64), np.arange(64) % 10
     if config.startswith("cifar pixels"):

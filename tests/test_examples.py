@@ -14,8 +14,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from keras_preact.preprocessing import STATISTICS
-from keras_preact.preprocessing import input_statistics
+from keras_preact.normalization import model_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -102,8 +101,7 @@ def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     # The checkpoint normalizes its own 0-255 pixels with CIFAR-100's
     # statistics, so it exports without a dataset argument.
     checkpoint = keras.saving.load_model(out / "checkpoints" / "last.keras")
-    mean, std = input_statistics(checkpoint)
-    assert mean + std == pytest.approx(sum(STATISTICS["cifar100"], ()), rel=1e-6)
+    assert model_statistics(checkpoint).isclose("cifar100", rtol=1e-6)
     exported = list((out / "export").glob("*/*/saved_model.pb"))
     assert len(exported) == 1, list((out / "export").rglob("*"))
 
@@ -197,8 +195,7 @@ def test_imagenet_script_tiny_run_on_folder(shared_data, tmp_path, capsys):
     assert float(rows[1]["learning_rate"]) == pytest.approx(0.1 * 2 / 256)
     assert "top5" not in rows[0]  # only 2 classes: top-5 is left out
     checkpoint = keras.saving.load_model(out / "checkpoints" / "last.keras")
-    mean, std = input_statistics(checkpoint)
-    assert mean + std == pytest.approx(sum(STATISTICS["imagenet"], ()), rel=1e-6)
+    assert model_statistics(checkpoint).isclose("imagenet", rtol=1e-6)
 
 
 @pytest.mark.slow

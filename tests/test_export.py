@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from fake_serving import grpc_server
 from fake_serving import rest_server
 import keras_preact
 from keras_preact import export as kpe
-from keras_preact.preprocessing import STATISTICS
+from keras_preact.normalization import STATISTICS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -86,7 +87,7 @@ def _predict(model, pixels, statistics=None):
     (for a model that records none) and transposed for a channels_first model."""
     x = np.asarray(pixels, "float32")
     if statistics is not None:
-        mean, std = STATISTICS[statistics]
+        mean, std = STATISTICS[statistics].mean, STATISTICS[statistics].std
         x = (x - np.float32(mean)) * (1.0 / np.float32(std))
     if model.inputs[0].shape[1] == 3:
         x = np.transpose(x, (0, 3, 1, 2))
@@ -210,7 +211,7 @@ def _run_checker(tmp, path, arrays, files, v1_calls, v2_calls=(), v1_errors=(), 
 
 # ----------------------------------------------------------------------------
 # Shared export (CIFAR layout, 100 classes, CIFAR-100 statistics recorded in
-# the model: no preprocessing argument) and one fresh-process check of it.
+# the model: no normalization argument) and one fresh-process check of it.
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +279,7 @@ def test_layout_version_and_no_temp_dirs(cifar_export):
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
     assert info["image_size"] == [32, 32] and info["top_k"] == 5
-    assert info["mean"] == pytest.approx(STATISTICS["cifar100"][0])
+    assert info["mean"] == pytest.approx(STATISTICS["cifar100"].mean)
     assert info["normalized_by"] == "model" and info["data_format"] == "channels_last"
 
 
@@ -380,7 +381,7 @@ SERVED = {
         dict(IMAGENET, data_format="channels_first", classifier_activation=None,
              input_normalization="imagenet"), {}),
     # No statistics in the model: the export normalizes.
-    "cifar-no-statistics": (dict(), {"preprocessing": "cifar100"}),
+    "cifar-no-statistics": (dict(), {"normalization": "cifar100"}),
     # Served as trained (half precision) and rebuilt in float32 (default).
     "cifar-mixed_float16-kept": (
         dict(policy="mixed_float16", input_normalization="cifar100"), {"serving_dtype": None}),
@@ -409,7 +410,7 @@ def served(tmp_path_factory):
                                       include_encoded_image_signature=False, **export)
         reference = twin if twin is not None and export.get("serving_dtype", "float32") else model
         results[name] = {"path": path, "model": model,
-                         "ref": _predict(reference, pixels, export.get("preprocessing"))}
+                         "ref": _predict(reference, pixels, export.get("normalization"))}
     script = "\n".join(
         ["import json, sys, numpy as np, tensorflow as tf",
          "paths, x = json.loads(sys.argv[1]), np.load(sys.argv[2])",
@@ -461,39 +462,22 @@ def test_every_model_is_served_like_predict(served, name):
 
 
 # ----------------------------------------------------------------------------
-# Preprocessing read from the model; refusals; versioning and atomicity.
-
-NORMALIZATION_CASES = {
-    # id: (model's input_normalization, preprocessing=, expected (name, in_model))
-    "model-records": ("cifar100", None, ("cifar100", True)),
-    "same-name": ("imagenet", "imagenet", ("imagenet", True)),
-    "same-pair": ("cifar10", STATISTICS["cifar10"], ("cifar10", True)),
-    "export-normalizes": (None, "imagenet", ("imagenet", False)),
-}
-
-
-@pytest.mark.parametrize("case", list(NORMALIZATION_CASES))
-def test_serving_statistics_read_from_the_model(case):
-    recorded, preprocessing, (expected, in_model) = NORMALIZATION_CASES[case]
-    model = _model(classes=10, input_normalization=recorded)
-    statistics, got_in_model = kpe.serving_statistics(model, preprocessing)
-    np.testing.assert_allclose(statistics, STATISTICS[expected], rtol=1e-6)
-    assert got_in_model is in_model
-
+# Statistics read from the model (keras_preact.normalization.serving_statistics,
+# tested in tests/test_normalization.py); refusals; versioning and atomicity.
 
 @needs_export_backend
 @pytest.mark.parametrize(
     "build,kwargs,match",
     [
         # CIFAR statistics for an ImageNet model: both are named.
-        (dict(IMAGENET, input_normalization="imagenet"), {"preprocessing": "cifar100"},
-         r"(?s)preprocessing='cifar100' gives mean=\(129\.304.*normalizes its inputs with "
+        (dict(IMAGENET, input_normalization="imagenet"), {"normalization": "cifar100"},
+         r"(?s)normalization='cifar100' gives mean=\(129\.304.*normalizes its inputs with "
          r"mean=\(123\.67"),
-        (dict(), {}, r"(?s)records no input statistics.*input_normalization=.*preprocessing="),
-        (dict(), {"preprocessing": "cifar"}, "Unknown statistics='cifar'"),
-        (dict(), {"preprocessing": ((1.0, 2.0), (1.0, 1.0))}, "one value per channel"),
-        (dict(), {"preprocessing": ((0, 0, 0), (1.0, 0.0, 1.0))}, "std values > 0"),
-        (dict(input_shape=(32, 32, 1)), {"preprocessing": "cifar100"}, "RGB image input"),
+        (dict(), {}, r"(?s)records no input statistics.*input_normalization=.*normalization="),
+        (dict(), {"normalization": "cifar"}, "Unknown statistics='cifar'"),
+        (dict(), {"normalization": ((1.0, 2.0), (1.0, 1.0))}, "one value per channel"),
+        (dict(), {"normalization": ((0, 0, 0), (1.0, 0.0, 1.0))}, "std values > 0"),
+        (dict(input_shape=(32, 32, 1)), {"normalization": "cifar100"}, "RGB image input"),
         (dict(input_normalization="cifar100"), {"serving_dtype": "float64"},
          "Invalid serving_dtype='float64'"),
         (dict(input_normalization="cifar100"), {"model_name": "a/b"}, "Invalid model_name='a/b'"),
@@ -512,6 +496,28 @@ def test_bad_arguments(tmp_path, build, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kpe.export_saved_model(model, tmp_path, **kwargs)
     assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
+
+
+@needs_export_backend
+@pytest.mark.parametrize("recorded, flags, message", [
+    (None, [], r"(?s)records no input statistics.*CLI: --normalization cifar10\|cifar100"),
+    ("cifar100", ["--normalization", "imagenet"],
+     r"(?s)normalization='imagenet' gives mean=\(123\.67.*leave out --normalization"),
+])
+def test_cli_normalization_flag(tmp_path, capsys, recorded, flags, message):
+    """`--normalization` reaches the export; its refusals exit 2 with the reason."""
+    from keras_preact.export.__main__ import build_parser
+    from keras_preact.export.__main__ import main
+
+    model_file = tmp_path / "model.keras"
+    _model(classes=10, input_normalization=recorded).save(model_file)
+    argv = ["--model", str(model_file), "--export-base", str(tmp_path), "--model-name", "m", *flags]
+    assert build_parser().parse_args(argv).normalization == (flags[1] if flags else None)
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--normalization", "cifar"])
 
 
 @needs_export_backend
@@ -628,7 +634,7 @@ def test_torch_backend_gives_clear_error(tmp_path):
 @pytest.mark.slow
 def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
     """Under torch the CLI re-launches itself under TensorFlow; the
-    statistics come from the .keras file, no --preprocessing needed."""
+    statistics come from the .keras file, no --normalization needed."""
     model = _model(classes=10, input_normalization="cifar100")
     model_file = tmp_path / "model.keras"
     model.save(model_file)

@@ -48,12 +48,12 @@ CHECKS = {
     "keras_preact": """
 import keras
 from keras_preact.training import PaperSGD
-from keras_preact.preprocessing import input_statistics
+from keras_preact.normalization import model_statistics
 x = keras.ops.convert_to_numpy(next(iter(test_ds))[0])
 assert 60 < x.mean() < 200 and x.max() > 200, ("the model takes pixels", x.mean(), x.max())
 x = keras.ops.convert_to_numpy(model.get_layer("input_normalization")(x))
 assert abs(x.mean()) < 0.5 and 0.5 < x.std() < 2, ("inputs not normalized", x.mean(), x.std())
-assert input_statistics(model) is not None
+assert model_statistics(model) is not None
 cfg = model.optimizer.get_config()
 assert isinstance(model.optimizer, PaperSGD), type(model.optimizer)
 assert (cfg["momentum"], cfg["l2_weight_decay"], cfg["l2_decay_on"]) == (0.9, 1e-4, "all"), cfg

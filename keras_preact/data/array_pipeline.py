@@ -19,27 +19,23 @@ import threading
 import keras
 import numpy as np
 
-from keras_preact import preprocessing
-from keras_preact.data.normalization import resolve_normalization
+from keras_preact.layers.options import standardize_data_format
+from keras_preact.normalization import cifar_statistics
+from keras_preact.normalization import normalize
+from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 
 VALID_AUGMENTS = ("paper", "none")
 VALID_PAD_MODES = ("constant", "reflect")
-VALID_DATA_FORMATS = ("channels_last", "channels_first")
 
-# Images normalized per call of `preprocessing.normalize` at construction
+# Images normalized per call of `normalize` at construction
 # (bounds the temporary memory on the backend's device: 4096 CIFAR images
 # are 50 MB in float32).
 _NORMALIZE_CHUNK = 4096
 # Stream tags of the per-(seed, epoch) random generators.
 _SHUFFLE_STREAM = 0
 _AUGMENT_STREAM = 1
-
-
-def cifar_statistics(num_classes):
-    """The statistics name of `normalization="auto"`: by number of classes."""
-    return "cifar100" if num_classes == 100 else "cifar10"
 
 
 def check_arrays(images, labels, num_classes=None):
@@ -181,10 +177,10 @@ class CIFARBatches(keras.utils.PyDataset):
     batch kept, the same batches on every pass.
 
     The images are normalized once, at construction, with
-    `keras_preact.preprocessing.normalize` (`(x - mean) / std` per channel,
+    `keras_preact.normalization.normalize` (`(x - mean) / std` per channel,
     on the current Keras backend), and kept as float32: 4 bytes per value,
     614 MB for the 50,000 CIFAR training images (12,288 bytes per image).
-    The padding is the mean colour (`data.normalization.resolve_normalization`,
+    The padding is the mean colour (`normalization.pipeline_statistics`,
     also for `normalization=model`), as in fb.resnet.torch and
     `keras_preact.data.cifar_dataset`, whose batches these equal value for
     value when `augment="none"` or `training=False` (the draws differ).
@@ -195,12 +191,7 @@ class CIFARBatches(keras.utils.PyDataset):
     threads), two datasets with the same seed give the same batches, and
     `on_epoch_end()` (called by `fit` after every epoch) moves to new draws.
     Augmentation is vectorized numpy (one gather per batch, no loop over
-    images). Measured on one core of this project's shared 2-core VM
-    (2026-11-30, load average 3-7), batch 128, one epoch: 43,000 images/s
-    (3.0 ms per batch) over a 12,500-image shard and 18,000 images/s
-    (7.1 ms) over all 50,000 training images (random reads from 614 MB);
-    building the dataset (normalizing) took 1.9 s and 6.7 s.
-    `benchmarks/gpu_check.py` records the figure on the machine it runs on.
+    images).
 
     Args:
         images: array `(N, H, W, 3)`, uint8 (or any real dtype on the 0-255
@@ -217,7 +208,7 @@ class CIFARBatches(keras.utils.PyDataset):
         seed: int >= 0 or None. Seed of the shuffling and augmentation;
             None draws one from numpy's global generator (seeded by
             `keras.utils.set_random_seed`). Defaults to None.
-        normalization: as `data.normalization.resolve_normalization`;
+        normalization: as `keras_preact.normalization.pipeline_statistics`;
             `"auto"`: `"cifar100"` if `num_classes` is 100, else `"cifar10"`.
             Defaults to `"auto"`.
         pad: int >= 0. Pixels padded per side before the crop. Defaults to 4.
@@ -246,9 +237,9 @@ class CIFARBatches(keras.utils.PyDataset):
     Example:
 
     >>> from keras_preact.data import load_cifar, CIFARBatches
-    >>> x, y = load_cifar("cifar100", source="npz", data_dir="shared/data/cifar100")
+    >>> x, y = load_cifar("cifar100", source="npz", data_dir="data/cifar100")
     >>> train = CIFARBatches(x, y, training=True, batch_size=128, seed=0)
-    >>> xt, yt = load_cifar("cifar100", source="npz", data_dir="shared/data/cifar100",
+    >>> xt, yt = load_cifar("cifar100", source="npz", data_dir="data/cifar100",
     ...                     split="test")
     >>> test = CIFARBatches(xt, yt, training=False, batch_size=500)
     >>> model.fit(train, validation_data=test, epochs=164)
@@ -274,8 +265,7 @@ class CIFARBatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         check_choice("augment", augment, VALID_AUGMENTS)
         check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
-        data_format = data_format or keras.config.image_data_format()
-        check_choice("data_format", data_format, VALID_DATA_FORMATS)
+        data_format = standardize_data_format(data_format)
         batch_size = check_int("batch_size", batch_size, low=1)
         pad = check_int("pad", pad, low=0)
         if seed is None:
@@ -287,7 +277,7 @@ class CIFARBatches(keras.utils.PyDataset):
                 f"pad_mode='reflect' needs pad < min(H, W) = {min(images.shape[1:3])}. "
                 f"Received: pad={pad}"
             )
-        statistics, pad_value = resolve_normalization(normalization, cifar_statistics(num_classes))
+        statistics, pad_value = pipeline_statistics(normalization, cifar_statistics(num_classes))
         drop_remainder = bool(training) if drop_remainder is None else drop_remainder
         num_batches = (math.floor if drop_remainder else math.ceil)(len(images) / batch_size)
         if num_batches == 0:
@@ -301,7 +291,7 @@ class CIFARBatches(keras.utils.PyDataset):
         self.augment = augment if self.training else "none"
         self.num_classes = num_classes
         self.seed = seed
-        self.statistics = statistics  # (mean, std), or None for pixels.
+        self.statistics = statistics  # A Statistics, or None for pixels.
         self.pad_value = pad_value
         self.pad = pad
         self.pad_mode = pad_mode
@@ -322,7 +312,7 @@ class CIFARBatches(keras.utils.PyDataset):
         for start in range(0, len(images), _NORMALIZE_CHUNK):
             chunk = images[start : start + _NORMALIZE_CHUNK]
             out[start : start + len(chunk)] = keras.ops.convert_to_numpy(
-                preprocessing.normalize(chunk, *self.statistics, "channels_last")
+                normalize(chunk, self.statistics, "channels_last")
             )
         return out
 

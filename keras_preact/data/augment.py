@@ -1,4 +1,4 @@
-"""TensorFlow augmentation ops used inside the tf.data pipelines.
+"""TensorFlow augmentation and layout ops used inside the tf.data pipelines.
 
 Everything here runs in a tf.data graph, so it uses `tensorflow` directly
 (whatever the Keras backend is) and stateless random ops driven by explicit
@@ -8,7 +8,6 @@ windows, resizing and normalization live in `keras_preact.image_ops`.
 
 import numpy as np
 import tensorflow as tf
-
 
 
 def _pad(images, pad, pad_mode, pad_value):
@@ -61,3 +60,20 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
         do_flip = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
         images = tf.where(do_flip[:, None, None, None], tf.reverse(images, [2]), images)
     return images
+
+
+def in_data_format(ds, data_format):
+    """A dataset of `(images, labels)` batches, its channels-last images in `data_format`.
+
+    Args:
+        ds: `tf.data.Dataset` of `(images, labels)`, images `(B, H, W, C)`.
+        data_format: `"channels_last"` (`ds` itself) or `"channels_first"`
+            (images transposed to `(B, C, H, W)`).
+
+    Returns:
+        A `tf.data.Dataset`.
+    """
+    if data_format == "channels_last":
+        return ds
+    return ds.map(lambda x, y: (tf.transpose(x, (0, 3, 1, 2)), y),
+                  num_parallel_calls=tf.data.AUTOTUNE)

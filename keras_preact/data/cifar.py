@@ -54,7 +54,8 @@ def load_cifar(name="cifar100", source="tfds", data_dir=None, split="train", dow
               anything but numpy arrays and plain containers.
             - `"npz"`: a folder of `train*.npz` (read in natural sort order
               and concatenated) and `test.npz`, each with `x` (N, 32, 32, 3)
-              uint8 and `y` (N,) labels, as in `shared/data/cifar100`.
+              uint8 and `y` (N,) labels, e.g. `data/cifar100` holding
+              `train_0.npz` ... `train_3.npz` and `test.npz`.
         data_dir: see `source`; required for `"archive"` and `"npz"`, optional
             for `"tfds"` (tfds' default folder).
         split: `"train"` or `"test"`.
@@ -72,8 +73,7 @@ def load_cifar(name="cifar100", source="tfds", data_dir=None, split="train", dow
 
     Example:
 
-    >>> x, y = load_cifar("cifar100", source="npz",
-    ...                   data_dir="/work/shared/data/cifar100", split="test")
+    >>> x, y = load_cifar("cifar100", source="npz", data_dir="data/cifar100", split="test")
     >>> x.shape, x.dtype, y.dtype
     ((10000, 32, 32, 3), dtype('uint8'), dtype('int64'))
     """

@@ -6,8 +6,9 @@ from keras_preact import image_ops
 from keras_preact.data import augment as aug
 from keras_preact.data.array_pipeline import VALID_PAD_MODES
 from keras_preact.data.array_pipeline import check_arrays
-from keras_preact.data.array_pipeline import cifar_statistics
-from keras_preact.data.normalization import resolve_normalization
+from keras_preact.layers.options import standardize_data_format
+from keras_preact.normalization import cifar_statistics
+from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
@@ -60,6 +61,7 @@ def cifar_dataset(
     repeat=False,
     vectorized=True,
     start_batch=0,
+    data_format=None,
 ):
     """Builds the CIFAR `tf.data.Dataset` for training or evaluation.
 
@@ -72,7 +74,7 @@ def cifar_dataset(
     Evaluation (`training=False`): batch, normalize; no shuffle, no
     augmentation, the same values on every pass.
 
-    The padding is the mean colour (`data.normalization.resolve_normalization`,
+    The padding is the mean colour (`normalization.pipeline_statistics`,
     also for `normalization=model`), as in fb.resnet.torch (normalize, then
     `RandomCrop(32, 4)`).
 
@@ -92,7 +94,7 @@ def cifar_dataset(
             else 10. Needed for one-hot labels; picks the `"auto"` statistics.
         seed: int for a reproducible pipeline (shuffle order and
             augmentation still change from pass to pass), or `None`.
-        normalization: as `data.normalization.resolve_normalization`;
+        normalization: as `keras_preact.normalization.pipeline_statistics`;
             `"auto"`: `"cifar100"` if `num_classes` is 100, else `"cifar10"`.
         pad: pixels padded per side before the random crop.
         pad_mode: `"constant"` (the paper) or `"reflect"`.
@@ -111,29 +113,30 @@ def cifar_dataset(
             CutMix and RandAugment draws do not). Skipping costs no image
             work. `keras_preact.training.fit_resumable` uses it to resume
             inside an epoch.
+        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
+            `image_data_format()`): the layout of the image batches; pass
+            the model's.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
-        `(B, H, W, 3)`, normalized (about zero mean, unit variance) or, see
+        `(B, H, W, 3)` (or `(B, 3, H, W)` for `"channels_first"`), normalized (about zero mean, unit variance) or, see
         `normalization`, 0-255 pixels; labels int64 `(B,)`, or float32
         one-hot `(B, num_classes)` when MixUp or CutMix is on (use
         `CategoricalCrossentropy` then).
 
     Raises:
         ValueError: bad arrays (as `array_pipeline.check_arrays`), an unknown
-            `augment`, `pad_mode` or `normalization`, `batch_size < 1`,
+            `augment`, `pad_mode`, `normalization` or `data_format`, `batch_size < 1`,
             negative `mixup_alpha`, `cutmix_alpha` or `start_batch`, or
             `start_batch` with `training=False`.
 
     Example:
 
     >>> from keras_preact.data import load_cifar, cifar_dataset
-    >>> x, y = load_cifar("cifar100", source="npz", data_dir="shared/data/cifar100")
+    >>> x, y = load_cifar("cifar100", source="npz", data_dir="data/cifar100")
     >>> train = cifar_dataset(x, y, training=True, batch_size=128, seed=0)
     >>> model.fit(train, epochs=164)
     """
-    # Over 80 lines only by its signature and docstring (body ~60 lines); the
-    # steps are `_augment` and `_make_mixer` below.
     check_choice("augment", augment, VALID_AUGMENTS)
     check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     batch_size = check_int("batch_size", batch_size, low=1)
@@ -145,8 +148,9 @@ def cifar_dataset(
         )
     mixup_alpha = check_real("mixup_alpha", mixup_alpha, low=0.0)
     cutmix_alpha = check_real("cutmix_alpha", cutmix_alpha, low=0.0)
+    data_format = standardize_data_format(data_format)
     images, labels, num_classes = check_arrays(images, labels, num_classes)
-    statistics, pad_value = resolve_normalization(normalization, cifar_statistics(num_classes))
+    statistics, pad_value = pipeline_statistics(normalization, cifar_statistics(num_classes))
 
     def to_output(pixels):  # 0-255 pixels -> the output scale
         if statistics is None:
@@ -170,7 +174,7 @@ def cifar_dataset(
             lambda idx: (to_output(tf.gather(images_t, idx)), tf.gather(labels_t, idx)),
             num_parallel_calls=AUTOTUNE, deterministic=True,
         )
-        return ds.prefetch(AUTOTUNE)
+        return aug.in_data_format(ds, data_format).prefetch(AUTOTUNE)
     randaugment = None
     if augment == "randaugment":
         randaugment = _keras_cv_or_keras_layer(
@@ -187,7 +191,7 @@ def cifar_dataset(
     if mixup_alpha > 0 or cutmix_alpha > 0:
         mixer = _make_mixer(mixup_alpha, cutmix_alpha, num_classes, seed)
         ds = ds.map(mixer, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    return ds.prefetch(AUTOTUNE)
+    return aug.in_data_format(ds, data_format).prefetch(AUTOTUNE)
 
 
 def _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output, randaugment,

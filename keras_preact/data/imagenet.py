@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_preact import image_ops
-from keras_preact.data.normalization import resolve_normalization
+from keras_preact.data.augment import in_data_format
+from keras_preact.layers.options import standardize_data_format
+from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 
@@ -242,6 +244,7 @@ def imagenet_dataset(
     input_context=None,
     cycle_length=16,
     num_parallel_calls=AUTOTUNE,
+    data_format=None,
 ):
     """Builds an ImageNet `tf.data.Dataset` for training or evaluation.
 
@@ -280,7 +283,7 @@ def imagenet_dataset(
         scale_range: `(min, max)` shorter side for `augment="scale"`.
         area_range, aspect_ratio_range: `augment="inception"` ranges.
         flip: random horizontal flips in training.
-        normalization: as `data.normalization.resolve_normalization`;
+        normalization: as `keras_preact.normalization.pipeline_statistics`;
             defaults to `"imagenet"`.
         label_offset: added to every label. TF Model Garden /
             `imagenet_to_gcs.py` TFRecords store labels 1..1000 (0 is
@@ -307,16 +310,21 @@ def imagenet_dataset(
             examples) across input pipelines.
         cycle_length: TFRecord files read in parallel.
         num_parallel_calls: parallelism of the decode map.
+        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
+            `image_data_format()`): the layout of the image batches; pass
+            the model's.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32
-        `(B, image_size, image_size, 3)` images, normalized or (see
+        `(B, image_size, image_size, 3)` images (or `(B, 3, image_size,
+        image_size)` for `"channels_first"`), normalized or (see
         `normalization`) 0-255 pixels, and int64 `(B,)` labels. It has
         attributes `skip_counter` (the `SkipCounter`) and, for `"folder"`,
         `class_names`.
 
     Raises:
-        ValueError: an unknown `source`, `augment` or `normalization`; a bad
+        ValueError: an unknown `source`, `augment`, `normalization` or
+            `data_format`; a bad
             `batch_size`, `image_size`, `eval_resize < image_size`,
             `scale_range`, `area_range` or `counter`; no `data_dir` where
             needed; no folder or images for `split`; no TFRecord file
@@ -331,13 +339,12 @@ def imagenet_dataset(
     >>> model.fit(train, steps_per_epoch=5005, epochs=90)
     >>> counter.skipped  # images that failed to decode so far
     """
-    # Over 80 lines only by its signature and docstring (body ~45 lines); the
-    # steps are the readers and windows above and `_decode_step` below.
     image_size = _check_arguments(
         source, data_dir, file_pattern, augment, batch_size, image_size, eval_resize,
         scale_range, area_range, counter,
     )
-    statistics, _ = resolve_normalization(normalization, "imagenet")
+    statistics, _ = pipeline_statistics(normalization, "imagenet")
+    data_format = standardize_data_format(data_format)
     drop_remainder = bool(training) if drop_remainder is None else drop_remainder
     counter = SkipCounter() if counter is None else counter
     deterministic = not training or seed is not None
@@ -367,7 +374,7 @@ def imagenet_dataset(
         label_offset, source == "folder", seed, counter, num_parallel_calls, deterministic,
     )
     # 5. Batch; training drops the last partial batch (static shapes).
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = in_data_format(ds.batch(batch_size, drop_remainder=drop_remainder), data_format)
     # 6. Prefetch so decoding overlaps the training step.
     ds = ds.prefetch(AUTOTUNE)
     ds.skip_counter = counter or None

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_preact.layers.options import standardize_data_format
 from keras_preact.validation import check_int
 
 
@@ -16,6 +17,7 @@ def synthetic_dataset(
     one_hot=False,
     dtype="float32",
     seed=0,
+    data_format=None,
 ):
     """A dataset repeating one random batch, for throughput benchmarks.
 
@@ -33,15 +35,20 @@ def synthetic_dataset(
         one_hot: float32 one-hot labels instead of int64.
         dtype: image dtype (e.g. `"float32"`, `"bfloat16"`).
         seed: numpy seed for the batch.
+        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
+            `image_data_format()`): the layout of the image batches; pass
+            the model's. The channels-first batch is the transpose of the
+            channels-last one.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels)`: images `(B, H, W, C)` of
-        `dtype`, standard normal (normalized scale, not 0-255 pixels); labels
+        A `tf.data.Dataset` of `(images, labels)`: images `(B, H, W, C)` (or
+        `(B, C, H, W)` for `"channels_first"`) of `dtype`, standard normal (normalized scale, not 0-255 pixels); labels
         int64 `(B,)`, or float32 `(B, num_classes)` with `one_hot`.
 
     Raises:
-        ValueError: `batch_size` or `num_classes` < 1, `num_batches` < 0, or
-            `image_size` not a positive int or `(height, width)`.
+        ValueError: `batch_size` or `num_classes` < 1, `num_batches` < 0,
+            `image_size` not a positive int or `(height, width)`, or an
+            unknown `data_format`.
 
     Example:
 
@@ -49,6 +56,7 @@ def synthetic_dataset(
     >>> model.fit(ds, epochs=1)
     """
     check_int("batch_size", batch_size, low=1)
+    data_format = standardize_data_format(data_format)
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
     if len(tuple(image_size)) != 2 or min(image_size) < 1:
@@ -61,6 +69,8 @@ def synthetic_dataset(
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, *image_size, channels), dtype=np.float32)
     labels = rng.integers(0, num_classes, size=(batch_size,), dtype=np.int64)
+    if data_format == "channels_first":
+        images = images.transpose(0, 3, 1, 2)
     images = tf.cast(tf.constant(images), dtype)
     labels = tf.one_hot(labels, num_classes, dtype=tf.float32) if one_hot else tf.constant(labels)
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat(num_batches)

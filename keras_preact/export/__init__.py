@@ -12,7 +12,6 @@ from keras_preact.export.saved_model import UnsupportedBackendError
 from keras_preact.export.saved_model import existing_versions
 from keras_preact.export.saved_model import export_saved_model
 from keras_preact.export.saved_model import next_version
-from keras_preact.export.saved_model import serving_statistics
 from keras_preact.export.saved_model import with_dtype_policy
 
 __all__ = [
@@ -24,6 +23,5 @@ __all__ = [
     "existing_versions",
     "export_saved_model",
     "next_version",
-    "serving_statistics",
     "with_dtype_policy",
 ]

@@ -2,7 +2,7 @@
 
     python -m keras_preact.export --model model.keras --export-base /models \\
         --model-name preact20 [--version N] [--features-only] \\
-        [--preprocessing cifar10|cifar100|imagenet  (only for a model that records none)]
+        [--normalization cifar10|cifar100|imagenet  (only for a model that records none)]
 
 SavedModel export needs the TensorFlow or JAX backend. Started under another
 backend (e.g. KERAS_BACKEND=torch, where the model was trained), the command
@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+from keras_preact.normalization import STATISTICS
+
 
 def build_parser():
     """The `argparse.ArgumentParser` of `python -m keras_preact.export`."""
@@ -28,7 +30,7 @@ def build_parser():
     parser.add_argument("--export-base", required=True, help="base folder for TF Serving")
     parser.add_argument("--model-name", required=True, help="served model name (folder)")
     parser.add_argument("--version", type=int, default=None, help="version (default: next free)")
-    parser.add_argument("--preprocessing", choices=["cifar10", "cifar100", "imagenet"],
+    parser.add_argument("--normalization", choices=sorted(STATISTICS),
                         help="statistics, only for a model that records none (default: its own)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
@@ -80,7 +82,7 @@ def main(argv=None):
     try:
         path = export_saved_model(
             model, args.export_base, args.model_name, version=args.version,
-            preprocessing=args.preprocessing, top_k=args.top_k,
+            normalization=args.normalization, top_k=args.top_k,
             include_encoded_image_signature=not args.no_bytes_signature,
             image_size=args.image_size, eval_resize=args.eval_resize,
             serving_dtype=None if args.serving_dtype == "keep" else args.serving_dtype,

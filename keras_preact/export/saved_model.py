@@ -13,10 +13,8 @@ import numpy as np
 from keras_preact.install_hints import import_tensorflow
 from keras_preact.io import atomic_write_json
 from keras_preact.models.outputs import outputs_logits
-from keras_preact.preprocessing import STATISTICS
-from keras_preact.preprocessing import input_statistics
-from keras_preact.preprocessing import normalize
-from keras_preact.preprocessing import resolve_statistics
+from keras_preact.normalization import normalize
+from keras_preact.normalization import serving_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 
@@ -56,50 +54,6 @@ def next_version(model_dir):
     """Next TF Serving version number: one more than the largest existing one (1 if none)."""
     versions = existing_versions(model_dir)
     return versions[-1] + 1 if versions else 1
-
-
-def serving_statistics(model, preprocessing=None):
-    """The `(mean, std)` the served graph normalizes 0-255 pixels with.
-
-    The model's own statistics (`preprocessing.input_statistics`, recorded
-    by `PreActResNet(..., input_normalization=...)`) win: the model then
-    normalizes in its graph and the export adds nothing.
-
-    Args:
-        model: a `keras.Model`.
-        preprocessing: `None` (read the model), a name of
-            `preprocessing.STATISTICS` or a `(mean, std)` pair on 0-255.
-
-    Returns:
-        `(statistics, in_model)`: the `(mean, std)` tuples and whether the
-        model applies them itself (`True`) or the export does (`False`).
-
-    Raises:
-        ValueError: `preprocessing` is malformed, contradicts the model's
-            statistics (both are named), or is `None` for a model that
-            records none (the message gives both ways out).
-    """
-    recorded = input_statistics(model)
-    given = None if preprocessing is None else resolve_statistics(preprocessing)
-    if recorded is None and given is None:
-        raise ValueError(
-            f"Model {model.name!r} records no input statistics, so the export cannot "
-            "tell how to normalize pixels. Either rebuild it with "
-            "PreActResNet(..., input_normalization='cifar100'|'imagenet'|(mean, std)) and "
-            "copy the weights, or pass preprocessing='cifar10'|'cifar100'|'imagenet'|"
-            "(mean, std) (CLI: --preprocessing cifar10|cifar100|imagenet)."
-        )
-    if recorded is not None and given is not None and not np.allclose(given, recorded, rtol=1e-5):
-        def show(values):
-            return tuple(round(v, 3) for v in values)
-
-        raise ValueError(
-            f"preprocessing={preprocessing!r} gives mean={show(given[0])}, "
-            f"std={show(given[1])}, but model {model.name!r} normalizes its inputs with "
-            f"mean={show(recorded[0])}, std={show(recorded[1])}. Pass preprocessing=None "
-            "(CLI: leave out --preprocessing) to serve the model's own."
-        )
-    return (recorded, True) if recorded is not None else (given, False)
 
 
 def _input_layout(model, image_size):
@@ -207,7 +161,7 @@ def export_saved_model(
     model_name="preact_resnet",
     *,
     version=None,
-    preprocessing=None,
+    normalization=None,
     top_k=5,
     include_encoded_image_signature=True,
     image_size=None,
@@ -220,14 +174,14 @@ def export_saved_model(
 ):
     """Exports a classifier as a TensorFlow Serving SavedModel.
 
-    (Over 80 lines: the docstring is the served contract; the code is ~50.)
     Writes `<export_base>/<model_name>/<version>/` (the layout TF Serving
     watches) through a hidden temporary folder renamed when complete, so a
     server never sees a half-written version; an existing one is never
     overwritten. Every signature takes RGB pixels on 0-255, channels last,
     any batch size, whatever the model's data format (a `channels_first`
     model gets its transpose in the graph), and normalizes as the model
-    records (`serving_statistics`); see docs/serving.md:
+    records (`keras_preact.normalization.serving_statistics`); see
+    docs/serving.md:
     - `serving_default`: `images` float32 `(None, H, W, 3)`.
     - `serving_uint8`: `images` uint8 `(None, H, W, 3)`.
     - `serving_bytes`: `images` string `(None,)` of encoded JPEG/PNG/GIF/BMP,
@@ -248,10 +202,10 @@ def export_saved_model(
         export_base: base folder (TF Serving's `base_path` parent).
         model_name: model folder name (the name TF Serving serves it under).
         version: positive int, or `None` for one more than the largest existing.
-        preprocessing: `None` to use the statistics the model records; for a
-            model that records none, `"cifar10"`, `"cifar100"`, `"imagenet"`
-            or a `(mean, std)` pair on 0-255 (`((0,) * 3, (1,) * 3)` serves
-            raw pixels). Refused when it contradicts the model.
+        normalization: `None` to use the statistics the model records; for a
+            model that records none, `"cifar10"`, `"cifar100"`, `"imagenet"`,
+            a `(mean, std)` pair on 0-255 (`((0,) * 3, (1,) * 3)` serves raw
+            pixels) or a `Statistics`. Refused when it contradicts the model.
         top_k: number of `classes`/`scores` per image (capped at the number of
             classes).
         include_encoded_image_signature: add the `serving_bytes` signature.
@@ -307,9 +261,9 @@ def export_saved_model(
     check_choice("serving_dtype", serving_dtype, VALID_SERVING_DTYPES)
     version = None if version is None else check_int("version", version, low=1)
     max_image_bytes = check_int("max_image_bytes", max_image_bytes, low=1, high=2**31 - 1)
-    statistics, in_model = serving_statistics(model, preprocessing)
+    statistics, in_model = serving_statistics(model, normalization)
     image_size, channels_first = _input_layout(model, image_size)
-    if eval_resize is None and np.allclose(statistics, STATISTICS["imagenet"]):
+    if eval_resize is None and statistics.isclose("imagenet"):
         eval_resize = image_ops.default_eval_resize(image_size)
     if eval_resize:  # the shorter side before the centre crop
         eval_resize = check_int("eval_resize", eval_resize, low=max(image_size))
@@ -323,7 +277,7 @@ def export_saved_model(
     info = dict(
         model_name=model_name, keras_backend=backend, image_size=list(image_size),
         data_format="channels_first" if channels_first else "channels_last",
-        mean=list(statistics[0]), std=list(statistics[1]),
+        mean=list(statistics.mean), std=list(statistics.std),
         normalized_by="model" if in_model else "export", eval_resize=eval_resize or None,
         top_k=top_k, features_only=bool(features_only), logits=bool(logits),
         num_outputs=num_outputs, serving_dtype=serving_dtype,
@@ -374,7 +328,7 @@ def _serving_function(model, statistics, channels_first, logits, top_k):
 
     def serve(images):
         if statistics is not None:
-            images = normalize(images, *statistics, data_format="channels_last")
+            images = normalize(images, statistics, data_format="channels_last")
         if channels_first:
             images = ops.transpose(images, (0, 3, 1, 2))
         outputs = ops.cast(model(images, training=False), "float32")

@@ -16,8 +16,8 @@ from keras_preact.layers.options import standardize_data_format
 from keras_preact.layers.residual_unit import ResidualUnit
 from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.weights import load_weights_file
-from keras_preact.preprocessing import input_normalization_layer
-from keras_preact.preprocessing import resolve_statistics
+from keras_preact.normalization import input_normalization_layer
+from keras_preact.normalization import resolve_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
@@ -53,7 +53,7 @@ def PreActResNet(
     Inputs are RGB images, `(batch, height, width, 3)` (`channels_last`) or
     `(batch, 3, height, width)`, float. Without `input_normalization` they
     must be normalized per channel, `(pixels - mean) / std` on the 0-255
-    scale (as `keras_preact.data` and `keras_preact.preprocessing.normalize`
+    scale (as `keras_preact.data` and `keras_preact.normalization.normalize`
     produce them); with it the model takes 0-255 pixels.
 
     Outputs: with the top, `(batch, classes)` float32 probabilities (or
@@ -98,12 +98,12 @@ def PreActResNet(
         include_top: bool. Whether to include the classifier. Defaults to
             `True`.
         input_normalization: `None`, a name in
-            `keras_preact.preprocessing.STATISTICS` (`"cifar10"`,
+            `keras_preact.normalization.STATISTICS` (`"cifar10"`,
             `"cifar100"`, `"imagenet"`) or a `(mean, std)` pair on the 0-255
             scale. When given, the model starts with a float32
             `keras.layers.Normalization` named `"input_normalization"`: it
             takes 0-255 pixels, and export and the pipelines read the
-            statistics from it (`keras_preact.preprocessing.input_statistics`).
+            statistics from it (`keras_preact.normalization.model_statistics`).
             `None`: the model takes inputs already normalized. Adds no
             weights. Defaults to `None`.
         weights: `None` or the path to a `.weights.h5` / `.keras` file saved
