@@ -159,25 +159,9 @@ def decode_and_resize(encoded, image_size, eval_resize=None, max_image_bytes=Non
 
 
 def normalize(images, statistics, data_format="channels_last"):
-    """`keras_preact.normalization.normalize` in TensorFlow ops: `(images - mean) / std`.
-
-    For tf.data graphs (on any Keras backend) and serving graphs; the same
-    arithmetic, so the same float32 values.
-
-    Args:
-        images: tensor of 0-255 pixels, any real dtype, shape `(..., H, W, C)`
-            (or `(..., C, H, W)` for `"channels_first"`).
-        statistics: anything `keras_preact.normalization.resolve_statistics` takes.
-        data_format: `"channels_last"`, `"channels_first"` or `None`
-            (`keras.config.image_data_format()`). Defaults to `"channels_last"`,
-            the layout of the decoded images here.
-
-    Returns:
-        A float32 tensor of the same shape.
-
-    Raises:
-        ValueError: as `keras_preact.normalization.normalize`.
-    """
+    """`keras_preact.normalization.normalize` in TensorFlow ops, for tf.data and
+    serving graphs: the same arguments, float32 values and errors, but
+    `data_format` defaults to `"channels_last"`, the layout decoded here."""
     images = tf.cast(images, tf.float32)
     mean, inverse_std = normalization_constants(statistics, tuple(images.shape), data_format)
     return (images - tf.constant(mean)) * tf.constant(inverse_std)

@@ -91,6 +91,18 @@ def check_arrays(images, labels, num_classes=None):
     return images, labels.astype(np.int64), num_classes
 
 
+def check_padding(pad, pad_mode, height, width):
+    """`pad` as an int, or a `ValueError` for a pad < 0, an unknown `pad_mode`,
+    or a `"reflect"` pad >= min(H, W)."""
+    pad = check_int("pad", pad, low=0)
+    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
+    if pad_mode == "reflect" and pad >= min(height, width):
+        raise ValueError(
+            f"pad_mode='reflect' needs pad < min(H, W) = {min(height, width)}. Received: pad={pad}"
+        )
+    return pad
+
+
 def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant", pad_value=0.0):
     """Pads, crops and flips a batch of images, each with its own draw.
 
@@ -117,7 +129,7 @@ def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant
 
     Raises:
         ValueError: for arrays of the wrong rank or length, offsets outside
-            `[0, 2 * pad]`, or an unknown `pad_mode`.
+            `[0, 2 * pad]`, or a bad `pad` or `pad_mode`.
 
     Example:
 
@@ -127,16 +139,11 @@ def pad_crop_flip(images, offsets_y, offsets_x, flips, pad=4, pad_mode="constant
     >>> bool((y[0] == x[0]).all()), bool((y[1] == x[1, :, ::-1]).all())
     (True, True)
     """
-    pad = check_int("pad", pad, low=0)
-    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"Expected images of shape (B, H, W, C). Received shape {images.shape}.")
     batch, height, width = images.shape[:3]
-    if pad_mode == "reflect" and pad >= min(height, width):
-        raise ValueError(
-            f"pad_mode='reflect' needs pad < min(H, W) = {min(height, width)}. Received: pad={pad}"
-        )
+    pad = check_padding(pad, pad_mode, height, width)
     draws = {"offsets_y": offsets_y, "offsets_x": offsets_x, "flips": flips}
     for name, value in draws.items():
         draws[name] = value = np.asarray(value)
@@ -264,19 +271,13 @@ class CIFARBatches(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         check_choice("augment", augment, VALID_AUGMENTS)
-        check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
         data_format = standardize_data_format(data_format)
         batch_size = check_int("batch_size", batch_size, low=1)
-        pad = check_int("pad", pad, low=0)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         seed = check_int("seed", seed, low=0)
         images, labels, num_classes = check_arrays(images, labels, num_classes)
-        if pad_mode == "reflect" and pad >= min(images.shape[1:3]):
-            raise ValueError(
-                f"pad_mode='reflect' needs pad < min(H, W) = {min(images.shape[1:3])}. "
-                f"Received: pad={pad}"
-            )
+        pad = check_padding(pad, pad_mode, *images.shape[1:3])
         statistics, pad_value = pipeline_statistics(normalization, cifar_statistics(num_classes))
         drop_remainder = bool(training) if drop_remainder is None else drop_remainder
         num_batches = (math.floor if drop_remainder else math.ceil)(len(images) / batch_size)

@@ -62,18 +62,9 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
     return images
 
 
+
 def in_data_format(ds, data_format):
-    """A dataset of `(images, labels)` batches, its channels-last images in `data_format`.
-
-    Args:
-        ds: `tf.data.Dataset` of `(images, labels)`, images `(B, H, W, C)`.
-        data_format: `"channels_last"` (`ds` itself) or `"channels_first"`
-            (images transposed to `(B, C, H, W)`).
-
-    Returns:
-        A `tf.data.Dataset`.
-    """
+    """`ds`, a dataset of channels-last `(images, labels)` batches, in `data_format`."""
     if data_format == "channels_last":
         return ds
-    return ds.map(lambda x, y: (tf.transpose(x, (0, 3, 1, 2)), y),
-                  num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (tf.transpose(x, (0, 3, 1, 2)), y), num_parallel_calls=-1)

@@ -4,8 +4,8 @@ import tensorflow as tf
 
 from keras_preact import image_ops
 from keras_preact.data import augment as aug
-from keras_preact.data.array_pipeline import VALID_PAD_MODES
 from keras_preact.data.array_pipeline import check_arrays
+from keras_preact.data.array_pipeline import check_padding
 from keras_preact.layers.options import standardize_data_format
 from keras_preact.normalization import cifar_statistics
 from keras_preact.normalization import pipeline_statistics
@@ -114,8 +114,7 @@ def cifar_dataset(
             work. `keras_preact.training.fit_resumable` uses it to resume
             inside an epoch.
         data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`): the layout of the image batches; pass
-            the model's.
+            `image_data_format()`); pass the model's.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
@@ -125,10 +124,10 @@ def cifar_dataset(
         `CategoricalCrossentropy` then).
 
     Raises:
-        ValueError: bad arrays (as `array_pipeline.check_arrays`), an unknown
-            `augment`, `pad_mode`, `normalization` or `data_format`, `batch_size < 1`,
-            negative `mixup_alpha`, `cutmix_alpha` or `start_batch`, or
-            `start_batch` with `training=False`.
+        ValueError: bad arrays (as `array_pipeline.check_arrays`), a bad
+            `augment`, `pad`, `pad_mode`, `normalization` or `data_format`,
+            `batch_size < 1`, negative `mixup_alpha`, `cutmix_alpha` or
+            `start_batch`, or `start_batch` with `training=False`.
 
     Example:
 
@@ -138,7 +137,6 @@ def cifar_dataset(
     >>> model.fit(train, epochs=164)
     """
     check_choice("augment", augment, VALID_AUGMENTS)
-    check_choice("pad_mode", pad_mode, VALID_PAD_MODES)
     batch_size = check_int("batch_size", batch_size, low=1)
     start_batch = check_int("start_batch", start_batch, low=0)
     if start_batch and not training:
@@ -150,6 +148,7 @@ def cifar_dataset(
     cutmix_alpha = check_real("cutmix_alpha", cutmix_alpha, low=0.0)
     data_format = standardize_data_format(data_format)
     images, labels, num_classes = check_arrays(images, labels, num_classes)
+    pad = check_padding(pad, pad_mode, *images.shape[1:3])
     statistics, pad_value = pipeline_statistics(normalization, cifar_statistics(num_classes))
 
     def to_output(pixels):  # 0-255 pixels -> the output scale

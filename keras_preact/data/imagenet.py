@@ -311,8 +311,7 @@ def imagenet_dataset(
         cycle_length: TFRecord files read in parallel.
         num_parallel_calls: parallelism of the decode map.
         data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`): the layout of the image batches; pass
-            the model's.
+            `image_data_format()`); pass the model's.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32

@@ -36,19 +36,18 @@ def synthetic_dataset(
         dtype: image dtype (e.g. `"float32"`, `"bfloat16"`).
         seed: numpy seed for the batch.
         data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`): the layout of the image batches; pass
-            the model's. The channels-first batch is the transpose of the
-            channels-last one.
+            `image_data_format()`); pass the model's.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images `(B, H, W, C)` (or
-        `(B, C, H, W)` for `"channels_first"`) of `dtype`, standard normal (normalized scale, not 0-255 pixels); labels
-        int64 `(B,)`, or float32 `(B, num_classes)` with `one_hot`.
+        its transpose `(B, C, H, W)`) of `dtype`, standard normal (normalized
+        scale, not 0-255 pixels); labels int64 `(B,)`, or float32
+        `(B, num_classes)` with `one_hot`.
 
     Raises:
         ValueError: `batch_size` or `num_classes` < 1, `num_batches` < 0,
-            `image_size` not a positive int or `(height, width)`, or an
-            unknown `data_format`.
+            `image_size` not a positive int or `(height, width)`, or a bad
+            `data_format`.
 
     Example:
 
