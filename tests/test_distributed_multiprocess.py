@@ -72,7 +72,7 @@ WORKER = textwrap.dedent(
     from keras_preact.training import compile_for_paper, setup_distribution
 
     GLOBAL_BATCH = 8
-    # Seed first, as keras_preact.training.runner.prepare does (the data
+    # Seed first, as examples/training_cli.py's prepare does (the data
     # pipeline's shuffle depends on it; JAX would otherwise draw a seed).
     keras.utils.set_random_seed(0)
     setup = setup_distribution("multiworker" if args.mode == "multi" else "none")

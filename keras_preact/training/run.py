@@ -205,8 +205,11 @@ def train_and_evaluate(
     train_seconds = round(time.monotonic() - start, 2)
     metrics = {}
     if validation_data is not None:
-        logs = model.evaluate(validation_data, steps=run.validation_steps, return_dict=True,
-                              verbose=0)
+        x, y, weights = validation_data, None, None
+        if isinstance(validation_data, tuple):  # (x, y[, sample_weight]), as fit takes it
+            x, y, weights = keras.utils.unpack_x_y_sample_weight(validation_data)
+        logs = model.evaluate(x, y, sample_weight=weights, steps=run.validation_steps,
+                              return_dict=True, verbose=0)
         metrics = {name: float(value) for name, value in logs.items()}
     result = TrainingResult(metrics, optimizer_iterations(model), history, train_seconds)
     atomic_write_json(os.path.join(run.output_dir, "final_metrics.json"), {
