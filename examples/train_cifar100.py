@@ -21,7 +21,6 @@ from the last backup (epoch counter and optimizer state intact).
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -96,13 +95,13 @@ def make_schedule(args, batch_size, total_steps):
 
 
 def paper_reference(args):
-    """The paper's `PaperFigure` for this depth and dataset, or None."""
+    """The paper's error for this depth and dataset, as a line to print, or None."""
     figure = None if args.model else paper_figure(args.dataset, args.depth)
     if figure is None:
         return None
-    return dataclasses.replace(figure, source=(
-        f"{figure.source}: PreActResNet-{args.depth} on {DISPLAY_NAMES[args.dataset]}, "
-        "median of 5 runs, the full recipe: 164 epochs at batch 128"))
+    return (f"The paper: error {figure.error:.2f}% ({figure.source}: PreActResNet-{args.depth} "
+            f"on {DISPLAY_NAMES[args.dataset]}, median of 5 runs, the full recipe: 164 "
+            "epochs at batch 128)")
 
 
 def main(argv=None):
@@ -154,15 +153,17 @@ def main(argv=None):
                     "schedule": schedule.get_config(), "policy": setup.policy},
         title=f"{label} on {DISPLAY_NAMES[args.dataset]}",
         export_name=f"preact_resnet_{args.dataset}" if args.export else None,
-        paper_figure=paper_reference(args),
         # Suggested only for runs longer than the quick look itself.
         quick_look=None if total_steps <= 10 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
             {"--epochs": "1", "--steps-per-epoch": "10", "--max-eval-examples": "500",
              "--output-dir": args.output_dir.rstrip("/") + "_quick_look"}))
-    return train_and_evaluate(model, train_data, run, validation_data=val_ds,
-                              distribution=setup.distribution)
+    result = train_and_evaluate(model, train_data, run, validation_data=val_ds,
+                                distribution=setup.distribution)
+    if args.verbose and paper_reference(args):
+        print(paper_reference(args), flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -244,6 +244,15 @@ def test_launcher_rejects_bad_arguments():
         assert code == 2 and message in out, out
 
 
+def test_launcher_parser_keeps_the_worker_command_whole():
+    from keras_preact.launch.__main__ import build_parser
+
+    command = ["python", "examples/train_cifar100.py", "--distribute", "multiworker",
+               "--workers", "3"]
+    args = build_parser().parse_args(["--workers", "2", "--backend", "jax", "--", *command])
+    assert (args.workers, args.backend, args.command) == (2, "jax", command)
+
+
 def test_launcher_names_a_command_that_cannot_start():
     out = io.BytesIO()
     code = launch.launch(["/nonexistent/train"], 2, "tensorflow", out=out)

@@ -70,11 +70,15 @@ def test_cifar_script_rejects_bad_arguments(capsys, argv, message):
 
 
 def test_cifar_script_arguments():
-    parser = load_script("train_cifar100").build_parser()
+    script = load_script("train_cifar100")
+    parser = script.build_parser()
     args = parser.parse_args(["--steps", "100", "--jit-compile"])
     assert (args.steps, args.jit_compile, args.batch_size) == (100, "on", 128)
     assert training_cli.compile_arguments(args)["jit_compile"] is True
     assert parser.parse_args([]).weight_decay_on == "all"  # the authors' optim.sgd
+    assert script.paper_reference(parser.parse_args([])).startswith(
+        "The paper: error 24.33% (Table 3: PreActResNet-164 on CIFAR-100, median of 5 runs")
+    assert script.paper_reference(parser.parse_args(["--depth", "8"])) is None
 
 
 def test_imagenet_script_arguments(capsys):

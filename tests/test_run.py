@@ -1,5 +1,5 @@
-"""keras_preact.training.run: `TrainingRun`, `train_and_evaluate` and the
-opening and closing lines (resume itself: tests/test_resume.py; the
+"""keras_preact.training.run: `TrainingRun` and `train_and_evaluate` (resume
+itself: tests/test_resume.py; the opening lines: tests/test_banner.py; the
 example scripts that use them: tests/test_examples.py)."""
 
 import csv
@@ -9,14 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-import keras_preact
-from keras_preact.paper_results import PaperFigure
-from keras_preact.training import DistributionSetup
 from keras_preact.training import TrainingResult
 from keras_preact.training import TrainingRun
 from keras_preact.training import compile_for_paper
 from keras_preact.training import train_and_evaluate
-from keras_preact.training.run import describe_start
 
 
 def tiny_model(**compile_kwargs):
@@ -52,7 +48,7 @@ def test_train_and_evaluate_writes_the_run(tmp_path, capsys, case):
     make_data, resume = DATA[case]
     run = TrainingRun(str(tmp_path), epochs=2, steps_per_epoch=3, resume=resume,
                       tensorboard=False, verbose=2, run_config={"batch": 2},
-                      title="a tiny run", paper_figure=PaperFigure(24.33, "Table 3"))
+                      title="a tiny run")
     result = train_and_evaluate(tiny_model(), make_data(), run, validation_data=(X, Y))
     assert isinstance(result, TrainingResult)
     assert result.iterations == 6 and result.history.epoch == [0, 1]
@@ -70,7 +66,6 @@ def test_train_and_evaluate_writes_the_run(tmp_path, capsys, case):
     assert printed.startswith("keras_preact: a tiny run\n")
     assert ("backups    none" in printed) != resume
     assert "Optimizer iterations: 6\nFinal evaluation: loss=" in printed
-    assert "The paper: error 24.33% (Table 3)" in printed
     if resume:  # The finished run, started again, trains nothing more.
         again = train_and_evaluate(tiny_model(), make_data(), run, validation_data=(X, Y))
         assert again.iterations == 6 and again.history.epoch == []
@@ -82,51 +77,6 @@ def test_silent_run_prints_nothing(tmp_path, capsys):
     result = train_and_evaluate(tiny_model(), batches_from, run)
     assert result.metrics == {} and result.iterations == 2
     assert capsys.readouterr().out == ""
-
-
-# The claim the opening lines make about a model's count, or None.
-PAPER_COUNTS = {
-    "preact164_100": (lambda: keras_preact.PreActResNet164(classes=100),
-                      "1,726,388 trainable parameters (the paper's count for "
-                      "PreActResNet164 at 100 classes)"),
-    "preact164_10": (lambda: keras_preact.PreActResNet(164, classes=10),
-                     "1,703,258 trainable parameters (the paper's count for "
-                     "PreActResNet164 at 10 classes)"),
-    # Not the paper's networks: other classes, other width.
-    "preact18_50": (lambda: keras_preact.PreActResNet(18, layout="imagenet", classes=50,
-                                                      input_shape=(64, 64, 3)), None),
-    "preact20_width8": (lambda: keras_preact.PreActResNet(20, classes=100, base_width=8),
-                        None),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PAPER_COUNTS))
-def test_opening_lines_call_a_count_the_papers_only_where_it_is(case):
-    build, claim = PAPER_COUNTS[case]
-    text = describe_start(build(), TrainingRun("out", epochs=1, steps_per_epoch=1))
-    if claim is None:
-        assert "the paper" not in text
-    else:
-        assert claim in text
-
-
-@pytest.mark.parametrize("run_kwargs, compile_kwargs, words", [
-    (dict(jit_compile="auto", global_batch_size=128), {},
-     ["jit_compile=auto (Keras' default, resolved to ", "steps_per_execution=1 (Keras' default)",
-      "image data format channels_last (keras.config)", "global batch 128 (64 x 2 replicas)",
-      "dtype policy float32, distribute mirrored"]),
-    (dict(jit_compile=False), dict(jit_compile=False, steps_per_execution=4),
-     ["compile    jit_compile=False, steps_per_execution=4, image data"]),
-])
-def test_opening_lines_say_what_the_run_uses(run_kwargs, compile_kwargs, words):
-    run = TrainingRun("out", epochs=3, steps_per_epoch=5, resume=True, backup_every_steps=2,
-                      **run_kwargs)
-    distribution = DistributionSetup("mirrored", num_replicas=2)
-    text = describe_start(tiny_model(**compile_kwargs), run, distribution)
-    for word in words + ["run        3 epochs x 5 steps = 15 steps",
-                         "backups    out/backup (every 300 s, every 2 steps and at each "
-                         "epoch end)"]:
-        assert word in text
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,9 +1,7 @@
-"""`train_and_evaluate`: one training run of a compiled model, as a `TrainingRun` describes it.
+"""`train_and_evaluate`: trains a compiled model as a `TrainingRun` describes.
 
-The caller builds the model and compiles it (`compile_for_paper`);
-`train_and_evaluate` prints what the run uses, trains it (resumable through
-`fit_resumable` with `resume=True`), evaluates it, and writes under
-`output_dir`:
+It prints what the run uses, trains (resumable through `fit_resumable` with
+`resume=True`), evaluates, and writes under `output_dir`:
 
     checkpoints/last.keras     the whole model, at each epoch end
     metrics.csv, metrics.json  per-epoch metrics (`MetricsWriter`)
@@ -15,7 +13,6 @@ The caller builds the model and compiles it (`compile_for_paper`);
 """
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -26,13 +23,12 @@ import keras
 
 from keras_preact.io import atomic_path
 from keras_preact.io import atomic_write_json
-from keras_preact.paper_results import PaperFigure
-from keras_preact.paper_results import paper_network
+from keras_preact.training.banner import describe_end
+from keras_preact.training.banner import describe_start
 from keras_preact.training.callbacks import RunTimeEstimate
 from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.callbacks import optimizer_iterations
 from keras_preact.training.distribute import DistributionSetup
-from keras_preact.training.precision import list_devices
 from keras_preact.training.resume import DEFAULT_BACKUP_SECONDS
 from keras_preact.training.resume import fit_resumable
 from keras_preact.validation import check_choice
@@ -42,39 +38,33 @@ from keras_preact.validation import check_real
 
 @dataclasses.dataclass(frozen=True)
 class TrainingRun:
-    """What a training run does, where it writes it and how it is shown.
+    """What a training run does, where it writes and how it is shown.
 
     Attributes:
-        output_dir: str. The folder of everything the run writes (see
-            `keras_preact.training.run`).
+        output_dir: str. Where the run writes (see `keras_preact.training.run`).
         epochs: int > 0. Epochs of the whole run.
         steps_per_epoch: int > 0. Training steps per epoch.
         validation_steps: int > 0 or None. Batches of each validation and
             of the final evaluation; None: all. Defaults to None.
         resume: bool. Back up while training and continue from the last
             backup in `output_dir/backup` (`fit_resumable`). Defaults to False.
-        backup_every_seconds: float > 0. Seconds between backups. Defaults
-            to 300.
-        backup_every_steps: int > 0 or None. Steps between backups; None:
-            by time and at each epoch end only. Defaults to None.
-        tensorboard: bool. TensorBoard logs in `output_dir/logs`. Defaults
-            to True.
-        export_name: str or None. At the end, export a SavedModel of that
-            name to `output_dir/export`. Defaults to None (no export).
+        backup_every_seconds: float > 0. Defaults to 300.
+        backup_every_steps: int > 0 or None. Defaults to None (backups by
+            time and at each epoch end only).
+        tensorboard: bool. Defaults to True.
+        export_name: str or None. The name of a SavedModel exported at the
+            end to `output_dir/export`. Defaults to None (no export).
         verbose: 0, 1 or 2. `model.fit`'s verbosity; 0 also leaves out the
             opening and closing lines. Defaults to 1.
         run_config: JSON-serializable dict. What identifies the run besides
             its epochs (model, batch size, schedule, ...): kept with the
             backups, so a resume with other values is refused, and written
             to metrics.json and final_metrics.json. Defaults to `{}`.
-        title: str or None. What is trained, for the opening line, e.g.
-            "PreActResNet-164 on CIFAR-100". Defaults to the model's name.
+        title: str or None. What is trained, e.g. "PreActResNet-164 on
+            CIFAR-100". Defaults to the model's name.
         global_batch_size: int > 0 or None. Shown in the opening lines.
         jit_compile: True, False, "auto" or None. The `jit_compile` given
-            to `compile`, shown beside the value Keras resolved it to;
-            None shows the resolved value only. Defaults to None.
-        paper_figure: `keras_preact.paper_results.PaperFigure` or None. The
-            paper's test error, shown beside the final evaluation.
+            to `compile`, shown beside what Keras resolved it to.
         quick_look: str or None. A command that runs a few steps of this
             run, shown when no GPU or TPU is found.
 
@@ -96,14 +86,12 @@ class TrainingRun:
     title: str | None = None
     global_batch_size: int | None = None
     jit_compile: bool | str | None = None
-    paper_figure: PaperFigure | None = None
     quick_look: str | None = None
 
     def __post_init__(self):
-        check_int("epochs", self.epochs, low=1)
-        check_int("steps_per_epoch", self.steps_per_epoch, low=1)
-        for name in ("validation_steps", "backup_every_steps", "global_batch_size"):
-            if getattr(self, name) is not None:
+        for name in ("epochs", "steps_per_epoch", "validation_steps", "backup_every_steps",
+                     "global_batch_size"):
+            if name in ("epochs", "steps_per_epoch") or getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         check_real("backup_every_seconds", self.backup_every_seconds, low=1e-3)
         check_choice("verbose", self.verbose, (0, 1, 2))
@@ -143,10 +131,9 @@ def train_and_evaluate(
     """Trains a compiled model as `run` says, evaluates it and writes the results.
 
     Prints the opening lines (`describe_start`), trains with the callbacks
-    of `make_callbacks` and a `RunTimeEstimate` (through `fit_resumable`
-    when `run.resume`), evaluates on `validation_data`, writes
-    `final_metrics.json`, exports when `run.export_name` is set, and prints
-    the closing lines.
+    of `make_callbacks` (through `fit_resumable` when `run.resume`),
+    evaluates on `validation_data`, writes `final_metrics.json`, exports
+    when `run.export_name` is set, and prints the closing lines.
 
     Args:
         model: compiled `keras.Model` (built and compiled in
@@ -159,8 +146,8 @@ def train_and_evaluate(
         validation_data: what `model.fit` takes as `validation_data`, or
             None. Defaults to None.
         callbacks: more `keras.callbacks.Callback`s. Defaults to none.
-        distribution: `DistributionSetup` or None. The run's distribution,
-            for the opening lines (replicas, kind). Defaults to None.
+        distribution: `DistributionSetup` or None. Shown in the opening
+            lines. Defaults to None.
 
     Returns:
         `TrainingResult`.
@@ -171,8 +158,7 @@ def train_and_evaluate(
 
     Example:
 
-    >>> model = keras_preact.PreActResNet20(classes=100, input_normalization="cifar100")
-    >>> compile_for_paper(model, PaperCIFARSchedule.for_run(batch_size=128, epochs=2))
+    >>> model = compile_for_paper(keras_preact.PreActResNet20(classes=100), 0.1)
     >>> result = train_and_evaluate(
     ...     model, lambda step: cifar_dataset(x, y, training=True, batch_size=128,
     ...                                       repeat=True, start_batch=step),
@@ -197,7 +183,8 @@ def train_and_evaluate(
         history = fit_resumable(
             model, train_data, backup_dir=os.path.join(run.output_dir, "backup"),
             every_seconds=run.backup_every_seconds, every_steps=run.backup_every_steps,
-            run_config=run.run_config, log=print if run.verbose else _silent, **fit_kwargs)
+            run_config=run.run_config, log=print if run.verbose else (lambda text: None),
+            **fit_kwargs)
     else:
         data = train_data(0) if callable(train_data) else train_data
         # The data is a stream: there is nothing for Keras to shuffle (it warns).
@@ -221,100 +208,6 @@ def train_and_evaluate(
     if run.verbose:
         print(describe_end(run, result), flush=True)
     return result
-
-
-def _silent(message):
-    pass
-
-
-def _output_paths(run):
-    """(kind, path) of what the run writes, backups apart."""
-    out = run.output_dir
-    paths = [("checkpoint", os.path.join(out, "checkpoints", "last.keras")),
-             ("metrics", f"{os.path.join(out, 'metrics.csv')}, "
-                         f"{os.path.join(out, 'metrics.json')}"),
-             ("plot", os.path.join(out, "curves.png")),
-             ("summary", os.path.join(out, "final_metrics.json"))]
-    if run.tensorboard:
-        paths.append(("logs", os.path.join(out, "logs")))
-    return paths
-
-
-def describe_start(model: keras.Model, run: TrainingRun,
-                   distribution: DistributionSetup | None = None) -> str:
-    """The run's opening lines: what trains where, with what, and where results go.
-
-    The trainable parameter count is called the paper's only where it
-    equals the count of one of the paper's networks
-    (`keras_preact.paper_results.PARAMETER_COUNTS`).
-    """
-    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
-    frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
-    network = paper_network(trainable)
-    paper = "" if network is None else (
-        f" (the paper's count for {network[0]} at {network[1]} classes)")
-    replicas, distribute = (1, "none") if distribution is None else (
-        distribution.num_replicas, distribution.kind)
-    batch = "" if run.global_batch_size is None else (
-        f", global batch {run.global_batch_size} ({run.global_batch_size // replicas} x "
-        f"{replicas} replicas)")
-    jit = f"jit_compile={model.jit_compile}"
-    if run.jit_compile == "auto":
-        jit = f"jit_compile=auto (Keras' default, resolved to {model.jit_compile})"
-    elif run.jit_compile is not None and run.jit_compile != model.jit_compile:
-        jit = f"jit_compile={run.jit_compile} (Keras uses {model.jit_compile})"
-    spe = model.steps_per_execution
-    spe_default = " (Keras' default)" if spe == 1 else ""
-    devices = list_devices()
-    lines = [
-        f"keras_preact: {run.title or model.name}",
-        f"  backend    {keras.backend.backend()}, devices: {', '.join(devices)}",
-        f"  model      {model.name}: {trainable:,} trainable parameters{paper}, "
-        f"{frozen:,} non-trainable",
-        f"  run        {run.epochs} epochs x {run.steps_per_epoch} steps = "
-        f"{run.epochs * run.steps_per_epoch:,} steps{batch}, dtype policy "
-        f"{model.dtype_policy.name}, distribute {distribute}",
-        f"  compile    {jit}, steps_per_execution={spe}{spe_default}, image data format "
-        f"{keras.config.image_data_format()} (keras.config)",
-    ]
-    if run.resume:
-        every = f"every {run.backup_every_seconds:g} s"
-        if run.backup_every_steps:
-            every += f", every {run.backup_every_steps} steps"
-        lines.append(f"  backups    {os.path.join(run.output_dir, 'backup')} ({every} and "
-                     "at each epoch end)")
-    else:
-        lines.append("  backups    none (the run is not resumable)")
-    lines += [f"  {kind:<10} {path}" for kind, path in _output_paths(run)]
-    if all(d.startswith("cpu") for d in devices):
-        lines.append(f"  No GPU or TPU found: training runs on the CPU ({os.cpu_count()} "
-                     "cores). The time per step is measured after the first steps, with "
-                     "the estimate for this run.")
-        if run.quick_look:
-            lines.append(f"  A quick look that completes in minutes: {run.quick_look}")
-    return "\n".join(lines)
-
-
-def describe_end(run: TrainingRun, result: TrainingResult) -> str:
-    """The run's closing lines: final metrics beside the paper's, and paths."""
-    lines = [f"Optimizer iterations: {result.iterations}"]
-    if result.metrics:
-        scores = [f"loss={result.metrics['loss']:.4f}"] + [
-            f"{name}={100 * value:.2f}% (error {100 * (1 - value):.2f}%)"
-            for name, value in result.metrics.items() if name in ("top1", "top5")]
-        lines.append(f"Final evaluation: {' '.join(scores)}")
-        figure = run.paper_figure
-        if figure is not None:
-            error = ("did not converge" if figure.error is None
-                     else f"error {figure.error:.2f}%")
-            lines.append(f"The paper: {error} ({figure.source})")
-    paths = _output_paths(run)
-    if run.resume:
-        paths.append(("backups", os.path.join(run.output_dir, "backup")))
-    if result.export_path:
-        paths.append(("export", result.export_path))
-    lines += [f"  {kind:<10} {path}" for kind, path in paths]
-    return "\n".join(lines)
 
 
 def _export(model, export_base, model_name):
