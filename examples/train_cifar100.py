@@ -161,8 +161,9 @@ def main(argv=None):
              "--output-dir": args.output_dir.rstrip("/") + "_quick_look"}))
     result = train_and_evaluate(model, train_data, run, validation_data=val_ds,
                                 distribution=setup.distribution)
-    if args.verbose and paper_reference(args):
-        print(paper_reference(args), flush=True)
+    reference = paper_reference(args)
+    if args.verbose and reference:
+        print(reference, flush=True)
     return result
 
 

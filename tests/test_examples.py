@@ -300,7 +300,7 @@ def test_banner_names_the_papers_count_only_for_the_papers_network(case):
     if args.resume:
         assert f"{args.output_dir}/backup (every 300 s and at each epoch end)" in text
     if "No GPU or TPU found" in text:
-        assert text.endswith(f"A quick look that completes in minutes: {quick}")
+        assert text.endswith(f"A quick look (a few steps): {quick}")
         assert quick.endswith("--epochs 1 --steps-per-epoch 10 --output-dir runs/quick_look")
 
 

@@ -79,12 +79,12 @@ def describe_start(model: keras.Model, run: "TrainingRun",
                      "cores). The time per step is measured after the first steps, with "
                      "the estimate for this run.")
         if run.quick_look:
-            lines.append(f"  A quick look that completes in minutes: {run.quick_look}")
+            lines.append(f"  A quick look (a few steps): {run.quick_look}")
     return "\n".join(lines)
 
 
 def describe_end(run: "TrainingRun", result: "TrainingResult") -> str:
-    """The run's closing lines: final metrics beside the paper's, and paths."""
+    """The run's closing lines: optimizer iterations, final metrics and paths."""
     lines = [f"Optimizer iterations: {result.iterations}"]
     if result.metrics:
         scores = [f"loss={result.metrics['loss']:.4f}"] + [

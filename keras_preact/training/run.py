@@ -64,7 +64,8 @@ class TrainingRun:
             CIFAR-100". Defaults to the model's name.
         global_batch_size: int > 0 or None. Shown in the opening lines.
         jit_compile: True, False, "auto" or None. The `jit_compile` given
-            to `compile`, shown beside what Keras resolved it to.
+            to `compile`, shown beside what Keras resolved it to. Defaults
+            to None (the resolved value only).
         quick_look: str or None. A command that runs a few steps of this
             run, shown when no GPU or TPU is found.
 
@@ -82,16 +83,17 @@ class TrainingRun:
     tensorboard: bool = True
     export_name: str | None = None
     verbose: int = 1
-    run_config: dict = dataclasses.field(default_factory=dict)
+    run_config: dict = dataclasses.field(default_factory=dict, hash=False)
     title: str | None = None
     global_batch_size: int | None = None
     jit_compile: bool | str | None = None
     quick_look: str | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "steps_per_epoch", "validation_steps", "backup_every_steps",
-                     "global_batch_size"):
-            if name in ("epochs", "steps_per_epoch") or getattr(self, name) is not None:
+        check_int("epochs", self.epochs, low=1)
+        check_int("steps_per_epoch", self.steps_per_epoch, low=1)
+        for name in ("validation_steps", "backup_every_steps", "global_batch_size"):
+            if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         check_real("backup_every_seconds", self.backup_every_seconds, low=1e-3)
         check_choice("verbose", self.verbose, (0, 1, 2))
