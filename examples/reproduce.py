@@ -9,12 +9,12 @@ training loss (dashed) and test error (solid) against iterations for every
 variant (like the paper's Fig. 1 / Fig. 6).
 
     python examples/reproduce.py --table 2 --depth 110 --dataset cifar10 \
-        --source tfds --out runs/table2_c10_110            # the paper's run
+        --data-source tfds --output-dir runs/table2_c10_110      # the paper's run
     python examples/reproduce.py --table 2 --depth 20 --dataset cifar100 \
-        --source npz --data-dir ../shared/data/cifar100 \
-        --schedule-scale 0.002 --out runs/smoke            # a quick look
+        --data-source npz --data-dir ../shared/data/cifar100 \
+        --schedule-scale 0.002 --output-dir runs/smoke           # a quick look
 
-Output folder (`--out`):
+Output folder (`--output-dir`):
     recipe.json            the shared recipe; a rerun must use the same one
     results/<variant>.json one file per finished variant, written atomically
                            as soon as it finishes; a rerun skips it
@@ -36,31 +36,26 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_preact import paper_results  # noqa: E402
-from keras_preact.io import atomic_write  # noqa: E402
-from keras_preact.io import atomic_write_json  # noqa: E402
-from keras_preact.layers import SHORTCUTS  # noqa: E402
-from keras_preact.training import MetricsWriter  # noqa: E402
-from keras_preact.training import PaperCIFARSchedule  # noqa: E402
-from keras_preact.training import compile_for_paper  # noqa: E402
-from keras_preact.training import fit_resumable  # noqa: E402
-from keras_preact.training import read_backup  # noqa: E402
-from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
-from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
-from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
-from keras_preact.validation import check_choice  # noqa: E402
-from keras_preact.validation import check_int  # noqa: E402
-from keras_preact.validation import check_real  # noqa: E402
+from keras_preact import paper_results
+from keras_preact.io import atomic_write
+from keras_preact.io import atomic_write_json
+from keras_preact.layers import SHORTCUTS
+from keras_preact.training import MetricsWriter
+from keras_preact.training import PaperCIFARSchedule
+from keras_preact.training import compile_for_paper
+from keras_preact.training import fit_resumable
+from keras_preact.training import read_backup
+from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE
+from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE
+from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS
+from keras_preact.validation import check_choice
+from keras_preact.validation import check_int
+from keras_preact.validation import check_real
 
 # Paper order (Table 2 lists the original unit first, full pre-activation last).
 TABLE2_VARIANTS = {
@@ -93,7 +88,7 @@ class Recipe:
     table: str = "2"
     depth: int = 110
     dataset: str = "cifar10"
-    source: str = "tfds"
+    data_source: str = "tfds"
     data_dir: object = None
     batch_size: int = PAPER_CIFAR_BATCH_SIZE
     schedule_scale: float = 1.0
@@ -113,7 +108,7 @@ class Recipe:
     def validate(self):
         check_choice("table", self.table, sorted(TABLES))
         check_choice("dataset", self.dataset, DATASETS)
-        check_choice("source", self.source, SOURCES)
+        check_choice("data_source", self.data_source, SOURCES)
         check_real("schedule_scale", self.schedule_scale, low=1e-12)
         check_int("batch_size", self.batch_size, low=1)
         return self
@@ -158,7 +153,7 @@ def load_data(recipe):
     """(x_train, y_train, x_test, y_test) uint8/int arrays via keras_preact.data."""
     from keras_preact.data import load_cifar
 
-    kwargs = {"source": recipe.source, "data_dir": recipe.data_dir}
+    kwargs = {"source": recipe.data_source, "data_dir": recipe.data_dir}
     x_train, y_train = load_cifar(recipe.dataset, split="train", **kwargs)
     x_test, y_test = load_cifar(recipe.dataset, split="test", **kwargs)
     if recipe.train_examples:
@@ -212,7 +207,6 @@ def build_model(recipe, spec):
         layout="cifar",
         classes=_num_classes(recipe.dataset),
         classifier_activation=None,
-        input_shape=(32, 32, 3),
         unit_ordering=spec["unit_ordering"],
         shortcut=spec["shortcut"],
     )
@@ -300,7 +294,7 @@ def _check_recipe(out_dir, recipe):
             diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise ValueError(
                 f"{out_dir!r} holds results of a different recipe (differs in "
-                f"{diff}). Use another --out, or the same settings."
+                f"{diff}). Use another --output-dir, or the same settings."
             )
     else:
         atomic_write_json(path, current, indent=2, sort_keys=True)
@@ -326,7 +320,7 @@ def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
         out_dir: str. The run's folder.
         variants: list of variant names or None (the whole table).
         data: optional `(x_train, y_train, x_test, y_test)` arrays; loaded
-            from `recipe.source` when None.
+            from `recipe.data_source` when None.
         extra_callbacks: additional Keras callbacks for every fit.
 
     Returns:
@@ -414,7 +408,8 @@ def write_report(out_dir, recipe, results):
     print(table, flush=True)
 
 
-def parse_args(argv=None):
+def build_parser():
+    """The `argparse.ArgumentParser` of this script."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", choices=sorted(TABLES), default="2",
                    help="2: unit orderings (identity shortcut); 1: shortcuts (original unit).")
@@ -422,9 +417,11 @@ def parse_args(argv=None):
                    help="Comma-separated subset of the table's variants.")
     p.add_argument("--depth", type=int, default=110)
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")
-    p.add_argument("--source", choices=SOURCES, default="tfds")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", required=True)
+    p.add_argument("--data-source", choices=SOURCES, default="tfds")
+    p.add_argument("--data-dir", default=None,
+                   help="tfds data_dir, the archive (.tar.gz or folder), or the npz folder.")
+    p.add_argument("--output-dir", required=True,
+                   help="The run's folder (results, table, curves, backups).")
     p.add_argument("--batch-size", type=int, default=PAPER_CIFAR_BATCH_SIZE)
     p.add_argument("--schedule-scale", type=float, default=1.0,
                    help="Multiplies every iteration count (1.0 = the paper's 64k).")
@@ -442,14 +439,14 @@ def parse_args(argv=None):
                    help="Iterations between evaluations (default: one pass over the data).")
     p.add_argument("--base-width", type=int, default=None,
                    help="Narrower nets for smoke tests (default: the paper's 16).")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     recipe = Recipe(
-        table=args.table, depth=args.depth, dataset=args.dataset, source=args.source,
-        data_dir=args.data_dir, batch_size=args.batch_size,
+        table=args.table, depth=args.depth, dataset=args.dataset,
+        data_source=args.data_source, data_dir=args.data_dir, batch_size=args.batch_size,
         schedule_scale=args.schedule_scale, seed=args.seed, warmup=args.warmup,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         train_examples=args.train_examples, eval_examples=args.eval_examples,
@@ -457,7 +454,7 @@ def main(argv=None):
         steps_per_epoch=args.steps_per_epoch,
     )
     variants = args.variants.split(",") if args.variants else None
-    run(recipe, args.out, variants=variants)
+    run(recipe, args.output_dir, variants=variants)
 
 
 if __name__ == "__main__":

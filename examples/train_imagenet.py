@@ -23,26 +23,42 @@ Examples:
         --epochs 1 --steps-per-epoch 100
 """
 
+import argparse
+import os
 import sys
 
-from keras_preact.training import runner
-from keras_preact.training.schedules import PAPER_IMAGENET_BATCH_SIZE
-from keras_preact.training.schedules import PAPER_IMAGENET_LEARNING_RATE
-from keras_preact.training.schedules import ImageNetStepSchedule
-from keras_preact.training.schedules import WarmupCosineDecay
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import training_cli  # noqa: E402
+from keras_preact.training import ImageNetStepSchedule  # noqa: E402
+from keras_preact.training import WarmupCosineDecay  # noqa: E402
+from keras_preact.training import compile_for_paper  # noqa: E402
+from keras_preact.training import train_and_evaluate  # noqa: E402
+from keras_preact.training.schedules import PAPER_IMAGENET_BATCH_SIZE  # noqa: E402
+from keras_preact.training.schedules import PAPER_IMAGENET_LEARNING_RATE  # noqa: E402
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
-IMAGENET_EVAL_EXAMPLES = 50_000
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152, 200)
+DEFAULT_EPOCHS = 90  # The paper's 90 epochs (lr /10 at 30 and 60).
 
 
-def parse_args(argv=None):
-    parser = runner.make_parser(__doc__.split("\n\n")[0])
+def epoch_list(text):
+    """An argparse `type`: "30,60,90" -> (30, 60, 90)."""
+    try:
+        return tuple(int(e) for e in text.split(",") if e)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated ints, got {text!r}")
+
+
+def build_parser():
+    """The `argparse.ArgumentParser` of this script."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = parser.add_argument_group("model and data")
     g.add_argument("--depth", type=int, default=50, choices=IMAGENET_DEPTHS)
     g.add_argument("--model", default=None,
                    help="A named model instead of --depth, e.g. PreActResNet200.")
-    g.add_argument("--num-classes", type=int, default=1000)
+    g.add_argument("--num-classes", type=training_cli.positive(int), default=1000)
     g.add_argument("--data-source", choices=("tfds", "tfrecord", "folder", "synthetic"),
                    default="tfds")
     g.add_argument("--data-dir", default=None)
@@ -51,61 +67,40 @@ def parse_args(argv=None):
                    help="Evaluation split; 'none' to skip validation.")
     g.add_argument("--label-offset", type=int, default=0,
                    help="-1 for TFRecords with labels 1..1000 (imagenet_to_gcs.py).")
-    g.add_argument("--image-size", type=int, default=224)
+    g.add_argument("--image-size", type=training_cli.positive(int), default=224)
     g.add_argument("--augment", choices=("inception", "scale", "none"), default="inception",
                    help="'inception': random-sized crop (fb.resnet.torch); 'scale': the "
                         "paper's shorter side in [256, 480] + 224 crop.")
-    g.add_argument("--train-examples", type=int, default=IMAGENET_TRAIN_EXAMPLES,
-                   help="Training-set size, for steps per epoch.")
-    g.add_argument("--boundary-epochs", default="30,60,90",
+    g.add_argument("--train-examples", type=training_cli.positive(int),
+                   default=IMAGENET_TRAIN_EXAMPLES, help="Training-set size, for steps per epoch.")
+    g.add_argument("--boundary-epochs", type=epoch_list, default="30,60,90",
                    help="Epochs at which the rate is divided by 10.")
     g.add_argument("--warmup-epochs", type=int, default=0,
                    help="Linear warm-up epochs (not in the paper; large batches).")
-    runner.add_common_arguments(
-        parser, default_batch_size=PAPER_IMAGENET_BATCH_SIZE,
-        default_output_dir="runs/imagenet",
-    )
-    args = parser.parse_args(argv)
-    runner.check_common_arguments(parser, args)
-    try:
-        args.boundary_epochs = tuple(int(e) for e in args.boundary_epochs.split(",") if e)
-    except ValueError:
-        parser.error(f"--boundary-epochs must be comma-separated ints, got "
-                     f"{args.boundary_epochs!r}")
-    if args.epochs is None and args.steps is None:
-        args.epochs = 90
-    return args
+    return training_cli.add_arguments(parser, default_batch_size=PAPER_IMAGENET_BATCH_SIZE,
+                                      default_output_dir="runs/imagenet")
 
 
-def build_model_fn(args):
+def build_model(args):
+    """The model of the arguments, in Keras' image data format (--data-format).
+
+    It normalizes its 0-255 pixels itself (exports carry the statistics).
+    """
     import keras
 
     import keras_preact
 
-    def build():
-        # In the runner's data format (--data-format).
-        size = (args.image_size, args.image_size)
-        channels_last = keras.config.image_data_format() == "channels_last"
-        shape = (*size, 3) if channels_last else (3, *size)
-        if args.model:
-            if not hasattr(keras_preact, args.model):
-                raise ValueError(
-                    f"Unknown --model={args.model!r}. Expected a keras_preact "
-                    "model name such as 'PreActResNet50'."
-                )
-            return getattr(keras_preact, args.model)(
-                classes=args.num_classes, input_shape=shape, input_normalization="imagenet",
-            )
-        # The model normalizes its 0-255 pixels itself (exports carry it).
-        return keras_preact.PreActResNet(
-            args.depth, layout="imagenet", classes=args.num_classes, input_shape=shape,
-            input_normalization="imagenet",
-        )
-
-    return build
+    size = (args.image_size, args.image_size)
+    shape = (*size, 3) if keras.config.image_data_format() == "channels_last" else (3, *size)
+    kwargs = dict(classes=args.num_classes, input_shape=shape, input_normalization="imagenet")
+    if args.model:
+        return training_cli.named_model(args.model, **kwargs)
+    return keras_preact.PreActResNet(args.depth, layout="imagenet", **kwargs)
 
 
 def make_datasets(args, batch, static_batches=False, model=None):
+    """(training data, validation data or None); the training data is a
+    function `start_step -> dataset` except for synthetic data."""
     from keras_preact.data import imagenet_dataset
     from keras_preact.data import synthetic_dataset
 
@@ -138,53 +133,49 @@ def make_datasets(args, batch, static_batches=False, model=None):
     return train, val
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    prep = runner.prepare(args)
-    batch = prep["global_batch_size"]
-
-    def make_data(model):
-        return make_datasets(args, batch, prep["setup"].needs_static_batches, model)
-    steps_per_epoch, epochs, total_steps = runner.run_length(
-        args, args.train_examples, batch, default_total_steps=None
-    )
+def make_schedule(args, batch_size, steps_per_epoch, total_steps):
     base_lr = args.learning_rate or PAPER_IMAGENET_LEARNING_RATE
     if args.schedule == "paper":
-        schedule = ImageNetStepSchedule(
+        return ImageNetStepSchedule(
             steps_per_epoch=steps_per_epoch,
-            batch_size=PAPER_IMAGENET_BATCH_SIZE if args.no_lr_scaling else batch,
-            base_learning_rate=base_lr,
-            boundary_epochs=args.boundary_epochs,
-            warmup_epochs=args.warmup_epochs,
-        )
-    else:
-        scale = 1.0 if args.no_lr_scaling else batch / PAPER_IMAGENET_BATCH_SIZE
-        schedule = WarmupCosineDecay(
-            base_lr * scale, total_steps=total_steps,
-            warmup_steps=min(total_steps - 1, args.warmup_epochs * steps_per_epoch),
-        )
-    run_info = {
-        "script": "train_imagenet.py", "argv": sys.argv[1:] if argv is None else list(argv),
-        "model": args.model or f"PreActResNet(depth={args.depth}, layout='imagenet')",
-        "data_source": args.data_source, "global_batch_size": batch,
-        "replicas": prep["setup"].num_replicas, "steps_per_epoch": steps_per_epoch,
-        "epochs": epochs, "total_steps": total_steps,
-        "schedule": schedule.get_config(), "policy": prep["policy"],
-    }
-    runner.fit_and_evaluate(
-        args, prep=prep, build_model=build_model_fn(args), learning_rate=schedule,
-        make_data=make_data, steps_per_epoch=steps_per_epoch,
-        epochs=epochs, run_info=run_info, model_name="preact_resnet_imagenet",
-        title=f"{args.model or f'PreActResNet-{args.depth}'} on ImageNet "
-              f"({args.data_source})",
+            batch_size=PAPER_IMAGENET_BATCH_SIZE if args.no_lr_scaling else batch_size,
+            base_learning_rate=base_lr, boundary_epochs=args.boundary_epochs,
+            warmup_epochs=args.warmup_epochs)
+    scale = 1.0 if args.no_lr_scaling else batch_size / PAPER_IMAGENET_BATCH_SIZE
+    return WarmupCosineDecay(base_lr * scale, total_steps=total_steps,
+                             warmup_steps=min(total_steps - 1,
+                                              args.warmup_epochs * steps_per_epoch))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    setup = training_cli.prepare(args)
+    batch = setup.global_batch_size
+    steps_per_epoch, epochs, total_steps = training_cli.run_length(
+        args, args.train_examples, batch, default_epochs=DEFAULT_EPOCHS)
+    schedule = make_schedule(args, batch, steps_per_epoch, total_steps)
+    with setup.distribution.scope():
+        model = build_model(args)
+        compile_for_paper(model, schedule, **training_cli.compile_arguments(args))
+    train_data, val_data = make_datasets(args, batch, setup.distribution.needs_static_batches,
+                                         model)
+    label = args.model or f"PreActResNet-{args.depth}"
+    run = training_cli.training_run(
+        args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        run_config={"model": label, "num_classes": args.num_classes,
+                    "data_source": args.data_source, "global_batch_size": batch,
+                    "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                    "schedule": schedule.get_config(), "policy": setup.policy},
+        title=f"{label} on ImageNet ({args.data_source})",
+        export_name="preact_resnet_imagenet" if args.export else None,
         # Suggested only for runs longer than the quick look itself.
-        quick_look=None if total_steps <= 5 else runner.quick_look_command(
+        quick_look=None if total_steps <= 5 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
             {"--epochs": "1", "--steps-per-epoch": "5", "--validation-steps": "2",
-             "--output-dir": args.output_dir.rstrip("/") + "_quick_look"},
-        ),
-    )
+             "--output-dir": args.output_dir.rstrip("/") + "_quick_look"}))
+    return train_and_evaluate(model, train_data, run, validation_data=val_data,
+                              distribution=setup.distribution)
 
 
 if __name__ == "__main__":

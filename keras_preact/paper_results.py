@@ -1,10 +1,11 @@
-"""The paper's CIFAR numbers as data (He et al. 2016, arXiv 1603.05027).
+"""The paper's numbers as data (He et al. 2016, arXiv 1603.05027).
 
-Test error in percent. CIFAR results are the median of 5 runs (as the paper
-reports them). Sources: the paper's Table 1 (shortcut variants, CIFAR-10
-ResNet-110 with the ORIGINAL unit), Table 2 (unit orderings, CIFAR-10
-ResNet-110 / ResNet-164, identity shortcut) and Table 3 / the main CIFAR
-results (ResNet-164 / 1001, CIFAR-10 / CIFAR-100), as restated in the team's
+Trainable parameter counts of its networks, and test errors in percent.
+CIFAR results are the median of 5 runs (as the paper reports them).
+Sources: the paper's Table 1 (shortcut variants, CIFAR-10 ResNet-110 with
+the ORIGINAL unit), Table 2 (unit orderings, CIFAR-10 ResNet-110 /
+ResNet-164, identity shortcut) and Table 3 / the main CIFAR results
+(ResNet-164 / 1001, CIFAR-10 / CIFAR-100), as restated in the team's
 reference notes.
 
 `None` with `status="fail"` marks a run the paper reports as not converging
@@ -84,6 +85,25 @@ MAIN_CIFAR = {
 # ResNet-1001 pre-act on CIFAR-10 at batch 64 (the Torch release).
 FULL_PREACT_1001_CIFAR10_BATCH64 = 4.62
 
+# Trainable parameters (BN moving statistics not included) of the paper's
+# networks, by (keras_preact model, classes): ImageNet networks in the
+# fb.resnet.torch layout the authors trained.
+PARAMETER_COUNTS = {
+    ("PreActResNet20", 100): 278_132,
+    ("PreActResNet56", 100): 861_428,
+    ("PreActResNet110", 100): 1_736_372,
+    ("PreActResNet164", 100): 1_726_388,
+    ("PreActResNet1001", 100): 10_350_836,
+    ("PreActResNet164", 10): 1_703_258,
+    ("PreActResNet1001", 10): 10_327_706,
+    ("PreActResNet18", 1000): 11_687_720,
+    ("PreActResNet34", 1000): 21_795_880,
+    ("PreActResNet50", 1000): 25_549_352,
+    ("PreActResNet101", 1000): 44_541_480,
+    ("PreActResNet152", 1000): 60_185_128,
+    ("PreActResNet200", 1000): 64_666_152,
+}
+
 # ImageNet single-crop (top-1, top-5) error, for completeness.
 IMAGENET = {
     ("full_preact", 152, 224): (21.1, 5.5),
@@ -129,6 +149,27 @@ def paper_figure(dataset, depth, unit_ordering="full_preact", shortcut="identity
                                note="fails to converge")
         return PaperFigure(error, "Table 1 (ResNet-110)")
     return None
+
+
+def paper_network(trainable_parameters):
+    """The paper's network with this trainable parameter count, or None.
+
+    Args:
+        trainable_parameters: int. A model's trainable parameter count.
+
+    Returns:
+        `(model name, classes)`, a key of `PARAMETER_COUNTS`, or None when
+        no network of the paper has that count.
+
+    Example:
+
+    >>> paper_network(1_726_388)
+    ('PreActResNet164', 100)
+    >>> paper_network(11_200_370) is None
+    True
+    """
+    return next((key for key, count in PARAMETER_COUNTS.items()
+                 if count == trainable_parameters), None)
 
 
 def paper_error(dataset, depth, unit_ordering="full_preact", shortcut="identity"):

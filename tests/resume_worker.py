@@ -65,12 +65,16 @@ def kill_in_backup(n):
     resume.atomic_write = write_then_maybe_die
 
 
-def main(argv):
-    parser = argparse.ArgumentParser()
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out")
     parser.add_argument("--kill-at-step", type=int)
     parser.add_argument("--kill-in-backup", type=int)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
     if args.kill_in_backup:
         kill_in_backup(args.kill_in_backup)
     keras.utils.set_random_seed(0)

@@ -72,7 +72,7 @@ WORKER = textwrap.dedent(
     from keras_preact.training import compile_for_paper, setup_distribution
 
     GLOBAL_BATCH = 8
-    # Seed first, as keras_preact.training.runner.prepare does (the data
+    # Seed first, as examples/training_cli.py's prepare does (the data
     # pipeline's shuffle depends on it; JAX would otherwise draw a seed).
     keras.utils.set_random_seed(0)
     setup = setup_distribution("multiworker" if args.mode == "multi" else "none")
@@ -242,6 +242,15 @@ def test_launcher_rejects_bad_arguments():
                           (["--backend", "mxnet", "--", "true"], "--backend must be one of")):
         code, out = _run([sys.executable, "-m", "keras_preact.launch", *argv], timeout=60)
         assert code == 2 and message in out, out
+
+
+def test_launcher_parser_keeps_the_worker_command_whole():
+    from keras_preact.launch.__main__ import build_parser
+
+    command = ["python", "examples/train_cifar100.py", "--distribute", "multiworker",
+               "--workers", "3"]
+    args = build_parser().parse_args(["--workers", "2", "--backend", "jax", "--", *command])
+    assert (args.workers, args.backend, args.command) == (2, "jax", command)
 
 
 def test_launcher_names_a_command_that_cannot_start():

@@ -15,10 +15,14 @@ import keras
 import pytest
 
 from keras_preact.normalization import model_statistics
+from keras_preact.training import DistributionSetup
+from keras_preact.training.banner import describe_start
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 BACKEND = keras.backend.backend()
+sys.path.insert(0, str(EXAMPLES))
+import training_cli  # noqa: E402
 
 
 def load_script(name):
@@ -42,34 +46,55 @@ def tiny_cifar_args(shared_data, output_dir, *extra):
     ]
 
 
-def test_cifar_script_rejects_bad_arguments(capsys):
+@pytest.mark.parametrize("name", ["train_cifar100", "train_imagenet"])
+def test_compile_defaults_are_keras_own(name):
+    args = load_script(name).build_parser().parse_args([])
+    assert (args.jit_compile, args.steps_per_execution) == ("auto", 1)
+    assert args.data_format == keras.config.image_data_format()
+    assert training_cli.compile_arguments(args)["jit_compile"] == "auto"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "2", "--steps", "10"], "argument --steps: not allowed with argument --epochs"),
+    (["--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+    (["--backup-every-seconds", "nan"], "argument --backup-every-seconds: must be > 0, got nan"),
+    (["--max-train-examples", "x"], "argument --max-train-examples: invalid int value: 'x'"),
+    (["--mixed-precision", "fp8"], "argument --mixed-precision: invalid choice: 'fp8'"),
+    (["--weight-decay-on", "bn"], "argument --weight-decay-on: invalid choice: 'bn'"),
+])
+def test_cifar_script_rejects_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        load_script("train_cifar100").build_parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cifar_script_arguments():
     script = load_script("train_cifar100")
-    with pytest.raises(SystemExit):
-        script.parse_args(["--epochs", "2", "--steps", "10"])
-    assert "give --epochs or --steps, not both" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        script.parse_args(["--batch-size", "0"])
-    assert "--batch-size must be > 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        script.parse_args(["--mixed-precision", "fp8"])
-    args = script.parse_args(["--steps", "100", "--jit-compile"])
+    parser = script.build_parser()
+    args = parser.parse_args(["--steps", "100", "--jit-compile"])
     assert (args.steps, args.jit_compile, args.batch_size) == (100, "on", 128)
-    assert script.parse_args([]).weight_decay_on == "all"  # the authors' optim.sgd
-    assert script.parse_args(["--weight-decay-on", "kernels"]).weight_decay_on == "kernels"
-    with pytest.raises(SystemExit):
-        script.parse_args(["--weight-decay-on", "bn"])
-    assert "invalid choice: 'bn'" in capsys.readouterr().err
+    assert training_cli.compile_arguments(args)["jit_compile"] is True
+    assert parser.parse_args([]).weight_decay_on == "all"  # the authors' optim.sgd
+    assert script.paper_reference(parser.parse_args([])).startswith(
+        "The paper: error 24.33% (Table 3: PreActResNet-164 on CIFAR-100, median of 5 runs")
+    assert script.paper_reference(parser.parse_args(["--depth", "8"])) is None
 
 
 def test_imagenet_script_arguments(capsys):
-    script = load_script("train_imagenet")
-    args = script.parse_args(["--depth", "200", "--boundary-epochs", "30,60"])
-    assert (args.epochs, args.boundary_epochs, args.batch_size) == (90, (30, 60), 256)
+    parser = load_script("train_imagenet").build_parser()
+    args = parser.parse_args(["--depth", "200", "--boundary-epochs", "30,60"])
+    assert (args.boundary_epochs, args.batch_size) == ((30, 60), 256)
+    assert parser.parse_args([]).boundary_epochs == (30, 60, 90)
+    # The paper's 90 epochs unless --epochs or --steps says otherwise.
+    assert training_cli.run_length(args, 1000, 100, default_epochs=90) == (10, 90, 900)
+    steps = parser.parse_args(["--steps", "25"])
+    assert training_cli.run_length(steps, 1000, 100, default_epochs=90) == (10, 3, 30)
     with pytest.raises(SystemExit):
-        script.parse_args(["--depth", "42"])
+        parser.parse_args(["--depth", "42"])
     with pytest.raises(SystemExit):
-        script.parse_args(["--boundary-epochs", "30,x"])
-    assert "--boundary-epochs must be comma-separated ints" in capsys.readouterr().err
+        parser.parse_args(["--boundary-epochs", "30,x"])
+    assert "--boundary-epochs: must be comma-separated ints, got '30,x'" in (
+        capsys.readouterr().err)
 
 
 @pytest.mark.slow
@@ -82,8 +107,8 @@ def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     assert "Final evaluation: loss=" in printed
     assert "keras_preact: PreActResNet-8 on CIFAR-100" in printed
     assert f"backend    {BACKEND}, devices: " in printed
-    assert "83,700 trainable parameters" in printed and "480 non-trainable" in printed
-    assert "backups    none (add --resume" in printed
+    assert "83,700 trainable parameters, 480 non-trainable" in printed
+    assert "backups    none (the run is not resumable)" in printed
     for path in ("checkpoints/last.keras", "metrics.csv", "curves.png",
                  "final_metrics.json", "logs"):
         assert printed.count(str(out / path)) == 2, path  # At the start and the end.
@@ -238,50 +263,57 @@ def test_colab_notebook_executes_with_tiny_settings(shared_data, tmp_path):
     assert (tmp_path / "colab_run" / "metrics.csv").exists()
 
 
-def test_main_job_banner_gives_the_papers_count_and_a_quick_look():
-    """The README's main command prints the paper's parameter count, the
-    non-trainable count apart, the outputs, and (on a CPU) a quick look."""
-    import keras_preact
-    from keras_preact.training import DistributionSetup
-    from keras_preact.training import runner
+# (script, arguments, what the opening lines say of the trainable parameters).
+BANNERS = {
+    # The README's main job: the paper's network, and its count.
+    "main_job": ("train_cifar100", [
+        "--depth", "164", "--dataset", "cifar100", "--data-source", "npz", "--data-dir",
+        "../shared/data/cifar100", "--mixed-precision", "auto", "--output-dir",
+        "runs/preact164_cifar100", "--resume"],
+        "1,726,388 trainable parameters (the paper's count for PreActResNet164 at 100 "
+        "classes), 24,224 non-trainable"),
+    # Not a network of the paper: no claim.
+    "imagenet_18_50_classes": ("train_imagenet", ["--depth", "18", "--num-classes", "50"],
+                               "11,200,370 trainable parameters, 7,808 non-trainable"),
+}
 
-    script = load_script("train_cifar100")
-    argv = ["--depth", "164", "--dataset", "cifar100", "--data-source", "npz",
-            "--data-dir", "../shared/data/cifar100", "--mixed-precision", "auto",
-            "--output-dir", "runs/preact164_cifar100", "--resume"]
-    args = script.parse_args(argv)
-    prep = {"setup": DistributionSetup("none"), "policy": "float32",
-            "global_batch_size": 128}
-    quick = runner.quick_look_command("examples/train_cifar100.py", argv, {
-        "--epochs": "1", "--steps-per-epoch": "10", "--max-eval-examples": "500",
-        "--output-dir": "runs/preact164_cifar100_quick_look"})
-    text = runner.describe_start(keras_preact.PreActResNet164(classes=100), args, prep,
-                                 391, 164, runner.output_paths(args), quick_look=quick)
-    assert "1,726,388 trainable parameters" in text
-    assert "24,224 non-trainable (BN moving statistics)" in text
-    assert "164 epochs x 391 steps = 64,124 steps, global batch 128" in text
-    assert "runs/preact164_cifar100/backup (every 300 s and at each epoch end)" in text
-    if all(d.startswith("cpu") for d in runner.list_devices()):
-        assert "No GPU or TPU found" in text
-        assert quick in text and quick.endswith(
-            "--resume --epochs 1 --steps-per-epoch 10 --max-eval-examples 500 "
-            "--output-dir runs/preact164_cifar100_quick_look")
+
+@pytest.mark.parametrize("case", sorted(BANNERS))
+def test_banner_names_the_papers_count_only_for_the_papers_network(case):
+    name, argv, counts = BANNERS[case]
+    script = load_script(name)
+    args = script.build_parser().parse_args(argv)
+    setup = training_cli.Setup(DistributionSetup("none"), "float32", args.output_dir,
+                               args.batch_size)
+    quick = training_cli.quick_look_command(f"examples/{name}.py", argv, {
+        "--epochs": "1", "--steps-per-epoch": "10", "--output-dir": "runs/quick_look"})
+    run = training_cli.training_run(args, setup, steps_per_epoch=391, epochs=164,
+                                    quick_look=quick)
+    text = describe_start(script.build_model(args), run)
+    assert counts in text
+    assert "jit_compile=auto (Keras' default, resolved to " in text
+    assert "steps_per_execution=1 (Keras' default)" in text
+    assert "164 epochs x 391 steps = 64,124 steps, global batch " in text
+    if args.resume:
+        assert f"{args.output_dir}/backup (every 300 s and at each epoch end)" in text
+    if "No GPU or TPU found" in text:
+        assert text.endswith(f"A quick look (a few steps): {quick}")
+        assert quick.endswith("--epochs 1 --steps-per-epoch 10 --output-dir runs/quick_look")
 
 
 @pytest.mark.parametrize("global_batch, per_replica", [(64, 32), (7, None)])
 def test_global_batch_size_flag(monkeypatch, global_batch, per_replica):
-    """--global-batch-size is split over the replicas, or refused by name."""
-    from keras_preact.training import DistributionSetup
-    from keras_preact.training import runner
-
-    monkeypatch.setattr(runner, "setup_distribution",
+    """--global-batch-size is split over the replicas, or refused by name;
+    the parsed arguments are left as they are."""
+    monkeypatch.setattr(training_cli, "setup_distribution",
                         lambda kind, tpu=None: DistributionSetup(kind, num_replicas=2))
-    monkeypatch.setattr(runner, "set_precision", lambda mode: "float32")
-    args = load_script("train_cifar100").parse_args(
+    monkeypatch.setattr(training_cli, "set_precision", lambda mode: "float32")
+    args = load_script("train_cifar100").build_parser().parse_args(
         ["--global-batch-size", str(global_batch), "--distribute", "mirrored"])
     if per_replica is None:
         with pytest.raises(ValueError, match="multiple of the 2 replicas.*=7"):
-            runner.prepare(args)
+            training_cli.prepare(args)
         return
-    prep = runner.prepare(args)
-    assert prep["global_batch_size"] == global_batch and args.batch_size == per_replica
+    setup = training_cli.prepare(args)
+    assert setup.global_batch_size == global_batch and setup.output_dir == args.output_dir
+    assert (args.batch_size, args.global_batch_size) == (128, global_batch)

@@ -24,13 +24,11 @@ def _load_runner():
 reproduce = _load_runner()
 
 
-@pytest.fixture(scope="module")
-def cifar_subset():
+@pytest.fixture
+def cifar_subset(shared_data):
     """64 real CIFAR-100 training images and 32 test images (rows are shuffled,
     so a prefix is a fair sample)."""
-    folder = REPO.parent / "shared" / "data" / "cifar100"
-    if not (folder / "train_0.npz").is_file() or not (folder / "test.npz").is_file():
-        pytest.skip(f"no CIFAR-100 npz files at {folder}")
+    folder = shared_data / "cifar100"
     with np.load(folder / "train_0.npz") as train, np.load(folder / "test.npz") as test:
         return (train["x"][:64], train["y"][:64].astype("int64"),
                 test["x"][:32], test["y"][:32].astype("int64"))
@@ -39,7 +37,7 @@ def cifar_subset():
 def tiny_recipe(table="2", epochs=2):
     """Depth 8, base width 4, batch 16, `epochs` epochs of 1 iteration."""
     return reproduce.Recipe(
-        table=table, depth=8, dataset="cifar100", source="npz", batch_size=16,
+        table=table, depth=8, dataset="cifar100", data_source="npz", batch_size=16,
         schedule_scale=1e-6, seed=3, base_width=4, eval_batch_size=32,
         total_steps=epochs, steps_per_epoch=1, epochs=epochs,
     )
@@ -79,6 +77,7 @@ def test_crashed_run_resumes_and_skips_finished(tmp_path, cifar_subset):
                       extra_callbacks=[CrashAt(1)])
     done = tmp_path / "results" / "identity.json"
     assert done.is_file()
+    assert not (tmp_path / "work" / "identity" / "backup").exists()  # removed once safe
     assert not (tmp_path / "results" / "conv1x1.json").exists()
     assert (tmp_path / "work" / "conv1x1" / "backup").is_dir()
     stamp, content = os.stat(done).st_mtime_ns, done.read_text()
@@ -87,29 +86,27 @@ def test_crashed_run_resumes_and_skips_finished(tmp_path, cifar_subset):
     assert os.stat(done).st_mtime_ns == stamp and done.read_text() == content
     assert results["identity"]["resumed_from_epoch"] == 0
     assert results["conv1x1"]["resumed_from_epoch"] == 1
-    _check_result(results["conv1x1"], "conv1x1")
-    assert results["conv1x1"]["unit_ordering"] == "original"  # Table 1 uses the original unit
-    table = (tmp_path / "table.md").read_text()
-    assert "| identity |" in table and "| conv1x1 |" in table
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("table", ["1", "2"])
-def test_every_variant_of_each_table(tmp_path, cifar_subset, table):
-    recipe = tiny_recipe(table)
-    results = reproduce.run(recipe, tmp_path, data=cifar_subset)
-    assert list(results) == list(reproduce.TABLES[table])
-    table_text = (tmp_path / "table.md").read_text()
     for name, result in results.items():
         _check_result(result, name)
-        spec = reproduce.TABLES[table][name]
-        assert f"| {name} | {spec['unit_ordering']} | {spec['shortcut']} |" in table_text
-        assert (tmp_path / "results" / f"{name}.json").is_file()
-        assert not (tmp_path / "work" / name / "backup").exists()  # removed once safe
-    assert "NOT a reproduction" in table_text
-    assert "| n/a |" in table_text  # no paper figure for ResNet-8 on CIFAR-100
+        assert result["unit_ordering"] == "original"  # Table 1 uses the original unit
+    table = (tmp_path / "table.md").read_text()
+    assert "| identity | original | identity |" in table
+    assert "| conv1x1 | original | conv1x1 |" in table
+    assert "NOT a reproduction" in table
+    assert "| n/a |" in table  # no paper figure for ResNet-8 on CIFAR-100
     with open(tmp_path / "curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("table", ["1", "2"])
+def test_every_variant_of_each_table_builds_its_unit(table):
+    """Each variant's model has the unit the table names (training itself:
+    the test above and tests/test_models.py, for every ordering and shortcut)."""
+    recipe = tiny_recipe(table)
+    for name, spec in reproduce.TABLES[table].items():
+        config = reproduce.build_model(recipe, spec).get_layer("stage1_unit1").get_config()
+        assert (config["unit_ordering"], config["shortcut"]) == (
+            spec["unit_ordering"], spec["shortcut"]), name
 
 
 def test_recipe_mismatch_and_bad_input(tmp_path):
@@ -121,10 +118,18 @@ def test_recipe_mismatch_and_bad_input(tmp_path):
         reproduce._check_recipe(str(tmp_path), other.derive(64))
     with pytest.raises(ValueError, match="Unknown variants"):
         reproduce.select_variants("2", ["identity"])
-    with pytest.raises(ValueError, match=r"Invalid source='ftp'. Expected one of \['npz'"):
-        reproduce.Recipe(source="ftp").validate()
+    with pytest.raises(ValueError, match=r"Invalid data_source='ftp'. Expected one of \['npz'"):
+        reproduce.Recipe(data_source="ftp").validate()
     with pytest.raises(ValueError, match="schedule_scale"):
         reproduce.Recipe(schedule_scale=0).validate()
+
+
+def test_flags_are_the_training_scripts_names():
+    args = reproduce.build_parser().parse_args([
+        "--table", "2", "--depth", "20", "--output-dir", "runs/t2", "--data-source", "npz",
+        "--data-dir", "d", "--batch-size", "64", "--seed", "3"])
+    assert (args.output_dir, args.data_source, args.data_dir, args.batch_size, args.seed) == (
+        "runs/t2", "npz", "d", 64, 3)
 
 
 def test_schedule_scaling():
@@ -184,3 +189,12 @@ def test_paper_results_pinned():
     assert paper_results.paper_error("cifar100", 110, "full_preact") is None
     with pytest.raises(ValueError, match="Invalid dataset='imagenet'"):
         paper_results.paper_error("imagenet", 152)
+
+
+def test_paper_parameter_counts():
+    counts = paper_results.PARAMETER_COUNTS
+    assert counts[("PreActResNet164", 100)] == 1_726_388
+    assert counts[("PreActResNet18", 1000)] == 11_687_720
+    assert len(set(counts.values())) == len(counts)  # a count names one network
+    assert paper_results.paper_network(1_703_258) == ("PreActResNet164", 10)
+    assert paper_results.paper_network(11_200_370) is None  # PreActResNet18, 50 classes

@@ -6,7 +6,6 @@ and epoch count. Interruptions are real `kill -9`s of a training subprocess
 (tests/resume_worker.py) at chosen points, and in-process exceptions.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -197,22 +196,6 @@ def test_plain_fit_refuses_to_overwrite_a_backup(tmp_path):
     assert read_backup(backup).global_step == 3
 
 
-def test_legacy_backup_metadata_resumes(tmp_path):
-    backup = tmp_path / "backup"
-    model = tiny_model()
-    model.fit(np.zeros((2, 3), "float32"), np.zeros(2, "int64"), verbose=0)
-    backup.mkdir()
-    model.save_weights(str(backup / "backup-3.weights.h5"))
-    (backup / "training_metadata.json").write_text(
-        json.dumps({"epoch": 1, "batch": 0, "counter": 3, "weights": "backup-3.weights.h5"}))
-    messages = []
-    resumed = tiny_model()
-    history = fit_resumable(resumed, data_at, epochs=2, steps_per_epoch=3,
-                            backup_dir=str(backup), log=messages.append, verbose=0)
-    assert "epoch 2 of 2, step 0 of 3" in messages[0]
-    assert history.epoch == [1]
-
-
 @pytest.mark.parametrize(
     "kwargs, error",
     [
@@ -261,6 +244,9 @@ def test_a_backup_of_another_run_is_refused(tmp_path, changed, error):
     "metadata, error",
     [
         ("null", "holds None, not a backup position"),
+        # A position by "batch" (no "step", no "steps_per_epoch") is not one.
+        ('{"epoch": 1, "batch": 0, "counter": 3, "weights": "w.weights.h5"}',
+         "not a backup position"),
         ('{"epoch": 0, "step": 5, "steps_per_epoch": 2, "weights": "w.weights.h5"}',
          "expected ints with epoch >= 0 and 0 <= step < steps_per_epoch"),
         ('{"epoch": "1", "step": 0, "steps_per_epoch": 2, "weights": "w.weights.h5"}',

@@ -27,3 +27,6 @@ from keras_preact.training.resume import TrainingBackup
 from keras_preact.training.resume import fit_resumable
 from keras_preact.training.resume import read_backup
 from keras_preact.training.resume import restore_backup
+from keras_preact.training.run import TrainingResult
+from keras_preact.training.run import TrainingRun
+from keras_preact.training.run import train_and_evaluate

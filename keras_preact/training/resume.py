@@ -48,12 +48,12 @@ class BackupState:
         epoch: int >= 0. The epoch in progress (0-based), i.e. the number of
             completed epochs.
         step: int in [0, steps_per_epoch). Steps of that epoch already done.
-        steps_per_epoch: int > 0. Steps per epoch of the run that saved it
-            (None, until restored, for a backup of the former AtomicBackupAndRestore).
+        steps_per_epoch: int > 0. Steps per epoch of the run that saved it.
         iterations: int or None. Optimizer iterations at the backup.
         weights_path: str. The `.weights.h5` file (model and optimizer).
         run: dict or None. What defines the run (its epochs and the
-            `run_config` given to `fit_resumable`); None for old backups.
+            `run_config` given to `fit_resumable`); None for a backup
+            written by `TrainingBackup` without `run`.
     """
 
     epoch: int
@@ -97,11 +97,6 @@ def read_backup(backup_dir):
         except ValueError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); it was not written "
                              "by TrainingBackup.") from e
-    if isinstance(meta, dict) and "step" not in meta and "batch" in meta:
-        # Written by the former AtomicBackupAndRestore: "batch" is the last
-        # 0-based batch done, 0 after an epoch-end save; no steps per epoch.
-        meta = dict(meta, step=meta["batch"] + 1 if meta["batch"] else 0,
-                    steps_per_epoch=None)
     if not isinstance(meta, dict) or not {"epoch", "step", "steps_per_epoch",
                                           "weights"} <= set(meta):
         raise ValueError(
@@ -110,7 +105,7 @@ def read_backup(backup_dir):
         )
     epoch, step, spe = meta["epoch"], meta["step"], meta["steps_per_epoch"]
     valid = (isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
-             and (spe is None or (isinstance(spe, int) and 0 <= step < spe)))
+             and isinstance(spe, int) and 0 <= step < spe)
     if not valid:
         raise ValueError(
             f"{path} gives epoch={epoch!r}, step={step!r}, steps_per_epoch={spe!r}; "
@@ -274,8 +269,6 @@ def restore_backup(model, backup_dir, steps_per_epoch=None):
     state = read_backup(backup_dir)
     if state is None:
         return None
-    if state.steps_per_epoch is None:  # legacy metadata
-        state = dataclasses.replace(state, steps_per_epoch=steps_per_epoch)
     if steps_per_epoch is not None and state.steps_per_epoch != steps_per_epoch:
         raise ValueError(
             f"The backup in {backup_dir} was made with steps_per_epoch="
@@ -365,7 +358,6 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
     ...     start_batch=step), epochs=164, steps_per_epoch=391,
     ...     backup_dir="runs/c100/backup")
     """
-    # Long by its docstring only (53 lines of code).
     epochs = check_int("epochs", epochs, low=1)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
     if "initial_epoch" in fit_kwargs:
