@@ -139,8 +139,9 @@ def machine_info():
     }
 
 
-def machine_lines(machine, command=None):
-    """Markdown lines naming the machine, the date and the command of a report."""
+def report_lines(report):
+    """Markdown lines naming the machine, the date and the command(s) of a report."""
+    machine = report["machine"]
     gpus = ", ".join(g["name"] if isinstance(g, dict) else g
                      for g in machine.get("gpus") or []) or "no GPU"
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
@@ -151,8 +152,13 @@ def machine_lines(machine, command=None):
         f"{machine.get('load_average', machine.get('load_average_at_start'))}",
         f"- Versions: {versions}",
     ]
-    if command:
-        lines.append(f"- Command: `{command}`")
+    commands = report.get("command") or []
+    commands = [commands] if isinstance(commands, str) else commands
+    if commands:
+        lines.append(f"- Command{'s' if len(commands) > 1 else ''}: "
+                     + " and ".join(f"`{c}`" for c in commands))
+    if report.get("measured_with"):
+        lines.append(f"- Measured with {report['measured_with']}")
     return lines
 
 

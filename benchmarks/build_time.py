@@ -89,7 +89,7 @@ def render(report):
     out = [
         f"### Build time of PreActResNet ({report['settings']['layout']} layout), seconds",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         "",
         _common.markdown_table(["depth", "residual units", "trainable parameters",
                                 *backends], table),

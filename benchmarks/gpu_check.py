@@ -805,7 +805,7 @@ def render_markdown(report):
     lines = [
         "# keras_preact GPU check",
         "",
-        *_common.machine_lines(report["machine"]),
+        *_common.report_lines({"machine": report["machine"]}),
         "- GPU details: " + ("; ".join(
             ", ".join(f"{k} {v}" for k, v in g.items())
             for g in report["machine"].get("gpus") or []) or "none"),

@@ -132,24 +132,30 @@ def build_configs(args):
 
 
 def render(report):
-    table, errors = [], []
+    batch = report["settings"]["batch"]
+    lines, errors = {}, []
     for row in report["rows"]:
         model = f"PreActResNet-{row['depth']}, {row['image_size']}x{row['image_size']}"
+        cells = lines.setdefault((model, row["backend"]), {})
         if row["status"] != "ok":
-            errors.append(f"- {row['backend']}, {model}, {row.get('runtime', '')}, "
-                          f"{row['status']}: {str(row.get('error'))[-300:]}")
+            errors.append(f"- {row['backend']}, {model}, {row.get('runtime', '')}: "
+                          f"{row['status']}, {str(row.get('error'))[-300:]}")
             continue
-        runtime = ("SavedModel" if row["runtime"] == "savedmodel" else
-                   f"Keras ({'XLA' if row['jit_compiled'] else 'no XLA'})")
-        table.append([model, row["backend"], runtime, str(row["batch"]),
-                      row["latency_ms"], row["images_per_s"]])
+        cells["xla"] = "yes" if row["jit_compiled"] else "no"
+        key = "latency_ms" if row["batch"] == 1 else "images_per_s"
+        cells[row["runtime"], key] = row[key]
+    table = [[model, backend, cells.get("xla", "-"),
+              *(cells.get((runtime, key)) for runtime in ("keras", "savedmodel")
+                for key in ("latency_ms", "images_per_s"))]
+             for (model, backend), cells in lines.items()]
     out = [
-        "### Inference: Keras predict_on_batch and the SavedModel",
+        "### Inference: Keras predict_on_batch and the exported SavedModel",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         "",
-        _common.markdown_table(["model", "backend", "runtime", "batch", "latency ms",
-                                "images/s"], table),
+        _common.markdown_table(["model", "backend", "XLA", "Keras, batch 1 ms",
+                                f"Keras, batch {batch} images/s", "SavedModel, batch 1 ms",
+                                f"SavedModel, batch {batch} images/s"], table),
     ]
     if errors:
         out += ["", "Not measured:", *errors]

@@ -106,7 +106,7 @@ def render(report):
     return "\n".join([
         "### Input pipelines (tf.data, no model), images/s",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         "",
         _common.markdown_table(["pipeline", "batch", "images/s", "images/s per core"],
                                table),

@@ -375,9 +375,8 @@ def index_batches(num_examples, batch_size, rng):
 
 def run_torch(config):
     """Trains and tests a PyTorch network (`_torch_model`) with torch.optim.SGD."""
-    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads
-    # made 2-thread steps ~2.5x slower than 1-thread ones (measured at load 5 on 2 cores).
-    # Read by libgomp when torch loads, so it must be set before the import.
+    # Idle OpenMP threads sleep instead of spinning, which slows torch on a CPU shared
+    # with other jobs. Read by libgomp when torch loads: set before the import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import torch.nn.functional as F
@@ -569,7 +568,7 @@ def render(report):
         "### Learning parity on CIFAR-100: test accuracy (mean ± std [min, max] over "
         "seeds)",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         f"- Keras backend: {report['keras_backend']}",
         "",
         _common.markdown_table(["", *(NAMES[f] for f in frameworks)], table),

@@ -113,7 +113,7 @@ def markdown(report):
     return "\n".join([
         "### Multi-worker training on one machine, images/s",
         "",
-        *_common.machine_lines(report["machine"], report.get("command")),
+        *_common.report_lines(report),
         "",
         _common.markdown_table(["backend", "workers", "images/s (median)", "rounds",
                                 "vs 1 worker"], table),

@@ -88,7 +88,7 @@ def render(report):
     out = [
         "### remat=True: speed and peak memory (without / with remat)",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         "",
         _common.markdown_table(["backend", "depth", "batch", "XLA", "images/s",
                                 "peak memory MiB", "memory measured as"], table),

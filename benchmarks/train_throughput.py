@@ -279,7 +279,7 @@ def render(report):
     out = [
         "### Training throughput, images/s (ratio to PyTorch on the same network)",
         "",
-        *_common.machine_lines(report["machine"], report["command"]),
+        *_common.report_lines(report),
         "",
         _common.markdown_table(["model", "batch", "GMACs/image",
                                 *(RUNTIME_NAMES[r] for r in runtimes)], table),
@@ -287,9 +287,9 @@ def render(report):
         f"{settings['precision']}; Keras `jit_compile={JIT_COMPILE[settings['jit_compile']]!r}`"
         + (" (XLA: " + ", ".join(f"{RUNTIME_NAMES[k]} {'yes' if v else 'no'}"
                                  for k, v in compiled.items()) + ")" if compiled else "")
-        + "; PyTorch eager, channels_last; median of "
-        f"{settings['rounds']} interleaved rounds of {settings['steps']} steps after "
-        f"{settings['warmup']} warm-up steps; synthetic data.",
+        + f"; PyTorch eager, channels_last; {settings['steps']} timed steps after "
+        f"{settings['warmup']} warm-up, median round of {settings['rounds']} "
+        "(interleaved); synthetic data.",
     ]
     if errors:
         out += ["", "Failed:", *errors]
