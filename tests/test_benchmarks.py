@@ -131,10 +131,11 @@ def test_inference_runs_keras_and_the_saved_model(tmp_path):
     _run("inference", "--backends", BACKEND, "--models", "cifar", "--cifar-depth", "8",
          "--quick", "--output", tmp_path / "r.json")
     rows = _report(tmp_path / "r.json")["rows"]
-    runs = [(r["runtime"], r.get("batch"), r["status"]) for r in rows]
+    runs = [(r["runtime"], r["batch"], r["status"]) for r in rows]
     if BACKEND == "torch":  # the export refuses the torch backend, with its reason
-        assert runs == [("savedmodel", None, "unsupported"), ("keras", 1, "ok"),
+        assert runs == [("savedmodel", 2, "unsupported"), ("keras", 1, "ok"),
                         ("keras", 2, "ok")]
+        assert "not supported on the 'torch' Keras backend" in rows[0]["error"]
     else:
         assert runs == [("keras", 1, "ok"), ("keras", 2, "ok"), ("savedmodel", 1, "ok"),
                         ("savedmodel", 2, "ok")]
