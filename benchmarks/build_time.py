@@ -1,13 +1,13 @@
-"""Model build time and trainable parameter count vs depth, for the current backend.
+"""How long does a deep PreActResNet take to build, on each Keras backend?
 
-Times `keras_preact.PreActResNet(depth, layout=...)` (functional graph construction and
-weight creation; no compile, no forward pass) after a warm-up build of the smallest
-depth (so one-time backend import/initialization is not charged to the first depth).
-Also counts trainable parameters (the paper: 0.27M for depth 20, 1.7M for 164, 10.2M
-for 1001 on CIFAR-10) and residual units.
+Times keras_preact.PreActResNet(depth) for each depth: the functional graph and its
+weights, no compile and no step. One process per backend, which first builds the
+smallest depth once (so the backend's start-up is not charged to it), then reports
+the fastest of --repeats builds per depth, with the trainable parameters and residual
+units (the paper: 0.27M parameters for depth 20, 1.7M for 164, 10.2M for 1001).
 
 Example:
-    KERAS_BACKEND=jax python benchmarks/build_time.py --depths 20,56,110,164,1001
+    python benchmarks/build_time.py --depths 20 164 1001
 """
 
 import os
@@ -16,86 +16,112 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import _common  # noqa: E402
 
 SCRIPT = os.path.abspath(__file__)
 
 
-def run_config(config):
+def build_parser():
+    parser = _common.new_parser(__doc__)
+    _common.add_backends_argument(parser)
+    parser.add_argument("--depths", nargs="+", type=_common.positive_int,
+                        default=[20, 56, 110, 164, 1001])
+    parser.add_argument("--layout", choices=("cifar", "imagenet"), default="cifar")
+    parser.add_argument("--classes", type=_common.positive_int, default=10)
+    parser.add_argument("--repeats", type=_common.positive_int, default=3,
+                        help="builds per depth; the fastest is reported")
+    parser.add_argument("--timeout", type=_common.positive_int, default=1800,
+                        help="seconds per backend")
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    return parser
+
+
+def build_rows(depths, layout, classes, repeats):
+    """Builds each depth `repeats` times on the current backend; one row per depth."""
     import keras
+    import numpy as np
 
     import keras_preact
 
-    def build():
+    def build(depth):
         keras.backend.clear_session()
-        t0 = time.perf_counter()
-        model = keras_preact.PreActResNet(
-            config["depth"], layout=config["layout"], classes=config["classes"]
-        )
-        return model, time.perf_counter() - t0
+        start = time.perf_counter()
+        model = keras_preact.PreActResNet(depth, layout=layout, classes=classes)
+        return model, time.perf_counter() - start
 
-    if config.get("warmup_depth"):
-        keras.backend.clear_session()
-        keras_preact.PreActResNet(
-            config["warmup_depth"], layout=config["layout"], classes=config["classes"]
-        )
-    times = []
-    for _ in range(config["repeats"]):
-        model, seconds = build()
-        times.append(seconds)
-    return dict(
-        config,
-        status="ok",
-        backend=keras.backend.backend(),
-        build_s=round(min(times), 3),
-        build_times_s=[round(t, 3) for t in times],
-        trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        total_params=int(model.count_params()),
-        residual_units=len(keras_preact.residual_units(model)),
-        layers=len(model.layers),
-    )
+    build(min(depths))
+    rows = []
+    for depth in depths:
+        times = []
+        for _ in range(repeats):
+            model, seconds = build(depth)
+            times.append(seconds)
+        rows.append(dict(
+            backend=keras.backend.backend(), layout=layout, classes=classes, depth=depth,
+            status="ok", build_s=round(min(times), 3),
+            build_times_s=[round(t, 3) for t in times],
+            trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+            residual_units=len(keras_preact.residual_units(model)),
+            layers=len(model.layers),
+        ))
+    return rows
 
 
-def parse_args(argv=None):
-    parser = _common.add_common_args(_common.new_parser(__doc__.split("\n")[0]))
-    parser.add_argument("--depths", default=None, help="default 20,56,110,164,1001 (quick: 20,56,110,164)")
-    parser.add_argument("--layout", default="cifar", choices=("cifar", "imagenet"))
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=None, help="builds per depth, min reported; default 3 (quick: 1)")
-    parser.set_defaults(isolate=False)
-    parser.add_argument("--isolate", dest="isolate", action="store_true", help="one process per depth")
-    args = parser.parse_args(argv)
-    if args.depths is None:
-        args.depths = "20,56,110,164" if args.quick else "20,56,110,164,1001"
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    try:
-        args.depth_list = [int(d) for d in args.depths.split(",")]
-    except ValueError:
-        parser.error(f"Invalid --depths={args.depths!r}. Expected comma-separated ints.")
-    return args
+def run_config(config):
+    return dict(config, status="ok", rows=build_rows(
+        config["depths"], config["layout"], config["classes"], config["repeats"]))
 
 
-def build_configs(args, backend):
-    return [
-        dict(
-            suite="build",
-            backend=backend,
-            layout=args.layout,
-            classes=args.classes,
-            depth=d,
-            repeats=args.repeats,
-            warmup_depth=min(args.depth_list) if i == 0 or args.isolate else None,
-        )
-        for i, d in enumerate(args.depth_list)
+def render(report):
+    backends = report["settings"]["backends"]
+    by_depth, errors = {}, []
+    for row in report["rows"]:
+        if row["status"] != "ok":
+            errors.append(f"- {row['backend']}: {str(row.get('error'))[-300:]}")
+            continue
+        by_depth.setdefault(row["depth"], {})[row["backend"]] = row
+    table = []
+    for depth, rows in sorted(by_depth.items()):
+        any_row = next(iter(rows.values()))
+        table.append([str(depth), str(any_row["residual_units"]),
+                      f"{any_row['trainable_params']:,}",
+                      *(rows[b]["build_s"] if b in rows else None for b in backends)])
+    out = [
+        f"### Build time of PreActResNet ({report['settings']['layout']} layout), seconds",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["depth", "residual units", "trainable parameters",
+                                *backends], table),
     ]
+    if errors:
+        out += ["", "Failed:", *errors]
+    return "\n".join(out) + "\n"
 
 
 def main(argv=None):
-    return _common.script_main("build", SCRIPT, parse_args, build_configs, run_config, argv)
+    if argv is None and "--worker" in sys.argv:
+        return _common.worker_main(run_config)
+    args = build_parser().parse_args(argv)
+    machine = _common.machine_info()
+    rows = []
+    for backend in args.backends:
+        _common.progress(f"{backend}: depths {args.depths}")
+        config = dict(backend=backend, depths=args.depths, layout=args.layout,
+                      classes=args.classes, repeats=args.repeats)
+        result = _common.run_worker(SCRIPT, config, args.timeout,
+                                    env={"KERAS_BACKEND": backend})
+        rows += result["rows"] if result["status"] == "ok" else [result]
+    report = {"question": __doc__.splitlines()[0],
+              "command": _common.command_line(SCRIPT, argv),
+              "machine": machine,
+              "settings": {k: v for k, v in vars(args).items() if k != "output"},
+              "rows": rows}
+    if args.output:
+        _common.write_report(args.output, report)
+    print(render(report))
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -66,6 +66,7 @@ import dataclasses
 import datetime
 import glob
 import importlib.util
+import io
 import json
 import math
 import os
@@ -215,9 +216,7 @@ def part_config(part, args):
             model="pytorch_preact",
             torch_impl="timm" if "timm" in name else "reference",
             implementation_label="timm resnetv2_50" if "timm" in name else "ours, torch",
-            channels_last=True,
-            precision="mixed",
-            torch_amp_dtype="bfloat16",
+            precision=MIXED_POLICY,
             jit=name.endswith("_compile"),
             cudnn_benchmark=True,
         )
@@ -388,7 +387,7 @@ def run_torch_train(config, worker):
         memory_kind=kind,
         peak_rss_mib=round(_common.peak_rss_mb(), 1),
     )
-    for key in ("peak_memory_mb", "rss_before_mb"):
+    for key in ("peak_memory_mib", "memory_kind"):
         row.pop(key, None)
     worker.say(f"{row['images_per_s']} images/s, first step {row['first_call_s']} s, "
                f"peak GPU memory {peak} MiB")
@@ -560,7 +559,7 @@ class Runner:
             "status": "running",
             "started_utc": _now().strftime("%Y-%m-%d %H:%M:%S UTC"),
             "settings": _settings(args),
-            "machine": dict(_common.machine_info(), gpu_details=_common.gpu_details()),
+            "machine": _common.machine_info(),
             "parts": {
                 name: {"status": "pending", "description": PARTS_BY_NAME[name].description}
                 for name in args.parts
@@ -801,19 +800,15 @@ def _runtimes(parts):
 
 
 def render_markdown(report):
-    from markdown_report import _fmt
-    from markdown_report import _table
-    from markdown_report import render_machine
-
     parts = report["parts"]
     s = report["settings"]
     lines = [
         "# keras_preact GPU check",
         "",
-        render_machine(report["machine"]).rstrip(),
+        *_common.report_lines({"machine": report["machine"]}),
         "- GPU details: " + ("; ".join(
             ", ".join(f"{k} {v}" for k, v in g.items())
-            for g in report["machine"].get("gpu_details") or []) or "none"),
+            for g in report["machine"].get("gpus") or []) or "none"),
         f"- Run: {report['started_utc']}, {report.get('elapsed_s')} s, "
         f"status {report['status']}; budget {s['budget_s']} s"
         + (" (CPU smoke: toy sizes)" if s["cpu_smoke"] else ""),
@@ -847,12 +842,12 @@ def render_markdown(report):
             row.get("peak_gpu_memory_mib"),
             row.get("gmacs_per_image"),
         ])
-    lines.append(_table(["part", "implementation", "model", "batch", "images/s",
+    lines.append(_common.markdown_table(["part", "implementation", "model", "batch", "images/s",
                          "ms/step", "first step s", "peak GPU MiB", "GMACs/img"], rows)
                  if rows else "No throughput part finished.")
     lines += ["", "## Keras / PyTorch", ""]
     ratios = report.get("ratios") or []
-    lines.append(_table(
+    lines.append(_common.markdown_table(
         ["Keras", "PyTorch", "Keras images/s", "PyTorch images/s", "Keras / PyTorch",
          "per GMAC"],
         [[r["keras"], r["torch"], r["keras_images_per_s"], r["torch_images_per_s"],
@@ -863,10 +858,10 @@ def render_markdown(report):
         if a.get("status") == b.get("status") == "ok":
             memory = "-"
             if _finite(a.get("peak_gpu_memory_mib")) and _finite(b.get("peak_gpu_memory_mib")):
-                memory = f"x{_fmt(b['peak_gpu_memory_mib'] / a['peak_gpu_memory_mib'])}"
+                memory = f"x{_common.fmt(b['peak_gpu_memory_mib'] / a['peak_gpu_memory_mib'])}"
             lines += ["", f"remat=True / remat=False, depth {a.get('depth')}, batch "
                       f"{a.get('batch')}, {a.get('backend')} backend: peak GPU memory "
-                      f"{memory}, images/s x{_fmt(b['images_per_s'] / a['images_per_s'])}."]
+                      f"{memory}, images/s x{_common.fmt(b['images_per_s'] / a['images_per_s'])}."]
     real = parts.get("real_cifar100_jax", {})
     lines += ["", "## Real CIFAR-100 run (keras_preact.data.CIFARBatches, no TensorFlow)", ""]
     if real.get("curve"):
@@ -876,12 +871,12 @@ def render_markdown(report):
             f"{real.get('batch')}, {real.get('epochs')} epochs planned, paper schedule "
             f"{real.get('schedule', {}).get('boundaries')} (drops at steps), "
             f"status {real.get('status')}. Input pipeline alone: "
-            f"{_fmt(real.get('pipeline_images_per_s_one_core'))} images/s on one core; "
-            f"training after epoch 1: {_fmt(real.get('train_images_per_s_after_epoch1'))} "
+            f"{_common.fmt(real.get('pipeline_images_per_s_one_core'))} images/s on one core; "
+            f"training after epoch 1: {_common.fmt(real.get('train_images_per_s_after_epoch1'))} "
             "images/s."
             + (f" {real['stopped_early']}." if real.get("stopped_early") else "")
         )
-        lines += ["", _table(
+        lines += ["", _common.markdown_table(
             ["epoch", "train loss", "train top-1", "test top-1", "test top-5", "lr", "s"],
             [[p["epoch"], _num(p.get("loss"), "{:.3f}"), _pct(p.get("top1")),
               _pct(p.get("val_top1")), _pct(p.get("val_top5")),
@@ -891,7 +886,7 @@ def render_markdown(report):
     else:
         lines.append(_summary(real) if real else "Not run.")
     lines += ["", "## Every part", ""]
-    lines.append(_table(["part", "status", "cap s", "wall s", "what"], [
+    lines.append(_common.markdown_table(["part", "status", "cap s", "wall s", "what"], [
         [name, _summary(row), row.get("cap_s"), row.get("process_wall_s"),
          row.get("description")] for name, row in parts.items()
     ]))
@@ -919,9 +914,9 @@ def prepare_data(source, data_dir, test_examples):
     shutil.copyfile(src_train, dst_train)
     with np.load(src_test, allow_pickle=False) as z:
         x, y = z["x"][:test_examples], z["y"][:test_examples]
-    with _common.atomic_path(os.path.join(data_dir, "test_small.npz")) as tmp:
-        with open(tmp, "wb") as f:  # a file object: savez would append ".npz"
-            np.savez_compressed(f, x=x, y=y)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=x, y=y)
+    _common.atomic_write(os.path.join(data_dir, "test_small.npz"), buffer.getvalue())
     sizes = {f: os.path.getsize(os.path.join(data_dir, f))
              for f in ("train_0.npz", "test_small.npz")}
     print(f"wrote {data_dir}: " + ", ".join(f"{f} {s / 2**20:.1f} MiB" for f, s in sizes.items()))
@@ -945,52 +940,44 @@ def _parse_cap(text):
     return name, seconds
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1; got {text!r}")
-    return value
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def build_parser():
+    parser = _common.new_parser(__doc__)
     parser.add_argument("--output", help="folder for gpu_check.json/.md/.log (required)")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="toy sizes: run every part's code on a CPU in about a minute")
     parser.add_argument("--parts", default=",".join(PARTS_BY_NAME),
                         help="comma list of parts to run, in this order")
-    parser.add_argument("--budget-s", type=_positive_int, default=430,
+    parser.add_argument("--budget-s", type=_common.positive_int, default=430,
                         help="wall-clock seconds for all parts together")
     parser.add_argument("--cap", action="append", type=_parse_cap, default=[],
                         metavar="NAME=SECONDS", help="time cap of one part (repeatable)")
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-100 folder with train_0.npz (train*.npz) and "
                         f"test_small.npz or test.npz (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--warmup", type=_positive_int, default=3)
-    parser.add_argument("--steps", type=_positive_int, default=20)
-    parser.add_argument("--cifar-batch", type=_positive_int, default=128)
-    parser.add_argument("--imagenet-batch", type=_positive_int, default=256)
-    parser.add_argument("--r1001-batch", type=_positive_int, default=128)
-    parser.add_argument("--r1001-steps", type=_positive_int, default=5)
-    parser.add_argument("--real-depth", type=_positive_int, default=20,
+    parser.add_argument("--warmup", type=_common.positive_int, default=3)
+    parser.add_argument("--steps", type=_common.positive_int, default=20)
+    parser.add_argument("--cifar-batch", type=_common.positive_int, default=128)
+    parser.add_argument("--imagenet-batch", type=_common.positive_int, default=256)
+    parser.add_argument("--r1001-batch", type=_common.positive_int, default=128)
+    parser.add_argument("--r1001-steps", type=_common.positive_int, default=5)
+    parser.add_argument("--real-depth", type=_common.positive_int, default=20,
                         help="CIFAR depth of the real run (6n+2 or 9n+2)")
-    parser.add_argument("--real-epochs", type=_positive_int, default=15)
-    parser.add_argument("--real-train-examples", type=_positive_int, default=12500)
-    parser.add_argument("--real-test-examples", type=_positive_int, default=None,
+    parser.add_argument("--real-epochs", type=_common.positive_int, default=15)
+    parser.add_argument("--real-train-examples", type=_common.positive_int, default=12500)
+    parser.add_argument("--real-test-examples", type=_common.positive_int, default=None,
                         help="default: all images of the test file")
-    parser.add_argument("--real-workers", type=_positive_int, default=1,
+    parser.add_argument("--real-workers", type=_common.positive_int, default=1,
                         help="PyDataset workers (threads) feeding the real run")
     parser.add_argument("--prepare-data", metavar="SOURCE",
                         help="instead of a check: write --data-dir/train_0.npz and "
                         "test_small.npz from SOURCE (e.g. ../shared/data/cifar100)")
-    parser.add_argument("--test-examples", type=_positive_int, default=5000,
+    parser.add_argument("--test-examples", type=_common.positive_int, default=5000,
                         help="test images in test_small.npz (--prepare-data)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

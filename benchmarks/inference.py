@@ -1,21 +1,17 @@
-"""Inference latency (batch 1) and throughput (large batch): Keras model vs SavedModel.
+"""How fast does a PreActResNet predict, in Keras and as an exported SavedModel?
 
-For the current Keras backend (`KERAS_BACKEND`), for PreActResNet164 (CIFAR 32x32) and
-PreActResNet50 (ImageNet 224x224), and with `--resnet50v2` for
-`keras.applications.ResNet50V2(weights=None)` at the ImageNet shape:
-- "keras": `model.predict_on_batch(x)` (compiled predict function; `--jit`), which
-  returns NumPy, so every call syncs.
-- "savedmodel": the model exported with `keras_preact.export.export_saved_model`
-  (signature `serving_default`, statistics (0, 1): the model's own input; falls back to
-  `model.export(path, format="tf_saved_model")` if that module is absent), reloaded with
-  `tf.saved_model.load` and called with a `tf.constant`, `.numpy()` on the output.
-  Needs TensorFlow; the exporter supports the TensorFlow and JAX backends (torch is
-  recorded as unsupported).
-Latency is the median over `--steps` calls after `--warmup` calls; throughput is
-`batch / median`. Random normal inputs, weights random (weights=None).
+For each Keras backend, for PreActResNet-164 (32x32) and PreActResNet-50 (224x224),
+both built with input_normalization (so they take 0-255 pixels, as served): latency
+at batch 1 and images/s at --batch of model.predict_on_batch (compiled with
+--jit-compile, default Keras' "auto"), and of the SavedModel that
+keras_preact.export.export_saved_model writes from the same model (signature
+serving_default, reloaded with tf.saved_model.load; needs TensorFlow; the export
+runs on the TensorFlow and JAX backends, and the torch backend's row records its
+refusal). Median over --steps calls after --warmup calls; random weights and pixels;
+each backend and model in its own process.
 
 Example:
-    KERAS_BACKEND=tensorflow python benchmarks/inference.py --quick --output inf.json
+    python benchmarks/inference.py --backends tensorflow jax --models cifar
 """
 
 import os
@@ -26,155 +22,167 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import _common  # noqa: E402
 
 SCRIPT = os.path.abspath(__file__)
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
-def _export(model, folder):
-    """Returns a callable `f(np_images) -> np_probabilities` on the reloaded SavedModel."""
-    import tensorflow as tf
-
-    try:
-        from keras_preact.export import export_saved_model
-    except ImportError:
-        export_saved_model = None
-    if export_saved_model is not None:
-        path = export_saved_model(
-            model,
-            folder,
-            "bench",
-            version=1,
-            normalization=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs served as they come
-            include_encoded_image_signature=False,
-        )
-        loaded = tf.saved_model.load(path)
-        fn = loaded.signatures["serving_default"]
-        return lambda x: fn(images=tf.constant(x))["probabilities"].numpy(), "export_saved_model"
-    path = os.path.join(folder, "bench")
-    model.export(path, format="tf_saved_model")
-    loaded = tf.saved_model.load(path)
-    return lambda x: np.asarray(loaded.serve(tf.constant(x))), "model.export"
-
-
-def run_config(config):
-    import keras
-
-    from train_throughput import build_keras_model
-
-    keras.utils.set_random_seed(0)
-    s = config["image_size"]
-    t0 = time.perf_counter()
-    model = build_keras_model(dict(config, model=config.get("model", "keras_preact")))
-    build_s = time.perf_counter() - t0
-    model.compile(jit_compile=config["jit"])
-    rng = np.random.default_rng(0)
-    inputs = {
-        b: rng.standard_normal((b, s, s, 3), dtype=np.float32)
-        for b in (1, config["throughput_batch"])
-    }
-    base = dict(config, backend=keras.backend.backend(), build_s=round(build_s, 2))
-    results = []
-    runtimes = [("keras", lambda x: model.predict_on_batch(x), None)]
-    folder = None
-    if config["savedmodel"]:
-        folder = tempfile.mkdtemp(prefix="kp_bench_sm_")
-        try:
-            t0 = time.perf_counter()
-            fn, how = _export(model, folder)
-            export_s = round(time.perf_counter() - t0, 2)
-            runtimes.append(("savedmodel", fn, {"export_s": export_s, "exported_with": how}))
-        except Exception as e:  # noqa: BLE001 - recorded in the report
-            results.append(
-                dict(
-                    base,
-                    runtime="savedmodel",
-                    status="error",
-                    error=f"{type(e).__name__}: {str(e)[:300]}",
-                )
-            )
-    try:
-        for runtime, fn, extra in runtimes:
-            for b, x in inputs.items():
-                timing = _common.time_calls(
-                    lambda: fn(x), config["warmup"], config["steps"]
-                )
-                results.append(
-                    dict(
-                        base,
-                        **(extra or {}),
-                        runtime=runtime,
-                        batch=b,
-                        status="ok",
-                        latency_ms=round(timing["median_step_s"] * 1000, 2),
-                        images_per_s=round(b / timing["median_step_s"], 2),
-                        first_call_s=timing["first_call_s"],
-                        step_times_s=timing["step_times_s"],
-                    )
-                )
-    finally:
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
-    return results
-
-
-def build_configs(args, backend):
-    shapes = {
-        "cifar": dict(layout="cifar", depth=args.cifar_depth, image_size=32, classes=10),
-        "imagenet": dict(
-            layout="imagenet",
-            depth=args.imagenet_depth,
-            image_size=args.imagenet_size,
-            classes=1000,
-        ),
-    }
-    models = ["keras_preact"] + (["keras_resnet50v2"] if args.resnet50v2 else [])
-    return [
-        dict(
-            suite="inference",
-            backend=backend,
-            model=model,
-            **shapes[name],
-            throughput_batch=args.batch,
-            jit=args.jit == "on",
-            savedmodel=args.savedmodel,
-            warmup=args.warmup,
-            steps=args.steps,
-        )
-        for name in args.models.split(",")
-        for model in models
-        if model == "keras_preact" or (name == "imagenet" and args.imagenet_depth == 50)
-    ]
+def build_parser():
+    positive = _common.positive_int
+    parser = _common.new_parser(__doc__)
+    _common.add_backends_argument(parser)
+    parser.add_argument("--models", nargs="+", choices=("cifar", "imagenet"),
+                        default=["cifar", "imagenet"])
+    parser.add_argument("--cifar-depth", type=positive, default=164)
+    parser.add_argument("--imagenet-depth", type=positive, default=50)
+    parser.add_argument("--imagenet-size", type=positive, default=224)
+    parser.add_argument("--batch", type=positive, default=64,
+                        help="the batch of the throughput figure")
+    parser.add_argument("--jit-compile", choices=tuple(JIT_COMPILE), default="auto")
+    parser.add_argument("--no-savedmodel", dest="savedmodel", action="store_false")
+    parser.add_argument("--warmup", type=positive, default=3)
+    parser.add_argument("--steps", type=positive, default=20)
+    parser.add_argument("--quick", action="store_true",
+                        help="check that the command runs: batch 2, one warm-up and one "
+                        "timed call (measures nothing)")
+    parser.add_argument("--timeout", type=positive, default=1800,
+                        help="seconds per backend and model")
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    return parser
 
 
 def parse_args(argv=None):
-    parser = _common.add_common_args(_common.new_parser(__doc__.split("\n")[0]))
-    parser.add_argument("--models", default="cifar,imagenet")
-    parser.add_argument("--cifar-depth", type=int, default=164)
-    parser.add_argument("--imagenet-depth", type=int, default=50)
-    parser.add_argument("--imagenet-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=None, help="throughput batch; default 64 (quick: 16)")
-    parser.add_argument("--jit", default="on", choices=("off", "on"))
-    parser.add_argument("--no-savedmodel", dest="savedmodel", action="store_false")
-    parser.add_argument("--resnet50v2", action="store_true",
-                        help="also keras.applications.ResNet50V2 at the ImageNet shape")
-    parser.add_argument("--warmup", type=int, default=None, help="default 3 (quick: 1)")
-    parser.add_argument("--steps", type=int, default=None, help="default 20 (quick: 5)")
-    args = parser.parse_args(argv)
-    for key, full, quick in (("batch", 64, 16), ("warmup", 3, 1), ("steps", 20, 5)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-    for name in args.models.split(","):
-        if name not in ("cifar", "imagenet"):
-            parser.error(f"Unknown model {name!r} in --models. Expected ['cifar', 'imagenet'].")
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.batch, args.warmup, args.steps = 2, 1, 1
     return args
 
 
+def _saved_model_predict(model, folder):
+    """Exports `model` and returns `predict(pixels) -> probabilities` on the reload."""
+    import tensorflow as tf
+
+    from keras_preact.export import export_saved_model
+
+    path = export_saved_model(model, folder, "bench", version=1,
+                              include_encoded_image_signature=False)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda x: serve(images=tf.constant(x))["probabilities"].numpy()
+
+
+def run_config(config):
+    """One model on the current backend: a row per runtime and batch."""
+    import keras
+    import numpy as np
+
+    import keras_preact
+    from keras_preact.export import UnsupportedBackendError
+
+    keras.utils.set_random_seed(0)
+    size = config["image_size"]
+    model = keras_preact.PreActResNet(
+        config["depth"], layout=config["layout"], classes=config["classes"],
+        input_shape=(size, size, 3), input_normalization=config["statistics"])
+    model.compile(jit_compile=config["jit_compile"])
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.uniform(0, 255, (b, size, size, 3)).astype("float32")
+              for b in (1, config["batch"])}
+    runtimes = {"keras": model.predict_on_batch}
+    rows = []
+    folder = tempfile.mkdtemp(prefix="inference_bench_")
+    try:
+        if config["savedmodel"]:
+            start = time.perf_counter()
+            try:
+                runtimes["savedmodel"] = _saved_model_predict(model, folder)
+            except UnsupportedBackendError as e:
+                rows.append(dict(runtime="savedmodel", status="unsupported",
+                                 error=str(e).splitlines()[0]))
+            export_s = round(time.perf_counter() - start, 2)
+        for runtime, predict in runtimes.items():
+            for batch, x in inputs.items():
+                timing = _common.time_calls(lambda: predict(x), config["warmup"],
+                                            config["steps"])
+                rows.append(dict(
+                    runtime=runtime, batch=batch, status="ok",
+                    latency_ms=round(timing["median_step_s"] * 1000, 2),
+                    images_per_s=round(batch / timing["median_step_s"], 2),
+                    first_call_s=timing["first_call_s"],
+                    **({"export_s": export_s} if runtime == "savedmodel" else {})))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return dict(config, status="ok", jit_compiled=bool(model.jit_compile),
+                rows=[dict(config, jit_compiled=bool(model.jit_compile), **row)
+                      for row in rows])
+
+
+def build_configs(args):
+    shapes = {
+        "cifar": dict(layout="cifar", depth=args.cifar_depth, image_size=32, classes=10,
+                      statistics="cifar10"),
+        "imagenet": dict(layout="imagenet", depth=args.imagenet_depth,
+                         image_size=args.imagenet_size, classes=1000,
+                         statistics="imagenet"),
+    }
+    return [dict(shapes[name], backend=backend, batch=args.batch,
+                 jit_compile=JIT_COMPILE[args.jit_compile], savedmodel=args.savedmodel,
+                 warmup=args.warmup, steps=args.steps)
+            for backend in args.backends for name in args.models]
+
+
+def render(report):
+    batch = report["settings"]["batch"]
+    lines, errors = {}, []
+    for row in report["rows"]:
+        model = f"PreActResNet-{row['depth']}, {row['image_size']}x{row['image_size']}"
+        cells = lines.setdefault((model, row["backend"]), {})
+        if row["status"] != "ok":
+            errors.append(f"- {row['backend']}, {model}, {row.get('runtime', '')}: "
+                          f"{row['status']}, {str(row.get('error'))[-300:]}")
+            continue
+        cells["xla"] = "yes" if row["jit_compiled"] else "no"
+        key = "latency_ms" if row["batch"] == 1 else "images_per_s"
+        cells[row["runtime"], key] = row[key]
+    table = [[model, backend, cells.get("xla", "-"),
+              *(cells.get((runtime, key)) for runtime in ("keras", "savedmodel")
+                for key in ("latency_ms", "images_per_s"))]
+             for (model, backend), cells in lines.items()]
+    out = [
+        "### Inference: Keras predict_on_batch and the exported SavedModel",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["model", "backend", "XLA", "Keras, batch 1 ms",
+                                f"Keras, batch {batch} images/s", "SavedModel, batch 1 ms",
+                                f"SavedModel, batch {batch} images/s"], table),
+    ]
+    if errors:
+        out += ["", "Not measured:", *errors]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None):
-    return _common.script_main("inference", SCRIPT, parse_args, build_configs, run_config, argv)
+    if argv is None and "--worker" in sys.argv:
+        return _common.worker_main(run_config)
+    args = parse_args(argv)
+    machine = _common.machine_info()
+    rows = []
+    for config in build_configs(args):
+        _common.progress(f"{config['backend']}: PreActResNet-{config['depth']}")
+        result = _common.run_worker(SCRIPT, config, args.timeout,
+                                    env={"KERAS_BACKEND": config["backend"]})
+        rows += result["rows"] if result["status"] == "ok" else [result]
+    report = {"question": __doc__.splitlines()[0],
+              "command": _common.command_line(SCRIPT, argv),
+              "machine": machine,
+              "settings": {k: v for k, v in vars(args).items() if k != "output"},
+              "rows": rows}
+    if args.output:
+        _common.write_report(args.output, report)
+    print(render(report))
+    return 0 if all(r["status"] in ("ok", "unsupported") for r in rows) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,141 +1,135 @@
-"""Input-pipeline throughput: CIFAR training pipeline and ImageNet JPEG
-decode + random-sized crop, in images per second (total and per CPU core).
+"""Is the input pipeline fast enough to feed training?
 
-Usage:
-    python benchmarks/input_pipeline.py [--data-dir ../shared/data]
-        [--batches 100] [--output results.json]
+Times the tf.data pipelines of keras_preact.data on their own, no model: the CIFAR
+training pipeline (the paper's pad-4, crop and flip, vectorized per batch and per
+image) and its evaluation pipeline on the real CIFAR-100 training shard
+(cifar100/train_0.npz), and the ImageNet training (Inception-style random-sized crop,
+or scale augmentation) and evaluation pipelines decoding the JPEGs of
+imagenet_sample/ (listed as one class folder and repeated: real decoding). Prints
+images/s and images/s per CPU core, to compare with what training consumes
+(train_throughput.py).
 
-Prints one JSON line. CIFAR uses the real CIFAR-100 training shards
-(`cifar100/train_0.npz`); ImageNet uses the JPEGs in `imagenet_sample/`
-repeated (listed as one class folder, so real decode costs, no disk cache
-effects beyond the page cache).
+Example:
+    python benchmarks/input_pipeline.py --data-dir ../shared/data
 """
 
-import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import _common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def _cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+SCRIPT = os.path.abspath(__file__)
 
 
-def _rate(ds, batches, warmup):
-    it = iter(ds)
+def build_parser():
+    positive = _common.positive_int
+    parser = _common.new_parser(__doc__)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(_common.REPO_ROOT).parent / "shared" / "data",
+                        help="folder with cifar100/train_0.npz and imagenet_sample/*.JPEG")
+    parser.add_argument("--batches", type=positive, default=100,
+                        help="CIFAR batches timed")
+    parser.add_argument("--imagenet-batches", type=positive, default=20)
+    parser.add_argument("--warmup", type=positive, default=5, help="batches not timed")
+    parser.add_argument("--cifar-batch-size", type=positive, default=128)
+    parser.add_argument("--imagenet-batch-size", type=positive, default=32)
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    return parser
+
+
+def _rate(dataset, batches, warmup):
+    iterator = iter(dataset)
     for _ in range(warmup):
-        next(it)
-    n = 0
+        next(iterator)
+    images = 0
     start = time.perf_counter()
     for _ in range(batches):
-        x, _ = next(it)
-        n += int(x.shape[0])
-    return n / (time.perf_counter() - start)
+        x, _ = next(iterator)
+        images += int(x.shape[0])
+    return images / (time.perf_counter() - start)
 
 
-def bench_cifar(data_dir, batches, warmup, batch_size):
+def cifar_rows(data_dir, batches, warmup, batch_size):
+    import numpy as np
+
     from keras_preact.data import cifar_dataset
 
-    with np.load(data_dir / "cifar100" / "train_0.npz") as z:
-        x, y = z["x"], z["y"]
-    out = {}
-    for name, kwargs in [
-        ("cifar_train_paper_vectorized", dict(vectorized=True)),
-        ("cifar_train_paper_per_image", dict(vectorized=False)),
-        ("cifar_eval", dict(training=False)),
-    ]:
-        args = dict(training=True, batch_size=batch_size, seed=0, repeat=True)
-        args.update(kwargs)
-        out[name] = _rate(cifar_dataset(x, y, **args), batches, warmup)
-    return out
+    with np.load(data_dir / "cifar100" / "train_0.npz") as data:
+        x, y = data["x"], data["y"]
+    rows = []
+    for name, kwargs in (("CIFAR training, vectorized per batch", dict(vectorized=True)),
+                         ("CIFAR training, per image", dict(vectorized=False)),
+                         ("CIFAR evaluation", dict(training=False))):
+        dataset = cifar_dataset(x, y, **dict(dict(training=True, batch_size=batch_size,
+                                                  seed=0, repeat=True), **kwargs))
+        rows.append({"pipeline": name, "batch": batch_size,
+                     "images_per_s": round(_rate(dataset, batches, warmup), 1)})
+    return rows
 
 
-def bench_imagenet(data_dir, batches, warmup, batch_size):
+def imagenet_rows(data_dir, batches, warmup, batch_size):
     from keras_preact.data import imagenet_dataset
 
-    src = data_dir / "imagenet_sample"
-    files = sorted(src.glob("*.JPEG"))
+    files = sorted((data_dir / "imagenet_sample").glob("*.JPEG"))
     if not files:
-        raise SystemExit(f"no JPEGs in {src}")
-    out = {}
+        raise ValueError(f"No JPEG in {data_dir / 'imagenet_sample'}.")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cls = Path(tmp) / "sample"
-        cls.mkdir()
+        folder = Path(tmp) / "sample"
+        folder.mkdir()
         for f in files:
-            try:
-                os.symlink(f, cls / f.name)
-            except OSError:
-                shutil.copy(f, cls)
-        for name, kwargs in [
-            ("imagenet_train_inception", dict(training=True, augment="inception")),
-            ("imagenet_train_scale", dict(training=True, augment="scale")),
-            ("imagenet_eval", dict(training=False)),
-        ]:
-            ds = imagenet_dataset(
-                "folder", tmp, None, batch_size=batch_size, repeat=True, seed=0,
-                shuffle_buffer=len(files), **kwargs,
-            )
-            out[name] = _rate(ds, batches, warmup)
-    return out, len(files)
+            shutil.copy(f, folder)
+        for name, kwargs in (
+            ("ImageNet training, random-sized crop", dict(training=True, augment="inception")),
+            ("ImageNet training, scale augmentation", dict(training=True, augment="scale")),
+            ("ImageNet evaluation", dict(training=False)),
+        ):
+            dataset = imagenet_dataset("folder", tmp, None, batch_size=batch_size,
+                                       repeat=True, seed=0, shuffle_buffer=len(files),
+                                       **kwargs)
+            rows.append({"pipeline": name, "batch": batch_size, "jpeg_files": len(files),
+                         "images_per_s": round(_rate(dataset, batches, warmup), 1)})
+    return rows
+
+
+def render(report):
+    cores = report["machine"]["cpu_cores"]
+    table = [[r["pipeline"], str(r["batch"]), r["images_per_s"], r["images_per_s"] / cores]
+             for r in report["rows"]]
+    return "\n".join([
+        "### Input pipelines (tf.data, no model), images/s",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["pipeline", "batch", "images/s", "images/s per core"],
+                               table),
+    ]) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--batches", type=int, default=100, help="CIFAR batches timed")
-    parser.add_argument("--imagenet-batches", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--cifar-batch-size", type=int, default=128)
-    parser.add_argument("--imagenet-batch-size", type=int, default=32)
-    parser.add_argument("--output", type=Path, default=None, help="also write JSON here")
-    args = parser.parse_args(argv)
-
-    import tensorflow as tf
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    result = {
-        "benchmark": "input_pipeline",
-        "cpu_model": _cpu_model(),
-        "cpu_cores": cores,
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "tensorflow": tf.__version__,
-        "cifar_batch_size": args.cifar_batch_size,
-        "imagenet_batch_size": args.imagenet_batch_size,
-        "images_per_s": {},
-    }
-    rates = bench_cifar(args.data_dir, args.batches, args.warmup, args.cifar_batch_size)
-    in_rates, n_files = bench_imagenet(
-        args.data_dir, args.imagenet_batches, args.warmup, args.imagenet_batch_size
-    )
-    rates.update(in_rates)
-    result["imagenet_files"] = n_files
-    result["images_per_s"] = {k: round(v, 1) for k, v in rates.items()}
-    result["images_per_s_per_core"] = {k: round(v / cores, 1) for k, v in rates.items()}
-    line = json.dumps(result)
-    print(line)
+    args = build_parser().parse_args(argv)
+    machine = _common.machine_info()
+    rows = cifar_rows(args.data_dir, args.batches, args.warmup, args.cifar_batch_size)
+    rows += imagenet_rows(args.data_dir, args.imagenet_batches, args.warmup,
+                          args.imagenet_batch_size)
+    report = {"question": __doc__.splitlines()[0],
+              "command": _common.command_line(SCRIPT, argv),
+              "machine": machine,
+              "settings": {k: str(v) if isinstance(v, Path) else v
+                           for k, v in vars(args).items() if k != "output"},
+              "rows": rows}
     if args.output:
-        from keras_preact.io import atomic_write
-
-        atomic_write(args.output, line + "\n")
+        _common.write_report(args.output, report)
+    print(render(report))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,43 +1,34 @@
-"""Learning parity on real CIFAR-100: keras_preact against an independent PyTorch net.
+"""Does keras_preact learn like PyTorch? CIFAR-100 accuracy against an independent run.
 
-Trains keras_preact's `PreActResNet20(classes=100)` through the library's own training
-path (`keras_preact.data.load_cifar` + `cifar_dataset`: full shuffle, normalization,
-4-pixel zero pad, random 32x32 crop, random horizontal flip; `compile_for_paper` with its
-default optimizer; `PaperCIFARSchedule.for_run`: lr 0.1 at batch 128, x0.1 at 50% and
-75% of the steps) and, in the same run, osmr's pytorchcv `preresnet20_cifar100` with
-`torch.optim.SGD(momentum=0.9, dampening=0, weight_decay=1e-4)` (fp32, channels_last,
-`torch.set_num_threads(os.cpu_count())`) on the same images, the same schedule (same
-steps, same drops) and the same augmentation written again in numpy (normalize, zero
-pad 4, random crop, random flip, reshuffled every pass). Runs are
-sequential (one training at a time, each in its own process), interleaved by seed.
+Trains keras_preact's PreActResNet20(classes=100) through the library's own training
+path (keras_preact.data.load_cifar + cifar_dataset: full shuffle, normalization,
+4-pixel zero pad, random 32x32 crop, random horizontal flip; compile_for_paper with
+its default optimizer; PaperCIFARSchedule.for_run: lr 0.1 at batch 128, x0.1 at 50%
+and 75% of the steps) and, on the same images, the same schedule (same steps, same
+drops) and the same augmentation written again in numpy:
+- "torch": osmr's pytorchcv preresnet20_cifar100 (an independent implementation),
+  torch.optim.SGD(momentum=0.9, dampening=0, weight_decay=1e-4), fp32,
+  channels_last;
+- "mirror": keras_preact's own network in PyTorch (benchmarks/torch_reference.py)
+  with the same optimizer, which tells a network difference from a training-path one.
+Each run is one process, one at a time, interleaved by seed. Reports top-1 and top-5
+test accuracy (%) per seed and as mean / std / min / max over seeds, each run's
+training time and images/s, and the gap: keras_preact's mean top-1 minus the
+pytorchcv run's. The JSON report is rewritten after every run.
 
-It reports, per seed and as mean / std / min / max over seeds, top-1 and top-5 accuracy
-(%) on the test set (first `--test-examples` of the 10,000), plus each run's training
-wall time and images/s, the machine (CPU, cores, RAM, GPU, library versions, date) and
-the Keras backend (`KERAS_BACKEND`; TensorFlow is the fastest on CPU). It prints the gap
-`keras_preact mean top-1 - reference mean top-1` in points and whether the target
-(gap >= -1.0) is met. JSON and Markdown are rewritten (atomically) after every run.
-
-Usage:
-    # CPU budget: one shard (12,500 images), 15 epochs, 2 seeds per framework
-    KERAS_BACKEND=tensorflow python benchmarks/learning_parity.py \\
-        --epochs 15 --train-examples 12500 --seeds 0 1 --output parity_cpu
-    # the whole training set
-    KERAS_BACKEND=tensorflow python benchmarks/learning_parity.py \\
-        --epochs 15 --seeds 0 1 --output parity_cpu_50k
+Examples:
+    # CPU budget: one shard (12,500 images), 15 epochs, seeds 0 to 3
+    KERAS_BACKEND=tensorflow python benchmarks/learning_parity.py --epochs 15 \
+        --train-examples 12500 --seeds 0 1 2 3 --frameworks keras torch mirror
     # the paper's CIFAR recipe for PreActResNet-164 (GPU): batch 128, 64k iterations,
     # lr 0.1, x0.1 at 32k and 48k, 0.01 for the first 400 iterations
-    python benchmarks/learning_parity.py --full --seeds 0 1 --output parity_gpu
-    # seconds, for the tests
-    python benchmarks/learning_parity.py --smoke --output /tmp/parity_smoke
-
-Writes `<output>.json` and `<output>.md`; exits 1 when a run failed.
+    python benchmarks/learning_parity.py --full --seeds 0 1
+    # seconds: checks that the command runs
+    python benchmarks/learning_parity.py --smoke
 """
 
-import argparse
 import importlib.metadata
 import json
-import math
 import os
 import statistics
 import sys
@@ -55,9 +46,10 @@ SCRIPT = os.path.abspath(__file__)
 DEFAULT_DATA_DIR = os.path.join(
     os.path.dirname(_common.REPO_ROOT), "shared", "data", "cifar100"
 )
-FRAMEWORKS = ("keras", "torch")
+FRAMEWORKS = ("keras", "torch", "mirror")
+NAMES = {"keras": "keras_preact", "torch": "pytorchcv (PyTorch)",
+         "mirror": "keras_preact's network in PyTorch"}
 NUM_CLASSES = 100
-TARGET_GAP_POINTS = -1.0  # keras_preact mean top-1 minus reference mean top-1
 EVAL_BATCH_SIZE = 500
 PAD = 4
 DEFAULT_EPOCHS = 15
@@ -74,11 +66,8 @@ MODELS = {
 # --------------------------------------------------------------------------- arguments
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def build_parser():
+    parser = _common.new_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"passes over the training prefix (default {DEFAULT_EPOCHS})")
     parser.add_argument("--train-examples", type=int, default=None,
@@ -90,25 +79,27 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="one run per framework and seed (default 0 1; --smoke: 0)")
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS,
-                        default=list(FRAMEWORKS))
-    parser.add_argument("--torch-model", choices=("pytorchcv", "mirror"), default="pytorchcv",
-                        help="torch network: osmr's pytorchcv (independent; default) or "
-                             "'mirror', keras_preact's own network in PyTorch "
-                             "(benchmarks/torch_reference.py), to separate a network "
-                             "difference from a training-path difference")
-    parser.add_argument("--output", default="learning_parity",
-                        help="path stem: writes STEM.json and STEM.md")
+                        default=["keras", "torch"],
+                        help="keras: keras_preact; torch: pytorchcv; mirror: "
+                             "keras_preact's network in PyTorch")
+    parser.add_argument("--output", help="write the report as JSON to this path")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help="folder of train_*.npz / test.npz (keras_preact.data)")
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="compile_for_paper's jit_compile (auto: the library default)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true",
-                      help=f"tiny run for the tests: {SMOKE}")
+                      help=f"tiny run that checks the command: {SMOKE}")
     mode.add_argument("--full", action="store_true",
                       help="the paper's PreActResNet-164 schedule (64k iterations, GPU)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     return args
 
 
@@ -274,7 +265,6 @@ def run_keras(config):
     with np.load(config["data_path"]) as data:
         x_train, y_train = data["x_train"], data["y_train"]
         x_test, y_test = data["x_test"], data["y_test"]
-    rss_before = _common.current_rss_mb()
     keras.utils.set_random_seed(config["seed"])
     model = getattr(keras_preact, f"PreActResNet{plan['depth']}")(classes=NUM_CLASSES)
     schedule_args = {k: v for k, v in plan["schedule"].items() if k != "class"}
@@ -321,7 +311,7 @@ def run_keras(config):
         jit_compile=bool(getattr(model, "jit_compile", False)),
         history={"loss": _rounded(history.history["loss"]),
                  "train_top1": _rounded(history.history["top1"])},
-        **_common.memory_report(keras.backend.backend(), rss_before),
+        **_common.peak_memory(keras.backend.backend()),
     )
 
 
@@ -341,12 +331,11 @@ def _version(package):
         return "(version unknown)"
 
 
-def _torch_model(depth, source="pytorchcv"):
-    """The torch network: osmr's pytorchcv (independent), or "mirror": our
-    `benchmarks/torch_reference.py`, keras_preact's exact architecture and
-    initialization in PyTorch, to tell a training-path gap from a network
-    gap."""
-    if source == "mirror":
+def _torch_model(depth, framework="torch"):
+    """The PyTorch network: osmr's pytorchcv (independent) for "torch", or for
+    "mirror" `benchmarks/torch_reference.py`, keras_preact's architecture and
+    initialization in PyTorch."""
+    if framework == "mirror":
         import torch_reference
 
         return torch_reference.PreActResNet(depth, "cifar", NUM_CLASSES)
@@ -385,10 +374,9 @@ def index_batches(num_examples, batch_size, rng):
 
 
 def run_torch(config):
-    """Trains and tests the independent PyTorch reference (pytorchcv, torch.optim.SGD)."""
-    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads
-    # made 2-thread steps ~2.5x slower than 1-thread ones (measured at load 5 on 2 cores).
-    # Read by libgomp when torch loads, so it must be set before the import.
+    """Trains and tests a PyTorch network (`_torch_model`) with torch.optim.SGD."""
+    # Idle OpenMP threads sleep instead of spinning, which slows torch on a CPU shared
+    # with other jobs. Read by libgomp when torch loads: set before the import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import torch.nn.functional as F
@@ -397,7 +385,6 @@ def run_torch(config):
     with np.load(config["data_path"]) as data:
         x_train, y_train = data["x_train"], data["y_train"]
         x_test, y_test = data["x_test"], data["y_test"]
-    rss_before = _common.current_rss_mb()
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
@@ -412,7 +399,7 @@ def run_torch(config):
     x_train = normalize(x_train)
     labels = torch.as_tensor(y_train, dtype=torch.int64)
     # channels_last: the same arithmetic, faster convolutions on CPU (oneDNN) and GPU.
-    model = _torch_model(plan["depth"], config["torch_model"]).to(
+    model = _torch_model(plan["depth"], config["framework"]).to(
         device, memory_format=torch.channels_last
     )
     optimizer = torch.optim.SGD(
@@ -467,7 +454,7 @@ def run_torch(config):
         **score_test_set(probabilities, y_test),
         implementation=(
             f"pytorchcv {_version('pytorchcv')} {plan['models']['torch']}"
-            if config["torch_model"] == "pytorchcv"
+            if config["framework"] == "torch"
             else "benchmarks/torch_reference.py (keras_preact's network, mirrored)"
         ) + f", torch {torch.__version__} on {device}, channels_last",
         trainable_params=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
@@ -476,7 +463,7 @@ def run_torch(config):
         torch_threads=torch.get_num_threads(),
         omp_wait_policy=os.environ["OMP_WAIT_POLICY"],
         history=history,
-        **_common.memory_report("torch", rss_before),
+        **_common.peak_memory("torch"),
     )
 
 
@@ -502,7 +489,7 @@ def _rounded(values):
 
 def run_config(config):
     """Worker entry: one training run of one framework and seed."""
-    run = {"keras": run_keras, "torch": run_torch}[config["framework"]]
+    run = run_keras if config["framework"] == "keras" else run_torch
     row = run(config)
     if row["iterations"] != config["plan"]["total_steps"]:
         raise RuntimeError(
@@ -533,43 +520,31 @@ def summarize(rows, framework):
     return out
 
 
-def machine_info():
-    """`_common.machine_info()` plus the versions of pytorchcv and numpy."""
-    machine = _common.machine_info()
-    for package in ("pytorchcv", "numpy"):
-        machine["versions"][package] = _version(package)
-    return machine
-
-
-def make_report(args, plan, rows, mean, std, machine):
+def make_report(args, plan, rows, mean, std, machine, backend):
     summary = {f: summarize(rows, f) for f in args.frameworks}
     gap = None
     if summary.get("keras") and summary.get("torch"):
         gap = round(summary["keras"]["top1"]["mean"] - summary["torch"]["top1"]["mean"], 3)
     return {
-        "benchmark": "learning_parity",
+        "question": __doc__.splitlines()[0],
+        "command": _common.command_line(SCRIPT, args.argv),
         "machine": machine,
-        "keras_backend": _common.current_backend(),
+        "keras_backend": backend,
         "settings": {
             "mode": "smoke" if args.smoke else "full" if args.full else "budget",
             "frameworks": args.frameworks,
             "seeds": args.seeds,
             "epochs": args.epochs,
             "test_examples": args.test_examples,
-            "data_dir": os.path.abspath(args.data_dir),
             "jit_compile": args.jit_compile,
-            "torch_model": args.torch_model,
             "normalization": {"mean": mean, "std": std, "scale": "0-255"},
             "augmentation": f"normalize, zero pad {PAD}, random 32x32 crop, random "
                             "horizontal flip, reshuffled every pass",
             **plan,
         },
-        "runs": rows,
         "summary": summary,
         "gap_top1_points": gap,
-        "target_gap_points": TARGET_GAP_POINTS,
-        # A smoke run is too short for the target to mean anything.
-        "target_met": None if gap is None or args.smoke else gap >= TARGET_GAP_POINTS,
+        "rows": rows,
     }
 
 
@@ -581,68 +556,31 @@ def _cell(stats, key):
     return f"{s['mean']:.2f}{spread} [{s['min']:.2f}, {s['max']:.2f}]"
 
 
-def render_markdown(report):
-    from markdown_report import render_machine
-
-    settings = report["settings"]
-    summary = report["summary"]
-    names = {"keras": "keras_preact", "torch": "reference (pytorchcv + torch.optim.SGD)"}
-    lines = [
-        "# keras_preact learning parity (CIFAR-100)",
+def render(report):
+    settings, summary = report["settings"], report["summary"]
+    schedule = settings["schedule"]
+    frameworks = settings["frameworks"]
+    table = [[label, *(_cell(summary[f], key) for f in frameworks)]
+             for key, label in (("top1", "top-1 %"), ("top5", "top-5 %"),
+                                ("images_per_s", "training images/s"))]
+    gap = report["gap_top1_points"]
+    return "\n".join([
+        "### Learning parity on CIFAR-100: test accuracy (mean ± std [min, max] over "
+        "seeds)",
         "",
-        render_machine(report["machine"]).rstrip("\n"),
+        *_common.report_lines(report),
         f"- Keras backend: {report['keras_backend']}",
         "",
-        f"Models: {settings['models']['keras']} vs pytorchcv {settings['models']['torch']}; "
+        _common.markdown_table(["", *(NAMES[f] for f in frameworks)], table),
+        "",
+        f"{settings['models']['keras']} against pytorchcv {settings['models']['torch']}; "
         f"{settings['train_examples']} training images, batch {settings['batch_size']}, "
         f"{settings['total_steps']} steps (~{settings['epochs_equivalent']} epochs), "
-        f"lr {settings['schedule']['initial_learning_rate']} x"
-        f"{settings['schedule']['decay_factor']} at {settings['schedule']['boundaries']}"
-        + (f", {settings['schedule']['warmup_learning_rate']} for the first "
-           f"{settings['schedule']['warmup_steps']} steps"
-           if settings["schedule"]["warmup_steps"] else "")
-        + f"; {settings['augmentation']}; seeds {settings['seeds']}.",
-        "",
-        "## Summary (test set, %: mean ± std [min, max] over seeds)",
-        "",
-        "| metric | " + " | ".join(names[f] for f in settings["frameworks"]) + " |",
-        "|---|" + "---|" * len(settings["frameworks"]),
-    ]
-    for key, label in (("top1", "top-1"), ("top5", "top-5"),
-                       ("images_per_s", "training images/s"), ("train_s", "training s")):
-        cells = [_cell(summary[f], key) for f in settings["frameworks"]]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", _gap_line(report), "", "## Runs", "",
-              "| framework | seed | status | top-1 | top-5 | test loss | train s | "
-              "images/s | peak memory MB |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["runs"]:
-        if r.get("status") != "ok":
-            lines.append(f"| {r['framework']} | {r['seed']} | error: "
-                         f"{str(r.get('error', ''))[:200]} | | | | | | |")
-            continue
-        lines.append(
-            f"| {r['framework']} | {r['seed']} | ok | {r['top1']:.2f} | {r['top5']:.2f} | "
-            f"{r['test_loss']:.3f} | {r['train_s']:.1f} | {r['images_per_s']:.1f} | "
-            f"{r['peak_memory_mb']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _gap_line(report):
-    gap = report["gap_top1_points"]
-    if gap is None:
-        return "Gap: not available (needs a finished run of both frameworks)."
-    verdict = {True: "met", False: "NOT met", None: "not applicable (smoke run)"}[
-        report["target_met"]
-    ]
-    return (f"Gap (keras_preact mean top-1 - reference mean top-1): {gap:+.2f} points; "
-            f"target >= {report['target_gap_points']:+.1f}: {verdict}.")
-
-
-def write_report(report, stem):
-    _common.atomic_write(stem + ".json", json.dumps(report, indent=2) + "\n")
-    _common.atomic_write(stem + ".md", render_markdown(report))
+        f"lr {schedule['initial_learning_rate']} x{schedule['decay_factor']} at steps "
+        f"{schedule['boundaries']}; {settings['augmentation']}; seeds {settings['seeds']}."
+        + ("" if gap is None else f" Gap, keras_preact's mean top-1 minus pytorchcv's: "
+                                  f"{gap:+.2f} points."),
+    ]) + "\n"
 
 
 # --------------------------------------------------------------------------- main
@@ -658,30 +596,32 @@ def main(argv=None):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    import keras
+
     mean, std = normalization_stats()
     plan = make_plan(args, len(x_train))
-    machine = machine_info()  # before the runs: the load average at start
+    machine = _common.machine_info()  # before the runs: the load average at start
     rows = []
     with tempfile.TemporaryDirectory(prefix="learning_parity_") as tmp:
         data_path = os.path.join(tmp, "data.npz")
         np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
         configs = [
             {"framework": f, "seed": s, "plan": plan, "data_path": data_path,
-             "mean": mean, "std": std, "jit_compile": args.jit_compile,
-             "torch_model": args.torch_model}
+             "mean": mean, "std": std, "jit_compile": args.jit_compile}
             for s in args.seeds for f in args.frameworks
         ]
         for i, config in enumerate(configs):
-            print(f"[{i + 1}/{len(configs)}] {config['framework']} seed {config['seed']}: "
-                  f"{plan['total_steps']} steps", file=sys.stderr, flush=True)
-            row = _common.run_isolated(SCRIPT, config, None, stream_stderr=True)
+            _common.progress(f"[{i + 1}/{len(configs)}] {config['framework']} seed "
+                             f"{config['seed']}: {plan['total_steps']} steps")
+            row = _common.run_worker(SCRIPT, config, stream_stderr=True)
             for key in ("plan", "data_path", "mean", "std"):
                 row.pop(key, None)
             rows.append(row)
-            report = make_report(args, plan, rows, mean, std, machine)
-            write_report(report, args.output)
-    print(_gap_line(report))
-    print(f"Wrote {args.output}.json and {args.output}.md")
+            report = make_report(args, plan, rows, mean, std, machine,
+                                 keras.backend.backend())
+            if args.output:
+                _common.write_report(args.output, report)
+    print(render(report))
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 

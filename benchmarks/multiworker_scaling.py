@@ -1,7 +1,7 @@
-"""Training throughput of one worker vs N worker processes (multi-worker scaling).
+"""How does training scale from one worker process to several (multi-worker)?
 
 For each backend (TensorFlow: MultiWorkerMirroredStrategy; JAX: jax.distributed +
-keras.distribution.DataParallel), trains the same model on the same GLOBAL batch:
+keras.distribution.DataParallel), trains the same model on the same global batch:
 
 - 1 worker: one process, `setup_distribution("none")`;
 - N workers: `python -m keras_preact.launch --workers N` on 127.0.0.1, each worker
@@ -11,17 +11,13 @@ keras.distribution.DataParallel), trains the same model on the same GLOBAL batch
 What is timed: `model.fit` on synthetic CIFAR-shaped data (random normal 32x32x3
 images, random labels, a repeated in-memory tf.data pipeline), the paper's optimizer
 (`compile_for_paper`); the wall time from the end of step `--warmup` to the end of step
-`--warmup + --steps` on the chief; img/s = global batch x steps / that time. The first
-`--warmup` steps (tracing, XLA compilation, collective set-up) are excluded.
+`--warmup + --steps` on the chief; images/s = global batch x steps / that time.
 
-On one machine the N workers share its cores (a 2-core VM: two workers each run
-their kernels on the same 2 cores, plus the all-reduce over loopback), so this measures
-the multi-worker overhead, not the speed-up of N hosts.
+On one machine the N workers share its cores, so this measures the multi-worker
+overhead, not the speed-up of N hosts.
 
 Example:
-    python benchmarks/multiworker_scaling.py --backends tensorflow jax \
-        --output benchmarks/results/multiworker_scaling_cpu2.json \
-        --markdown benchmarks/results/multiworker_scaling_cpu2.md
+    python benchmarks/multiworker_scaling.py --backends tensorflow jax --rounds 3
 """
 
 import argparse
@@ -107,50 +103,55 @@ def run_case(backend, workers, args):
 
 def markdown(report):
     s = report["settings"]
-    lines = [
-        f"# Multi-worker scaling on {report['machine'].get('cpu', 'this machine')}",
-        "",
-        f"PreActResNet-{s['depth']} (CIFAR layout, 32x32x3, 100 classes), global batch "
-        f"{s['global_batch']}, {s['steps']} timed steps after {s['warmup']} warm-up "
-        f"steps, median of {s['rounds']} rounds; workers share the machine's cores.",
-        "",
-        "| backend | workers | img/s (median) | rounds | vs 1 worker |",
-        "|---|---|---|---|---|",
-    ]
+    table = []
     for backend, rows in report["results"].items():
         base = rows.get("1", {}).get("median")
         for workers, row in rows.items():
-            ratio = f"{row['median'] / base:.2f}x" if base else "-"
-            rounds = ", ".join(f"{v:.1f}" for v in row["img_per_s"])
-            lines.append(f"| {backend} | {workers} | {row['median']:.1f} | {rounds} | {ratio} |")
-    return "\n".join(lines) + "\n"
+            table.append([backend, workers, row["median"],
+                          ", ".join(f"{v:.1f}" for v in row["img_per_s"]),
+                          f"{row['median'] / base:.2f}x" if base else "-"])
+    return "\n".join([
+        "### Multi-worker training on one machine, images/s",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["backend", "workers", "images/s (median)", "rounds",
+                                "vs 1 worker"], table),
+        "",
+        f"PreActResNet-{s['depth']} (CIFAR layout, 100 classes), global batch "
+        f"{s['global_batch']}, {s['steps']} timed steps after {s['warmup']} warm-up "
+        f"steps, median of {s['rounds']} rounds; the workers share the machine's cores.",
+    ]) + "\n"
+
+
+def build_parser():
+    parser = _common.new_parser(__doc__)
+    positive = _common.positive_int
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"],
+                        choices=("tensorflow", "jax"))
+    parser.add_argument("--workers", type=positive, nargs="+", default=[1, 2])
+    parser.add_argument("--depth", type=positive, default=20)
+    parser.add_argument("--global-batch", type=positive, default=64)
+    parser.add_argument("--warmup", type=positive, default=5)
+    parser.add_argument("--steps", type=positive, default=20)
+    parser.add_argument("--rounds", type=positive, default=2)
+    parser.add_argument("--timeout", type=positive, default=900, help="seconds per case")
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--distribute", default="none", help=argparse.SUPPRESS)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"],
-                        choices=("tensorflow", "jax"))
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--global-batch", type=int, default=64)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--timeout", type=int, default=900, help="Seconds per case.")
-    parser.add_argument("--output", default=None, help="JSON report path.")
-    parser.add_argument("--markdown", default=None, help="Markdown table path.")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--distribute", default="none", help=argparse.SUPPRESS)
+    parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("depth", "global_batch", "warmup", "steps", "rounds"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
     if args.worker:
         return worker(args)
     for w in args.workers:
-        if w < 1 or args.global_batch % w:
+        if args.global_batch % w:
             parser.error(f"--global-batch {args.global_batch} must be a multiple of "
                          f"every --workers value (got {w})")
+    machine = _common.machine_info()
     results = {}
     for backend in args.backends:
         results[backend] = {}
@@ -159,23 +160,21 @@ def main(argv=None):
             for r in range(args.rounds):
                 row = run_case(backend, workers, args)
                 values.append(row["img_per_s"])
-                print(f"{backend} workers={workers} round {r}: {row['img_per_s']:.1f} img/s",
-                      flush=True)
+                _common.progress(f"{backend} workers={workers} round {r}: "
+                                 f"{row['img_per_s']:.1f} img/s")
             results[backend][str(workers)] = {"img_per_s": values,
                                               "median": statistics.median(values)}
     report = {
         "suite": "multiworker_scaling",
-        "machine": _common.machine_info(),
+        "command": _common.command_line(SCRIPT, argv),
+        "machine": machine,
         "settings": {k: getattr(args, k) for k in
                      ("depth", "global_batch", "warmup", "steps", "rounds", "workers")},
         "results": results,
     }
-    text = markdown(report)
-    print(text)
     if args.output:
-        _common.atomic_write(args.output, json.dumps(report, indent=1))
-    if args.markdown:
-        _common.atomic_write(args.markdown, text)
+        _common.atomic_write(args.output, json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
     return 0
 
 

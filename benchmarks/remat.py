@@ -1,15 +1,16 @@
-"""Rematerialization: peak memory and training throughput with and without `remat=True`.
+"""What does remat=True save: peak memory and speed of a deep PreActResNet with and without it?
 
-`keras_preact.PreActResNet(depth, remat=True)` runs every residual unit under
-`keras.remat`, so its activations are recomputed in the backward pass instead of
-stored. For PreActResNet164 and PreActResNet1001 on CIFAR shapes, each (depth, remat)
-pair runs in its own process via `benchmarks/train_throughput.py`'s worker (same timing:
-median whole `train_on_batch` step after warm-up), so the peak memory is that config's
-alone: GPU allocator peak, or on CPU the process peak RSS (includes the framework
-runtime, so compare rows, not absolute values).
+keras_preact.PreActResNet(depth, remat=True) runs every residual unit under
+keras.remat: its activations are recomputed in the backward pass instead of kept.
+For each Keras backend and depth, trains the CIFAR-layout network (32x32, 10 classes)
+with remat off and on, each in its own process, the way train_throughput.py does
+(median train_on_batch step after warm-up; Keras' jit_compile="auto" unless
+--jit-compile says otherwise), and prints the peak memory and images/s of both. On a
+GPU the peak is the allocator's; on a CPU it is the process peak RSS, which includes
+the framework's runtime: compare the two columns, not absolute values.
 
 Example:
-    KERAS_BACKEND=jax python benchmarks/remat.py --quick --output remat_jax.json
+    python benchmarks/remat.py --backends torch --depths 1001 --batches 4
 """
 
 import os
@@ -20,77 +21,97 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 import train_throughput  # noqa: E402
 
-# jit_compile per backend when --jit=auto: XLA for JAX (remat without jit would be
-# op-by-op), graph mode for TF and eager for torch (XLA/torch.compile of a 1001-layer
-# graph takes many minutes on a small CPU).
-AUTO_JIT = {"jax": True, "tensorflow": False, "torch": False}
+SCRIPT = os.path.abspath(__file__)
+
+
+def build_parser():
+    positive = _common.positive_int
+    parser = _common.new_parser(__doc__)
+    _common.add_backends_argument(parser)
+    parser.add_argument("--depths", nargs="+", type=positive, default=[164, 1001])
+    parser.add_argument("--batches", nargs="+", type=positive, default=[16, 4],
+                        help="one batch size, or one per depth")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                        default="float32")
+    parser.add_argument("--jit-compile", choices=tuple(train_throughput.JIT_COMPILE),
+                        default="auto")
+    parser.add_argument("--warmup", type=positive, default=2)
+    parser.add_argument("--steps", type=positive, default=3)
+    parser.add_argument("--timeout", type=positive, default=1800,
+                        help="seconds per configuration")
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    return parser
 
 
 def parse_args(argv=None):
-    parser = _common.add_common_args(_common.new_parser(__doc__.split("\n")[0]))
-    parser.add_argument("--depths", default="164,1001")
-    parser.add_argument(
-        "--batches",
-        default=None,
-        help="batch per depth, comma list aligned with --depths; default 128,128 "
-        "(the paper's batch; quick: 16,4)",
-    )
-    parser.add_argument("--jit", default="auto", choices=("auto", "off", "on"))
-    parser.add_argument("--precision", default="float32", choices=("float32", "mixed"))
-    parser.add_argument("--mixed-policy", default="mixed_bfloat16")
-    parser.add_argument("--warmup", type=int, default=None, help="default 2")
-    parser.add_argument("--steps", type=int, default=None, help="default 5 (quick: 3)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batches is None:
-        args.batches = "16,4" if args.quick else "128,128"
-    if args.warmup is None:
-        args.warmup = 2
-    if args.steps is None:
-        args.steps = 3 if args.quick else 5
-    depths = [int(d) for d in args.depths.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
-    if len(batches) == 1:
-        batches = batches * len(depths)
-    if len(batches) != len(depths):
-        parser.error(
-            f"--batches={args.batches!r} must have one entry or one per depth ({args.depths!r})."
-        )
-    args.plan = list(zip(depths, batches))
+    if len(args.batches) == 1:
+        args.batches = args.batches * len(args.depths)
+    if len(args.batches) != len(args.depths):
+        parser.error(f"--batches {args.batches} must give one batch size or one per "
+                     f"depth of --depths {args.depths}.")
     return args
 
 
-def build_configs(args, backend):
-    jit = AUTO_JIT.get(backend, False) if args.jit == "auto" else args.jit == "on"
+def build_configs(args):
     return [
-        dict(
-            suite="remat",
-            framework="keras",
-            backend=backend,
-            model="keras_preact",
-            layout="cifar",
-            depth=depth,
-            image_size=32,
-            classes=10,
-            batch=batch,
-            precision=args.precision,
-            mixed_policy=args.mixed_policy,
-            jit=jit,
-            remat=remat,
-            warmup=args.warmup,
-            steps=args.steps,
-        )
-        for depth, batch in args.plan
+        dict(model="preact", runtime=backend, layout="cifar", depth=depth, image_size=32,
+             classes=10, batch=batch, precision=args.precision, remat=remat,
+             jit_compile=train_throughput.JIT_COMPILE[args.jit_compile],
+             warmup=args.warmup, steps=args.steps)
+        for backend in args.backends
+        for depth, batch in zip(args.depths, args.batches)
         for remat in (False, True)
     ]
 
 
+def render(report):
+    pairs = {}
+    for row in report["rows"]:
+        pairs.setdefault((row["runtime"], row["depth"], row["batch"]), {})[
+            row["remat"]] = row
+    table, errors = [], []
+    for (backend, depth, batch), pair in pairs.items():
+        cells = []
+        for key in ("images_per_s", "peak_memory_mib"):
+            off, on = (pair.get(remat, {}).get(key) for remat in (False, True))
+            ratio = f" ({on / off:.2f}x)" if off and on else ""
+            cells.append(f"{_common.fmt(off)} / {_common.fmt(on)}{ratio}")
+        ok = [r for r in pair.values() if r["status"] == "ok"]
+        errors += [f"- {backend}, depth {depth}, remat={r['remat']}: "
+                   f"{str(r.get('error'))[-300:]}" for r in pair.values()
+                   if r["status"] != "ok"]
+        table.append([backend, str(depth), str(batch),
+                      "yes" if ok and ok[0]["jit_compiled"] else "no", *cells,
+                      ok[0]["memory_kind"] if ok else "-"])
+    out = [
+        "### remat=True: speed and peak memory (without / with remat)",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["backend", "depth", "batch", "XLA", "images/s",
+                                "peak memory MiB", "memory measured as"], table),
+    ]
+    if errors:
+        out += ["", "Failed:", *errors]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None):
-    # Workers run train_throughput.py: remat.py itself is never a worker.
-    return _common.script_main(
-        "remat", train_throughput.SCRIPT, parse_args, build_configs,
-        train_throughput.run_config, argv,
-    )
+    args = parse_args(argv)
+    machine = _common.machine_info()
+    rows = train_throughput.measure(build_configs(args), 1, args.timeout)
+    report = {"question": __doc__.splitlines()[0],
+              "command": _common.command_line(SCRIPT, argv),
+              "machine": machine,
+              "settings": {k: v for k, v in vars(args).items() if k != "output"},
+              "rows": rows}
+    if args.output:
+        _common.write_report(args.output, report)
+    print(render(report))
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,13 +1,8 @@
-"""Minimal PyTorch pre-activation ResNet, the reference for the benchmarks.
+"""keras_preact's PreActResNet in plain PyTorch: the reference of the benchmarks.
 
-Why not timm's `resnetv2_50`: timm imports torchvision at module level, and the only
-torchvision wheels on PyPI matching torch 2.13 are CUDA builds whose C++ ops do not load
-against `torch==2.13.0+cpu` (`RuntimeError: operator torchvision::nms does not exist`).
-`build_model(..., impl="timm")` still uses timm where it imports (e.g. a GPU machine
-with matching torch/torchvision); `impl="auto"` falls back to this file.
-
-Architecture (He et al. 2016, "Identity Mappings in Deep Residual Networks"), same as
-`keras_preact.PreActResNet` with its defaults:
+The same network as `keras_preact.PreActResNet` with its defaults (He et al. 2016,
+"Identity Mappings in Deep Residual Networks"), so the two do the same work per image
+and have the same parameter counts:
 - "cifar": bare 3x3 conv stem (16), 3 stages, bottleneck units for depth >= 164
   ((depth-2)/9 per stage) and basic units otherwise ((depth-2)/6 per stage), widths
   16/32/64 (x4 output for bottlenecks), stride 2 in the first unit of stages 2 and 3
@@ -18,8 +13,10 @@ Architecture (He et al. 2016, "Identity Mappings in Deep Residual Networks"), sa
   etc., widths 64/128/256/512 (x4 output for bottlenecks), stride on the 3x3 conv; the
   first unit has no BN-ReLU of its own (the stem ends in one).
 - Each unit: BN-ReLU -> conv ... -> addition (no activation after the addition); final
-  BN-ReLU, global average pooling, linear classifier. Parameter counts equal
-  keras_preact's (checked in tests/test_benchmarks.py).
+  BN-ReLU, global average pooling, linear classifier.
+
+`build_model(..., impl="auto")` takes timm's `resnetv2_50` (the same network) for the
+ImageNet depth 50 where timm imports, and this file otherwise.
 """
 
 import torch

@@ -1,359 +1,315 @@
-"""Training throughput and peak memory: keras_preact vs ResNet50V2 vs PyTorch.
+"""How fast does a PreActResNet train on each Keras backend, against native PyTorch?
 
-Runs on the current Keras backend (`KERAS_BACKEND`); `benchmarks/run_all.py` runs it once
-per backend and merges. Every config runs in its own process, so peak memory (GPU:
-the backend's allocator peak; CPU: process peak RSS from `resource.getrusage`) belongs
-to that config alone.
+Trains PreActResNet-164 (CIFAR layout, 32x32, 10 classes) and PreActResNet-50
+(ImageNet layout, 224x224, 1,000 classes) on every installed Keras backend, the same
+networks in native PyTorch (benchmarks/torch_reference.py: the same units, strides
+and parameter counts), and keras.applications.ResNet50V2(weights=None) on each
+backend (a ResNet-50 v2 that strides at the end of its stages: as many parameters,
+15% fewer multiply-adds). Prints a Markdown table of images/s, each keras_preact
+figure with its ratio to PyTorch on the same network, under the machine, the date
+and the command.
 
-What is timed: one whole `model.train_on_batch(x, y)` call per step (forward, backward,
-SGD-momentum update; it returns the loss as a NumPy value, which syncs the host each
-step). PyTorch: `zero_grad` + forward + loss + backward + `step` + `loss.item()`. The first
-`--warmup` steps (tracing / XLA / torch.compile) are excluded; the figure is
-`batch / median(step time)` over `--steps` steps. Data is synthetic (random normal
-images, random labels), created once on the host.
-
-Configs: PreActResNet164 on CIFAR shapes (32x32x3, 10 classes) and PreActResNet50 on
-ImageNet shapes (224x224x3, 1000 classes), float32 and mixed precision
-(`--mixed-policy`, default mixed_bfloat16), jit_compile off/on; alternatives on the
-ImageNet shape: `keras.applications.ResNet50V2(weights=None)` on the same backend; and,
-with `--torch-reference`, a PyTorch pre-activation ResNet of the same architecture
-(timm `resnetv2_50` when it imports, else `benchmarks/torch_reference.py`) with AMP
-(bf16 on CPU) and channels_last, eager and `torch.compile`.
+Method: every configuration runs in its own process. A step is one whole
+train_on_batch (forward, backward, SGD with momentum 0.9, the loss back on the host);
+PyTorch: zero_grad, forward, loss, backward, step, loss.item(), eager, channels_last.
+images/s = batch / median step time over --steps steps after --warmup steps (tracing,
+compilation). Keras compiles with --jit-compile (default "auto", Keras' own choice:
+XLA on JAX, a graph without XLA for TensorFlow on a CPU, eager on torch). Synthetic
+images and labels, made once on the host. --rounds runs the whole list that many
+times, interleaved, and keeps each configuration's median round, so a slow spell on
+a shared machine hits every configuration alike.
 
 Example:
-    KERAS_BACKEND=jax python benchmarks/train_throughput.py --quick \
-        --output train_jax.json --markdown train_jax.md
+    python benchmarks/train_throughput.py --output benchmarks/results/train_throughput.json
 """
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import numpy as np  # noqa: E402
 
 import _common  # noqa: E402
 
 SCRIPT = os.path.abspath(__file__)
-VALID_MODELS = ("cifar", "imagenet")
-VALID_ALTERNATIVES = ("resnet50v2", "torch")
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+RUNTIME_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "torch backend",
+                 "pytorch": "PyTorch"}
+
+
+def build_parser():
+    positive = _common.positive_int
+    parser = _common.new_parser(__doc__)
+    _common.add_backends_argument(parser)
+    parser.add_argument("--models", nargs="+", choices=("cifar", "imagenet"),
+                        default=["cifar", "imagenet"])
+    parser.add_argument("--cifar-depth", type=positive, default=164)
+    parser.add_argument("--cifar-batch", type=positive, default=128,
+                        help="default: the paper's batch")
+    parser.add_argument("--imagenet-depth", type=positive, default=50)
+    parser.add_argument("--imagenet-size", type=positive, default=224)
+    parser.add_argument("--imagenet-batch", type=positive, default=16)
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                        default="float32",
+                        help="Keras dtype policy; PyTorch autocasts to bfloat16 for mixed")
+    parser.add_argument("--jit-compile", choices=tuple(JIT_COMPILE), default="auto")
+    parser.add_argument("--no-pytorch", dest="pytorch", action="store_false",
+                        help="leave out the PyTorch reference")
+    parser.add_argument("--no-resnet50v2", dest="resnet50v2", action="store_false",
+                        help="leave out keras.applications.ResNet50V2")
+    parser.add_argument("--warmup", type=positive, default=2)
+    parser.add_argument("--steps", type=positive, default=5)
+    parser.add_argument("--rounds", type=positive, default=2)
+    parser.add_argument("--quick", action="store_true",
+                        help="check that the command runs: batch 2, one warm-up and one "
+                        "timed step, one round (measures nothing)")
+    parser.add_argument("--timeout", type=positive, default=1200,
+                        help="seconds per configuration")
+    parser.add_argument("--output", help="write the report as JSON to this path")
+    return parser
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.cifar_batch = args.imagenet_batch = 2
+        args.warmup = args.steps = args.rounds = 1
+    return args
 
 
 # --------------------------------------------------------------------------- workers
 
 
-def _image_shape(config):
-    s = config["image_size"]
-    return (3, s, s) if config.get("data_format") == "channels_first" else (s, s, 3)
+def synthetic_batch(config):
+    """Random normal images (channels last) and random labels, one batch."""
+    import numpy as np
 
-
-def synthetic_data(config, batches=1):
-    """Random normal images (in the config's data format) and labels, `batches` batches."""
     rng = np.random.default_rng(0)
-    n = config["batch"] * batches
-    x = rng.standard_normal((n, *_image_shape(config)), dtype=np.float32)
-    y = rng.integers(0, config["classes"], size=(n,)).astype("int32")
+    size, batch = config["image_size"], config["batch"]
+    x = rng.standard_normal((batch, size, size, 3), dtype=np.float32)
+    y = rng.integers(0, config["classes"], size=(batch,)).astype("int32")
     return x, y
 
 
 def build_keras_model(config):
-    """keras_preact's `PreActResNet` or `keras.applications.ResNet50V2(weights=None)`
-    (`config["model"]`), in `config["data_format"]` (default channels_last)."""
+    """`keras_preact.PreActResNet` or, for `model="resnet50v2"`,
+    `keras.applications.ResNet50V2(weights=None)`, under the current dtype policy."""
     import keras
 
-    if config["model"] == "keras_resnet50v2":
-        # keras.applications reads the global data format.
-        keras.config.set_image_data_format(config.get("data_format", "channels_last"))
-        return keras.applications.ResNet50V2(
-            weights=None, input_shape=_image_shape(config), classes=config["classes"]
-        )
+    shape = (config["image_size"], config["image_size"], 3)
+    if config["model"] == "resnet50v2":
+        return keras.applications.ResNet50V2(weights=None, input_shape=shape,
+                                             classes=config["classes"])
     import keras_preact
 
-    return keras_preact.PreActResNet(
-        config["depth"],
-        layout=config["layout"],
-        input_shape=_image_shape(config),
-        classes=config["classes"],
-        remat=config.get("remat", False),
-        data_format=config.get("data_format", "channels_last"),
-    )
-
-
-def compiled_keras_model(config):
-    """The config's model built under its precision policy and compiled with SGD
-    momentum, `jit_compile=config["jit"]` and `config.get("steps_per_execution", 1)`.
-
-    Returns:
-        `(model, policy_name, build_seconds)`; the global policy is float32 again.
-    """
-    import time
-
-    import keras
-
-    policy = _common.keras_precision_policy(config["precision"], config["mixed_policy"])
-    keras.config.set_dtype_policy(policy)
-    keras.utils.set_random_seed(0)
-    try:
-        t0 = time.perf_counter()
-        model = build_keras_model(config)
-        build_s = time.perf_counter() - t0
-        model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-            loss="sparse_categorical_crossentropy",
-            jit_compile=config["jit"],
-            steps_per_execution=config.get("steps_per_execution", 1),
-        )
-    finally:
-        keras.config.set_dtype_policy("float32")
-    return model, policy, build_s
-
-
-def fit_images_per_s(model, x, y, batch):
-    """Images/s of one `model.fit` epoch over `x`, timed from the end of its first
-    execution (`steps_per_execution` steps; compilation on the first call) to the end
-    of its last, so set-up and compilation are left out. `len(x)` must hold at least
-    two executions. Keras calls `on_train_batch_end` once per execution, with the
-    logs as host values (a sync)."""
-    import time
-
-    import keras
-
-    stamps = []
-
-    class _Stamp(keras.callbacks.Callback):
-        def on_train_batch_end(self, step, logs=None):
-            stamps.append((step, time.perf_counter()))
-
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0,
-              callbacks=[_Stamp()])
-    (first_step, t0), (last_step, t1) = stamps[0], stamps[-1]
-    return batch * (last_step - first_step) / (t1 - t0)
+    return keras_preact.PreActResNet(config["depth"], layout=config["layout"],
+                                     input_shape=shape, classes=config["classes"],
+                                     remat=config.get("remat", False))
 
 
 def run_keras(config):
     import keras
+    import numpy as np
 
-    rss_before = _common.current_rss_mb()
-    model, policy, build_s = compiled_keras_model(config)
-    x, y = synthetic_data(config)
-    b = config["batch"]
-    timing = _common.time_calls(
-        lambda: model.train_on_batch(x, y), config["warmup"], config["steps"]
-    )
-    params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    keras.config.set_dtype_policy(config["precision"])
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    model = build_keras_model(config)
+    build_s = time.perf_counter() - start
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy",
+                  jit_compile=config["jit_compile"])
+    x, y = synthetic_batch(config)
+    timing = _common.time_calls(lambda: model.train_on_batch(x, y), config["warmup"],
+                                config["steps"])
     return dict(
         config,
         status="ok",
-        backend=keras.backend.backend(),
-        dtype_policy=policy,
+        jit_compiled=bool(model.jit_compile),
         build_s=round(build_s, 2),
-        trainable_params=params,
+        trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         gmacs_per_image=_common.keras_gmacs_per_image(model),
-        images_per_s=round(b / timing["median_step_s"], 2),
+        images_per_s=round(config["batch"] / timing["median_step_s"], 2),
         **timing,
-        **_common.memory_report(keras.backend.backend(), rss_before),
+        **_common.peak_memory(keras.backend.backend()),
     )
 
 
 def run_torch(config):
-    import time
-
+    """The PyTorch reference (`torch_reference.build_model`, `config["torch_impl"]`,
+    default "auto"): channels_last, eager or `torch.compile` (`config["jit"]`),
+    autocast for a mixed `config["precision"]`, on CUDA when there is one."""
     import torch
     import torch.nn.functional as F
 
     import torch_reference
 
-    rss_before = _common.current_rss_mb()
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    model, impl = torch_reference.build_model(
-        config["depth"], config["layout"], config["classes"], config["torch_impl"]
-    )
-    build_s = time.perf_counter() - t0
-    memory_format = (
-        torch.channels_last if config["channels_last"] else torch.contiguous_format
-    )
-    model = model.to(device).to(memory_format=memory_format).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    s, b = config["image_size"], config["batch"]
-    x = torch.randn(b, 3, s, s, device=device).contiguous(memory_format=memory_format)
-    y = torch.randint(0, config["classes"], (b,), device=device)
-    forward = torch.compile(model) if config["jit"] else model
-    amp = config["precision"] == "mixed"
-    amp_dtype = getattr(torch, config["torch_amp_dtype"])
+    start = time.perf_counter()
+    model, implementation = torch_reference.build_model(
+        config["depth"], config["layout"], config["classes"],
+        config.get("torch_impl", "auto"))
+    build_s = time.perf_counter() - start
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    size, batch = config["image_size"], config["batch"]
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, config["classes"], (batch,), device=device)
+    forward = torch.compile(model) if config.get("jit") else model
+    amp = config["precision"] != "float32"
+    amp_dtype = torch.float16 if config["precision"] == "mixed_float16" else torch.bfloat16
 
     def step():
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             loss = F.cross_entropy(forward(x), y)
         loss.backward()
-        opt.step()
-        return loss.item()  # host sync
+        optimizer.step()
+        return loss.item()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     timing = _common.time_calls(step, config["warmup"], config["steps"])
-    params = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-    gmacs = _common.torch_gmacs_per_image(model, s)
     return dict(
         config,
         status="ok",
-        implementation=impl,
-        torch_device=str(device),
+        implementation=implementation,
         torch_threads=torch.get_num_threads(),
         build_s=round(build_s, 2),
-        trainable_params=params,
-        gmacs_per_image=gmacs,
-        images_per_s=round(b / timing["median_step_s"], 2),
+        trainable_params=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+        gmacs_per_image=_common.torch_gmacs_per_image(model, size),
+        images_per_s=round(batch / timing["median_step_s"], 2),
         **timing,
-        **_common.memory_report("torch", rss_before),
+        **_common.peak_memory("torch"),
     )
 
 
 def run_config(config):
-    if config["framework"] == "torch":
-        return run_torch(config)
-    return run_keras(config)
+    return run_torch(config) if config["runtime"] == "pytorch" else run_keras(config)
 
 
-# --------------------------------------------------------------------------- configs
+# --------------------------------------------------------------------------- driver
 
 
-def build_configs(args, backend):
-    precisions = args.precisions.split(",")
-    jits = {"off": [False], "on": [True], "both": [False, True]}[args.jit]
-    common = dict(
-        suite="train",
-        warmup=args.warmup,
-        steps=args.steps,
-        mixed_policy=args.mixed_policy,
-    )
+def build_configs(args):
+    common = dict(precision=args.precision, jit_compile=JIT_COMPILE[args.jit_compile],
+                  warmup=args.warmup, steps=args.steps)
     shapes = {
-        "cifar": dict(
-            layout="cifar",
-            depth=args.cifar_depth,
-            image_size=32,
-            classes=10,
-            batch=args.cifar_batch,
-        ),
-        "imagenet": dict(
-            layout="imagenet",
-            depth=args.imagenet_depth,
-            image_size=args.imagenet_size,
-            classes=1000,
-            batch=args.imagenet_batch,
-        ),
+        "cifar": dict(layout="cifar", depth=args.cifar_depth, image_size=32, classes=10,
+                      batch=args.cifar_batch),
+        "imagenet": dict(layout="imagenet", depth=args.imagenet_depth,
+                         image_size=args.imagenet_size, classes=1000,
+                         batch=args.imagenet_batch),
     }
-    alternatives = [a for a in args.alternatives.split(",") if a]
     configs = []
-    for name in args.models.split(","):
-        shape = shapes[name]
-        for precision in precisions:
-            for jit in jits:
-                base = dict(common, **shape, precision=precision, jit=jit)
-                if not args.skip_keras:
-                    configs.append(
-                        dict(base, framework="keras", backend=backend, model="keras_preact")
-                    )
-                if (
-                    not args.skip_keras
-                    and "resnet50v2" in alternatives
-                    and name == "imagenet"
-                    and shape["depth"] == 50
-                ):
-                    configs.append(
-                        dict(
-                            base,
-                            framework="keras",
-                            backend=backend,
-                            model="keras_resnet50v2",
-                        )
-                    )
-                if args.torch_reference:
-                    configs.append(
-                        dict(
-                            base,
-                            framework="torch",
-                            backend="pytorch",
-                            model="pytorch_preact",
-                            torch_impl=args.torch_impl,
-                            channels_last=args.channels_last,
-                            torch_amp_dtype=args.torch_amp_dtype,
-                        )
-                    )
+    for name in args.models:
+        shape = dict(common, **shapes[name])
+        for backend in args.backends:
+            configs.append(dict(shape, model="preact", runtime=backend))
+            if name == "imagenet" and args.resnet50v2 and args.imagenet_depth == 50:
+                configs.append(dict(shape, model="resnet50v2", runtime=backend))
+        if args.pytorch:
+            configs.append(dict(shape, model="preact", runtime="pytorch"))
     return configs
 
 
-def parse_args(argv=None):
-    parser = _common.add_common_args(_common.new_parser(__doc__.split("\n")[0]))
-    parser.add_argument("--models", default="cifar,imagenet", help="cifar,imagenet")
-    parser.add_argument("--cifar-depth", type=int, default=164)
-    parser.add_argument("--cifar-batch", type=int, default=None, help="default 128 (quick: 16)")
-    parser.add_argument("--imagenet-depth", type=int, default=50)
-    parser.add_argument("--imagenet-size", type=int, default=224)
-    parser.add_argument("--imagenet-batch", type=int, default=None, help="default 64 (quick: 4)")
-    parser.add_argument("--precisions", default="float32,mixed", help="float32,mixed")
-    parser.add_argument(
-        "--mixed-policy",
-        default="mixed_bfloat16",
-        choices=("mixed_bfloat16", "mixed_float16"),
-        help="Keras policy used for precision=mixed",
-    )
-    parser.add_argument("--jit", default="both", choices=("off", "on", "both"))
-    parser.add_argument("--warmup", type=int, default=None, help="default 3 (quick: 2)")
-    parser.add_argument("--steps", type=int, default=None, help="default 10 (quick: 5)")
-    parser.add_argument(
-        "--alternatives",
-        default="resnet50v2",
-        help="comma list: resnet50v2 (Keras, same backend); '' for none",
-    )
-    parser.add_argument(
-        "--torch-reference",
-        action="store_true",
-        help="also run the PyTorch reference (independent of KERAS_BACKEND)",
-    )
-    parser.add_argument(
-        "--skip-keras",
-        action="store_true",
-        help="run only the PyTorch reference (with --torch-reference)",
-    )
-    parser.add_argument("--torch-impl", default="auto", choices=("auto", "timm", "reference"))
-    parser.add_argument(
-        "--no-channels-last", dest="channels_last", action="store_false"
-    )
-    parser.add_argument(
-        "--torch-amp-dtype",
-        default="bfloat16",
-        choices=("bfloat16", "float16"),
-        help="torch.autocast dtype for precision=mixed",
-    )
-    args = parser.parse_args(argv)
-    quick = args.quick
-    defaults = dict(
-        cifar_batch=16 if quick else 128,
-        imagenet_batch=4 if quick else 64,
-        warmup=2 if quick else 3,
-        steps=5 if quick else 10,
-    )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    for name in args.models.split(","):
-        if name not in VALID_MODELS:
-            parser.error(f"Unknown model {name!r} in --models. Expected {list(VALID_MODELS)}.")
-    for alt in filter(None, args.alternatives.split(",")):
-        if alt not in ("resnet50v2",):
-            parser.error(f"Unknown alternative {alt!r}. Expected ['resnet50v2'].")
-    for p in args.precisions.split(","):
-        if p not in ("float32", "mixed"):
-            parser.error(f"Unknown precision {p!r}. Expected ['float32', 'mixed'].")
-    return args
+def measure(configs, rounds, timeout_s):
+    """Runs every config `rounds` times, interleaved, each in its own process; returns
+    one row per config: its median round (by images/s) and every round's images/s."""
+    results = []
+    for r in range(rounds):
+        for i, config in enumerate(configs):
+            _common.progress(f"round {r + 1}/{rounds}, {i + 1}/{len(configs)}: "
+                             f"{config['runtime']} {label(config)}")
+            env = {"KERAS_BACKEND": config["runtime"]} if config["runtime"] in \
+                _common.BACKENDS else None
+            row = _common.run_worker(SCRIPT, config, timeout_s, env=env)
+            _common.progress(f"  {row.get('images_per_s', row.get('error'))}")
+            results.append(row)
+    merged = []
+    for i in range(len(configs)):
+        same = results[i::len(configs)]
+        ok = sorted((r for r in same if r["status"] == "ok"),
+                    key=lambda r: r["images_per_s"])
+        if not ok:
+            merged.append(same[-1])
+            continue
+        merged.append(dict(ok[(len(ok) - 1) // 2],
+                           round_images_per_s=[r["images_per_s"] for r in ok]))
+    return merged
+
+
+def label(row):
+    size = f"{row['image_size']}x{row['image_size']}"
+    if row["model"] == "resnet50v2":
+        return f"keras.applications ResNet50V2, {size}"
+    return f"PreActResNet-{row['depth']}, {size}"
+
+
+def render(report):
+    """The report as Markdown: a title, the machine, date and command, the table."""
+    settings, rows = report["settings"], report["rows"]
+    runtimes = list(settings["backends"]) + (["pytorch"] if settings["pytorch"] else [])
+    table, errors, lines = [], [], {}
+    for row in rows:
+        lines.setdefault((row["layout"], row["model"]), {})[row["runtime"]] = row
+    for by_runtime in lines.values():
+        any_row = next(iter(by_runtime.values()))
+        ok = [r for r in by_runtime.values() if r["status"] == "ok"]
+        torch_row = by_runtime.get("pytorch", {})
+        cells = []
+        for runtime in runtimes:
+            row = by_runtime.get(runtime)
+            if row is None:
+                cells.append("")
+            elif row["status"] != "ok":
+                cells.append("error")
+                errors.append(f"- {RUNTIME_NAMES[runtime]}, {label(row)}: "
+                              f"{str(row.get('error'))[-300:]}")
+            elif runtime != "pytorch" and torch_row.get("status") == "ok":
+                ratio = row["images_per_s"] / torch_row["images_per_s"]
+                cells.append(f"{_common.fmt(row['images_per_s'])} ({ratio:.2f}x)")
+            else:
+                cells.append(_common.fmt(row["images_per_s"]))
+        gmacs = ok[0]["gmacs_per_image"] if ok else None
+        table.append([label(any_row), str(any_row["batch"]), gmacs, *cells])
+    compiled = {r["runtime"]: r["jit_compiled"] for r in rows if "jit_compiled" in r}
+    out = [
+        "### Training throughput, images/s (ratio to PyTorch on the same network)",
+        "",
+        *_common.report_lines(report),
+        "",
+        _common.markdown_table(["model", "batch", "GMACs/image",
+                                *(RUNTIME_NAMES[r] for r in runtimes)], table),
+        "",
+        f"{settings['precision']}; Keras `jit_compile={JIT_COMPILE[settings['jit_compile']]!r}`"
+        + (" (XLA: " + ", ".join(f"{RUNTIME_NAMES[k]} {'yes' if v else 'no'}"
+                                 for k, v in compiled.items()) + ")" if compiled else "")
+        + f"; PyTorch eager, channels_last; {settings['steps']} timed steps after "
+        f"{settings['warmup']} warm-up, median round of {settings['rounds']} "
+        "(interleaved); synthetic data.",
+    ]
+    if errors:
+        out += ["", "Failed:", *errors]
+    return "\n".join(out) + "\n"
 
 
 def main(argv=None):
-    return _common.script_main("train", SCRIPT, parse_args, build_configs, run_config, argv)
+    if argv is None and "--worker" in sys.argv:
+        return _common.worker_main(run_config)
+    args = parse_args(argv)
+    machine = _common.machine_info()
+    rows = measure(build_configs(args), args.rounds, args.timeout)
+    settings = {k: v for k, v in vars(args).items() if k != "output"}
+    report = {"question": __doc__.splitlines()[0], "command": _common.command_line(SCRIPT, argv),
+              "machine": machine, "settings": settings, "rows": rows}
+    if args.output:
+        _common.write_report(args.output, report)
+    print(render(report))
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
