@@ -6,8 +6,9 @@ run it. The test only shrinks sizes, through `SUBSTITUTIONS`: each entry must
 match its block exactly once, every block needs an entry and every entry a
 block, so README and test cannot drift apart silently. The set-up section
 opens the README with exactly two commands: the install and main job, and the
-test command CI runs. (The shell commands of README.md and docs/*.md are
-checked by tests/test_docs_commands.py.)
+test command CI runs. README.md stays under `MAX_README_LINES`, and neither
+it nor docs/*.md tells the project's history (`HISTORY`). (The shell commands
+of README.md and docs/*.md are checked by tests/test_docs_commands.py.)
 """
 
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 import keras
 import pytest
 
+from test_docs_commands import DOCUMENTS
 from test_docs_commands import fenced_blocks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,3 +206,28 @@ def test_readme_opens_with_the_two_setup_commands():
     run_all = (REPO / "tests" / "run_all_backends.sh").read_text(encoding="utf-8")
     assert "for backend in tensorflow jax torch" in run_all
     assert "KERAS_BACKEND=$backend python -m pytest tests" in run_all
+
+
+MAX_README_LINES = 250
+# What users' documents leave to git: the project's issues, its engineers and
+# sessions, figures superseded or predated, commits.
+HISTORY = re.compile(
+    r"\bissue[ -]?#?\d+|\bengineers?\b|(?-i:\bsessions?\b)|supersed|predat"
+    r"|\bcommit [0-9a-f]{7,40}\b",
+    re.IGNORECASE,
+)
+
+
+def test_readme_is_short():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines (at most {MAX_README_LINES})"
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_document_tells_no_history(path):
+    found = [
+        (number, match.group(0))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for match in HISTORY.finditer(line)
+    ]
+    assert not found, f"{path.relative_to(REPO)} (line, words): {found}"
