@@ -402,13 +402,15 @@ def parse_error(command):
 
 @functools.cache
 def shell_script_error(target):
+    """None if a shell script exists, passes `bash -n` and, where its code
+    (not a comment) names `--help`, exits 0 on `--help`; else why not."""
     path = REPO / target
     if not path.is_file():
         return f"{target} does not exist"
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     if result.returncode:
         return f"`bash -n {target}` fails: {result.stderr.strip()}"
-    if re.search(r"""["' ]--help\b""", path.read_text(encoding="utf-8")):
+    if re.search(r"^(?!\s*#).*--help\b", path.read_text(encoding="utf-8"), re.MULTILINE):
         result = subprocess.run(["bash", str(path), "--help"], cwd=REPO, capture_output=True,
                                 text=True, timeout=60)
         if result.returncode:
@@ -417,6 +419,7 @@ def shell_script_error(target):
 
 
 def commands():
+    """Every project command of README.md and docs/*.md."""
     found = []
     for path in DOCUMENTS:
         found += document_commands(path)
@@ -487,7 +490,7 @@ def test_quick_command_runs(command, tmp_path):
         elif word == "--data-dir" and not (REPO / argv[index + 1]).exists():
             pytest.skip(f"no data at {argv[index + 1]} beside this checkout")
     head = [command.target] if command.kind == "python" else ["-m", command.target]
-    env = dict(os.environ, **dict(command.env), KERAS_BACKEND=backend)
+    env = {**os.environ, **dict(command.env), "KERAS_BACKEND": backend}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, *head, *argv], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -581,3 +584,22 @@ def test_a_mismatched_command_fails_naming_file_line_and_command(tmp_path, monke
         dataclasses.replace(good, target="examples/missing.py"))
     assert unlabelled_project_commands(md) == [
         (14, "python examples/fake_reproduce.py --depth 8")]
+
+
+def test_shell_scripts_must_exist_parse_and_answer_help(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    scripts = {
+        "fake_help.sh": 'if [ "$1" = "--help" ]; then echo usage; exit 0; fi\nexit 3\n',
+        "fake_broken_help.sh": 'if [ "$1" = "--help" ]; then exit 4; fi\n',
+        "fake_no_help.sh": "# no --help here\nexit 3\n",
+        "fake_syntax.sh": "if then\n",
+    }
+    for name, text in scripts.items():
+        (tmp_path / "benchmarks" / name).write_text(text)
+    assert shell_script_error("benchmarks/fake_help.sh") is None
+    assert "--help` exits 4" in shell_script_error("benchmarks/fake_broken_help.sh")
+    assert shell_script_error("benchmarks/fake_no_help.sh") is None  # never run
+    assert "`bash -n benchmarks/fake_syntax.sh` fails" in shell_script_error(
+        "benchmarks/fake_syntax.sh")
+    assert "does not exist" in shell_script_error("benchmarks/fake_missing.sh")
