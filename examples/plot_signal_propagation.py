@@ -60,7 +60,8 @@ def train_steps(model, data_dir, steps, batch_size, seed):
     model.fit(ds, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=2)
 
 
-def main(argv=None):
+def build_parser():
+    """The `argparse.ArgumentParser` of this script."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[110])
     p.add_argument("--orderings", nargs="+", default=["original", "full_preact"])
@@ -75,7 +76,11 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(_REPO, "docs", "figures", "signal_propagation.png"))
     p.add_argument("--json", default=None, help="Also write the numbers to this JSON file.")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     x, y = load_batch(args.data_dir, args.batch_size)
     results, summary = {}, {}

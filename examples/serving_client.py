@@ -139,7 +139,8 @@ def format_top_k(classes, scores, labels=None):
     return ", ".join(f"{n} ({float(s):.3f})" for n, s in zip(names, scores))
 
 
-def main(argv=None):
+def build_parser():
+    """The `argparse.ArgumentParser` of this script."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="JPEG/PNG files")
     parser.add_argument("--model-name", required=True)
@@ -148,7 +149,11 @@ def main(argv=None):
     parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--labels", default=None, help="text file, one class name per line")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     encoded = []
     for name in args.images:

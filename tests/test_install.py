@@ -5,7 +5,7 @@ distribution, with GPU support), JAX (with its CUDA plugin) and torch (a CUDA
 build). An extra that required `tensorflow-cpu` installed a second
 distribution writing the same `tensorflow/` package on top of theirs.
 
-Each machine of README's "Set-up on a fresh machine" is imitated in a
+Each machine of docs/install.md is imitated in a
 throw-away virtualenv by fake `*.dist-info` records (name and version only,
 on PYTHONPATH) that make pip take its frameworks for installed; `pip install
 --dry-run --report` of the documented install of `keras_preact[<extras>]`
@@ -54,7 +54,7 @@ MACHINES = {
     "cpu": {},
 }
 
-# (machine, extras) of every install README.md documents.
+# (machine, extras) of every install README.md and docs/install.md document.
 INSTALLS = [
     ("colab", "examples"),
     ("cuda_jax", "examples,jax"),
@@ -66,7 +66,8 @@ INSTALLS = [
     ("cpu", "examples,jax,tensorflow-cpu"),
 ]
 
-README_SECTIONS = ("## Set-up on a fresh machine", "## Choosing the backend")
+README_SETUP = "## Set-up on a fresh machine"
+INSTALL_DOC = REPO / "docs" / "install.md"
 
 
 def canonical(name):
@@ -74,22 +75,26 @@ def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def readme_extras():
-    """Every extra named as `.[a,b]` in README's set-up sections."""
+def readme_setup():
+    """README's set-up section."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert README_SETUP in text, f"README.md has no section {README_SETUP!r}"
+    return text.split(README_SETUP, 1)[1].split("\n## ", 1)[0]
+
+
+def documented_extras():
+    """Every extra named as `.[a,b]` in README's set-up section and docs/install.md."""
     found = set()
-    for heading in README_SECTIONS:
-        assert heading in text, f"README.md has no section {heading!r}"
-        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
-        for group in re.findall(r"\.\[([A-Za-z0-9_,-]+)\]", section):
+    for text in (readme_setup(), INSTALL_DOC.read_text(encoding="utf-8")):
+        for group in re.findall(r"\.\[([A-Za-z0-9_,-]+)\]", text):
             found.update(group.split(","))
     return found
 
 
 def test_every_documented_extra_is_checked():
     tested = {extra for _, extras in INSTALLS for extra in extras.split(",")}
-    documented = readme_extras()
-    assert documented, "README's set-up sections name no extra"
+    documented = documented_extras()
+    assert documented, "README's set-up section and docs/install.md name no extra"
     assert documented <= tested, (
         f"README documents extras {sorted(documented - tested)} that "
         f"test_install.py does not dry-run"
@@ -97,9 +102,7 @@ def test_every_documented_extra_is_checked():
 
 
 def test_readme_main_job_installs_jax_and_a_cpu_tensorflow_not_torch():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split(README_SECTIONS[0], 1)[1]
-    command = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    command = readme_setup().split("```bash\n", 1)[1].split("```", 1)[0]
     install, _, job = command.partition("KERAS_BACKEND=")
     assert job.startswith("jax python examples/train_cifar100.py"), command
     assert "torch" not in install, f"the JAX main job's install names torch: {install}"

@@ -1,10 +1,14 @@
-"""Every ```python block of README.md runs as written, on the current backend.
+"""README.md's code works as written, on the current backend.
 
-Each block runs on its own in a fresh `python` process (cwd = the repository
-root, `KERAS_BACKEND` of this run), as a reader copying it would run it. The
-test only shrinks sizes, through `SUBSTITUTIONS`: each entry must match its
-block exactly once, every block needs an entry and every entry a block, so
-README and test cannot drift apart silently.
+Every ```python block runs on its own in a fresh `python` process (cwd = the
+repository root, `KERAS_BACKEND` of this run), as a reader copying it would
+run it. The test only shrinks sizes, through `SUBSTITUTIONS`: each entry must
+match its block exactly once, every block needs an entry and every entry a
+block, so README and test cannot drift apart silently. The set-up section
+opens the README with exactly two commands: the install and main job, and the
+test command CI runs. README.md stays under `MAX_README_LINES`, and neither
+it nor docs/*.md tells the project's history (`HISTORY`). (The shell commands
+of README.md and docs/*.md are checked by tests/test_docs_commands.py.)
 """
 
 import os
@@ -16,6 +20,9 @@ from pathlib import Path
 import keras
 import pytest
 
+from test_docs_commands import DOCUMENTS
+from test_docs_commands import fenced_blocks
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 CIFAR100 = REPO.parent / "shared" / "data" / "cifar100"
@@ -25,7 +32,7 @@ TIMEOUT_S = 600
 # (old, new) pairs applied to a block by this test only; "{tmp}" in `new` is
 # the test's temporary folder. Keys are block ids (see `block_id`).
 SUBSTITUTIONS = {
-    "keras_preact": [
+    "quick-start": [
         # PreActResNet164 takes 54 s (torch) to 100 s (TensorFlow, XLA
         # compile) for 2 steps here; depth 20 keeps the case short.
         ("keras_preact.PreActResNet164(classes=100,", "keras_preact.PreActResNet20(classes=100,"),
@@ -39,13 +46,13 @@ SUBSTITUTIONS = {
     "models": [],
     "export-and-serving": [
         # Exporting PreActResNet164 took 133 s on JAX here; depth 20 is enough.
-        ("keras_preact.PreActResNet164(classes=100)", "keras_preact.PreActResNet20(classes=100)"),
+        ("keras_preact.PreActResNet164(classes=100,", "keras_preact.PreActResNet20(classes=100,"),
         ('export_saved_model(model, "models",', 'export_saved_model(model, "{tmp}/models",'),
     ],
 }
 # Code run after a block (same process): what the README says around it.
 CHECKS = {
-    "keras_preact": """
+    "quick-start": """
 import keras
 from keras_preact.training import PaperSGD
 from keras_preact.normalization import model_statistics
@@ -61,9 +68,9 @@ assert cfg["learning_rate"]["class_name"] == "PaperCIFARSchedule", cfg["learning
 assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps_per_epoch
 """,
 }
-NEEDS_DATA = {"keras_preact"}
-SLOW = {"keras_preact", "models", "export-and-serving"}
-EXPORT_BACKENDS = ("tensorflow", "jax")  # README: "Export works on the TensorFlow and JAX backends"
+NEEDS_DATA = {"quick-start"}
+SLOW = {"quick-start", "models", "export-and-serving"}
+EXPORT_BACKENDS = ("tensorflow", "jax")  # README: "Export runs on TensorFlow and JAX"
 EXPORTS = {"export-and-serving"}
 
 
@@ -86,25 +93,11 @@ def python_blocks(path):
     Raises:
         ValueError: a code fence left open at the end of the file.
     """
-    blocks, heading, fence, lines = [], "", None, []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if fence is None:
-            if stripped.startswith("```"):
-                fence = stripped[3:].strip().lower()
-                lines = []
-            elif line.startswith("#"):
-                heading = line
-        elif stripped == "```":
-            if fence == "python":
-                blocks.append((block_id(heading), "\n".join(lines) + "\n"))
-            fence = None
-        else:
-            lines.append(line)
-    if fence is not None:
-        raise ValueError(f"{path}: a ```{fence} block is never closed.")
     seen, out = {}, []
-    for name, code in blocks:
+    for language, _, heading, code in fenced_blocks(path):
+        if language != "python":
+            continue
+        name = block_id(heading)
         seen[name] = seen.get(name, 0) + 1
         out.append((name if seen[name] == 1 else f"{name}-{seen[name]}", code))
     return out
@@ -191,3 +184,50 @@ def test_substitute_requires_exactly_one_match(tmp_path):
     for code in ("x = 1\n", "epochs=164; epochs=164\n"):
         with pytest.raises(AssertionError, match="expected exactly 1"):
             substitute(code, [("epochs=164", "epochs=1")], tmp_path)
+
+
+SETUP = "## Set-up on a fresh machine"
+
+
+def test_readme_opens_with_the_two_setup_commands():
+    """The first two shell blocks: the install and main job, then what CI runs."""
+    shell = [(heading, code) for language, _, heading, code in fenced_blocks(README)
+             if language == "bash"]
+    assert [heading for heading, _ in shell[:2]] == [SETUP, SETUP], shell[:2]
+    assert [heading for heading, _ in shell].count(SETUP) == 2, "more set-up commands"
+    main_job, tests = (code.strip() for _, code in shell[:2])
+    assert "\n" not in main_job, "the install and main job is one line to copy"
+    assert main_job.startswith(
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".['), main_job
+    assert " && KERAS_BACKEND=jax python examples/train_cifar100.py " in main_job, main_job
+    assert tests == "CI=true bash .ci/run", tests
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "\nbash tests/run_all_backends.sh" in ci, ".ci/run does not run the suite"
+    run_all = (REPO / "tests" / "run_all_backends.sh").read_text(encoding="utf-8")
+    assert "for backend in tensorflow jax torch" in run_all
+    assert "KERAS_BACKEND=$backend python -m pytest tests" in run_all
+
+
+MAX_README_LINES = 250
+# What users' documents leave to git: the project's issues, its engineers and
+# sessions, figures superseded or predated, commits.
+HISTORY = re.compile(
+    r"\bissue[ -]?#?\d+|\bengineers?\b|(?-i:\bsessions?\b)|supersed|predat"
+    r"|\bcommit [0-9a-f]{7,40}\b",
+    re.IGNORECASE,
+)
+
+
+def test_readme_is_short():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines (at most {MAX_README_LINES})"
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_document_tells_no_history(path):
+    found = [
+        (number, match.group(0))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for match in HISTORY.finditer(line)
+    ]
+    assert not found, f"{path.relative_to(REPO)} (line, words): {found}"
