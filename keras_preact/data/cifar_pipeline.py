@@ -69,8 +69,8 @@ def cifar_dataset(
     the images stay one uint8 tensor), whole batches gathered. Training
     augmentation: (optional RandAugment), per-channel normalization, the
     paper's pad `pad` pixels, random 32x32 crop, random horizontal flip
-    (He et al. 2016, Sec. 4.2), vectorized per batch (faster than per image
-    on CPU, `benchmarks/input_pipeline.py`), optional MixUp/CutMix.
+    (He et al. 2016, Sec. 4.2), vectorized per batch (one op per batch,
+    not per image), optional MixUp/CutMix.
     Evaluation (`training=False`): batch, normalize; no shuffle, no
     augmentation, the same values on every pass.
 

@@ -32,9 +32,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     - torch: `torch.nn.functional.batch_norm` on a channels-first view of
       the same memory (the channels-last memory format for a 4-D NHWC
-      tensor), in training and inference, then an in-place ReLU. About 3x
-      faster than Keras' chain of elementwise ops on CPU
-      (`benchmarks/batch_norm_relu.py`).
+      tensor), in training and inference, then an in-place ReLU: one
+      kernel where Keras' own layer chains elementwise ops.
     - TensorFlow: `tf.compat.v1.nn.fused_batch_norm` (oneDNN on CPU, cuDNN
       on GPU; XLA has a lowering) for 4-D inputs normalized over axis 1 or
       3, then `tf.nn.relu`.

@@ -25,8 +25,6 @@ from keras_preact.validation import check_real
 POOLINGS = (None, "avg", "max")
 
 
-# Long only by its docstring (every argument, shape and error); the network
-# itself is `_stem`, `_stages` and `_head` below.
 def PreActResNet(
     depth=None, *, layout="cifar", block_type=None, stage_units=None,
     base_width=None, width_multiplier=1, unit_ordering="full_preact",
