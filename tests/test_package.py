@@ -1,0 +1,62 @@
+"""The package as a whole: what `import keras_preact` gives, and library
+source that speaks of the code only (no benchmark results, machine paths,
+measurement dates or notes on its own length; argparse only in `__main__`)."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import keras_preact
+
+LIBRARY = Path(__file__).resolve().parents[1] / "keras_preact"
+SOURCES = sorted(LIBRARY.rglob("*.py"))
+# What library text must not say, by kind.
+FORBIDDEN = {
+    "a benchmarks/ path or result file": re.compile(r"benchmarks/|results/"),
+    "a machine path": re.compile(r"(?<![\w.])/(work|home|root|Users|mnt)/"),
+    "a date": re.compile(r"\b20\d\d-\d\d-\d\d\b"),
+    "a note on its own length": re.compile(
+        r"\b(long|over \d+ lines)\b[^\n]*\b(docstring|signature|lines of code)\b", re.I),
+}
+
+
+def test_public_names():
+    for depth in (18, 20, 32, 34, 44, 50, 56, 101, 110, 152, 164, 200, 1001):
+        assert callable(getattr(keras_preact, f"PreActResNet{depth}"))
+    for name in ("PreActResNet", "feature_extractor", "residual_units", "layers",
+                 "normalization", "training", "__version__"):
+        assert hasattr(keras_preact, name), name
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(LIBRARY)))
+def test_source_speaks_of_the_code(path):
+    text = path.read_text()
+    found = {kind: match.group(0) for kind, pattern in FORBIDDEN.items()
+             if (match := pattern.search(text))}
+    assert found == {}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(LIBRARY)))
+def test_argparse_only_in_main_modules(path):
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert path.name == "__main__.py" or "argparse" not in imported
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("see `benchmarks/batch_norm_relu.py`", "a benchmarks/ path or result file"),
+    ("data_dir='/work/shared/data/cifar100'", "a machine path"),
+    ("measured 2026-11-30, load 3", "a date"),
+    ("# Long only by its docstring (53 lines of code).", "a note on its own length"),
+    ("# Over 80 lines only by its signature and docstring", "a note on its own length"),
+])
+def test_forbidden_patterns_catch_what_they_name(text, kind):
+    assert FORBIDDEN[kind].search(text)
+    assert not any(pattern.search("x = keras.ops.relu(x)  # 3x3 conv, data/cifar100")
+                   for pattern in FORBIDDEN.values())
