@@ -1,5 +1,11 @@
 """Residual unit layers against a direct NumPy computation of the paper's formulas."""
 
+import importlib.util
+import json
+import os
+import zipfile
+
+import h5py
 import numpy as np
 import pytest
 
@@ -11,6 +17,8 @@ from keras_preact.layers import DropPath
 from keras_preact.layers import PreActBasicUnit
 from keras_preact.layers import PreActBottleneckUnit
 from keras_preact.layers import ResidualUnit
+
+from conftest import BACKEND
 
 EPS = 1e-5
 
@@ -287,3 +295,94 @@ def test_unit_steps_are_the_ordering_table(ordering):
     # Without the pre-activation (the first unit after the ImageNet stem).
     plain = ResidualUnit(2, bottleneck=True, unit_ordering=ordering, preactivate=False)
     assert list(plain.steps)[0] == ("branch", None)
+
+
+# === Files saved by the earlier unit load with the same numbers ===
+
+SAVED = os.path.join(os.path.dirname(__file__), "data", "saved_units")
+_spec = importlib.util.spec_from_file_location(
+    "saved_units_fixtures", os.path.join(SAVED, "make_fixtures.py")
+)
+saved_units = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(saved_units)
+
+
+@pytest.fixture(scope="module")
+def saved_files(tmp_path_factory):
+    """The `.keras` and `.weights.h5` files of `tests/data/saved_units`,
+    unpacked, and their arrays."""
+    folder = tmp_path_factory.mktemp("saved_units")
+    with zipfile.ZipFile(os.path.join(SAVED, "models.zip")) as archive:
+        archive.extractall(folder)
+    with np.load(os.path.join(SAVED, "arrays.npz")) as arrays:
+        return folder, dict(arrays)
+
+
+def h5_contents(path):
+    """Every group and dataset of an HDF5 file, by path (groups as `None`)."""
+    contents = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: contents.__setitem__(
+            name, item[()] if isinstance(item, h5py.Dataset) else None
+        ))
+    return contents
+
+
+def keras_config(path):
+    """The config of a `.keras` file, without Keras' `shared_object_id`s
+    (ids of Python objects, different on every save)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "shared_object_id"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    with zipfile.ZipFile(path) as archive:
+        return strip(json.loads(archive.read("config.json")))
+
+
+def assert_same_outputs(model, arrays, name, training):
+    """`model`'s outputs equal the saved ones to float32 rounding."""
+    for mode in ("inference", "training") if training else ("inference",):
+        key = f"{name}/{BACKEND}/{mode}"
+        if key not in arrays:  # A case that draws random numbers in training.
+            continue
+        expected = arrays[key]
+        outputs = keras.ops.convert_to_numpy(
+            model(arrays[f"{name}/inputs"], training=mode == "training")
+        )
+        np.testing.assert_allclose(
+            outputs, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max(),
+            err_msg=f"{name}: {mode} outputs",
+        )
+
+
+@pytest.mark.parametrize("name", saved_units.CASES)
+def test_files_saved_by_the_earlier_unit_load_the_same(name, saved_files, tmp_path):
+    """Every ordering, shortcut and unit option, and two whole networks,
+    saved by the earlier `ResidualUnit` (`tests/data/saved_units`): a
+    seeded build gets the same weights, the `.keras` and `.weights.h5`
+    files load into the same weight paths and give the same outputs, and
+    saving again writes the same weights file and config."""
+    folder, arrays = saved_files
+    keras.utils.set_random_seed(saved_units.SEED)
+    built = saved_units.build(name)
+    np.testing.assert_allclose(
+        saved_units.fingerprint(built.weights), arrays[f"{name}/{BACKEND}/initial"],
+        rtol=1e-6, atol=1e-6, err_msg=f"{name}: seeded initial weights",
+    )
+    paths = list(arrays[f"{name}/weight_paths"])
+    built.load_weights(folder / f"{name}.weights.h5")
+    loaded = keras.saving.load_model(folder / f"{name}.keras")
+    for model in (built, loaded):
+        assert [w.path for w in model.weights] == paths
+    assert_same_outputs(loaded, arrays, name, training=False)
+    assert_same_outputs(built, arrays, name, training=True)
+
+    loaded.save(tmp_path / "again.keras")
+    assert keras_config(tmp_path / "again.keras") == keras_config(folder / f"{name}.keras")
+    loaded.save_weights(tmp_path / "again.weights.h5")
+    again = h5_contents(tmp_path / "again.weights.h5")
+    saved = h5_contents(folder / f"{name}.weights.h5")
+    assert list(again) == list(saved)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(again[key], value, err_msg=key)
