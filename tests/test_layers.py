@@ -13,6 +13,7 @@ import keras
 
 from keras_preact.layers import SHORTCUTS
 from keras_preact.layers import UNIT_ORDERINGS
+from keras_preact.layers import BatchNormalization
 from keras_preact.layers import DropPath
 from keras_preact.layers import PreActBasicUnit
 from keras_preact.layers import PreActBottleneckUnit
@@ -65,13 +66,13 @@ def reference_unit(unit, x):
     ordering = unit.unit_ordering
     if ordering == "full_preact":
         # BN-ReLU-conv (BN-ReLU-conv)*: the first BN-ReLU is shared.
-        a = relu(bn("preact_bn", x))
+        a = relu(bn("preact_bn", x)) if unit.preactivate else x
         r = conv(0, a)
         for i in range(1, n):
             r = conv(i, relu(bn(f"bn{i}", r)))
         shortcut_input = a
     elif ordering == "relu_only_preact":
-        a = relu(x)
+        a = relu(x) if unit.preactivate else x
         r = bn("bn1", conv(0, a))
         for i in range(1, n):
             r = bn(f"bn{i + 1}", conv(i, relu(r)))
@@ -128,25 +129,27 @@ def randomize(unit, rng):
 
 
 UNIT_CASES = [
-    # (bottleneck, in_channels, filters, strides, stride_on)
-    (False, 4, 4, 1, "3x3"),  # identity shortcut
-    (False, 3, 4, 2, "3x3"),  # projection with stride
-    (True, 8, 2, 1, "1x1"),  # bottleneck identity
-    (True, 4, 2, 2, "1x1"),  # bottleneck projection, stride on the 1x1
-    (True, 4, 2, 2, "3x3"),  # bottleneck projection, stride on the 3x3
+    # (bottleneck, in_channels, filters, strides, stride_on, preactivate)
+    (False, 4, 4, 1, "3x3", True),  # identity shortcut
+    (False, 3, 4, 2, "3x3", True),  # projection with stride
+    (True, 8, 2, 1, "1x1", True),  # bottleneck identity
+    (True, 4, 2, 2, "1x1", True),  # bottleneck projection, stride on the 1x1
+    (True, 4, 2, 2, "3x3", True),  # bottleneck projection, stride on the 3x3
+    (True, 4, 2, 2, "3x3", False),  # input already pre-activated
 ]
 
 
 @pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
 @pytest.mark.parametrize("case", UNIT_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_unit_orderings_match_numpy_formula(ordering, case):
-    bottleneck, channels, filters, strides, stride_on = case
+    bottleneck, channels, filters, strides, stride_on, preactivate = case
     unit = ResidualUnit(
         filters,
         bottleneck=bottleneck,
         strides=strides,
         stride_on=stride_on,
         unit_ordering=ordering,
+        preactivate=preactivate,
     )
     x = np.random.default_rng(0).normal(size=(2, 6, 6, channels)).astype("float32")
     unit.build(x.shape)
@@ -261,40 +264,48 @@ def test_bad_arguments(layer_cls, kwargs, message):
         layer_cls(**{**args, **kwargs})
 
 
-# The unit's steps for each ordering of the paper's Fig. 4, written out for
-# a strided bottleneck: the one list that build, call and remat walk.
-BOTTLENECK = [("conv", "conv1"), ("bn_relu", "bn1"), ("pad", "pad2"),
-              ("conv", "conv2"), ("bn_relu", "bn2"), ("conv", "conv3")]
-STEPS = {
-    "full_preact": [("bn_relu", "preact_bn"), ("branch", None), *BOTTLENECK,
-                    ("add", None)],
-    "original": [("branch", None), *BOTTLENECK, ("bn", "bn3"), ("add", None),
-                 ("relu", None)],
-    "bn_after_addition": [("branch", None), *BOTTLENECK, ("add", None),
-                          ("bn_relu", "post_add_bn")],
-    "relu_before_addition": [("branch", None), *BOTTLENECK, ("bn_relu", "bn3"),
-                             ("add", None)],
-    "relu_only_preact": [("relu", None), ("branch", None), *BOTTLENECK,
-                         ("bn", "bn3"), ("add", None)],
+# The layers each ordering of the paper's Fig. 4 gives a strided bottleneck
+# unit with a projection, in the order they are tracked (the order of the
+# weights); "+relu": a BN with the ReLU that follows it fused in.
+ORDERING_LAYERS = {
+    "full_preact": ["preact_bn+relu", "bn1+relu", "bn2+relu", "projection"],
+    "original": ["bn1+relu", "bn2+relu", "bn3", "projection", "projection_bn"],
+    "bn_after_addition": [
+        "bn1+relu", "bn2+relu", "post_add_bn+relu", "projection", "projection_bn"
+    ],
+    "relu_before_addition": [
+        "bn1+relu", "bn2+relu", "bn3+relu", "projection", "projection_bn"
+    ],
+    "relu_only_preact": ["bn1+relu", "bn2+relu", "bn3", "projection"],
 }
 
 
+def describe_layers(unit):
+    """The unit's direct sublayers, in tracking order, as in `ORDERING_LAYERS`."""
+    names = []
+    for layer in unit._flatten_layers(include_self=False, recursive=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert type(layer) is BatchNormalization, layer.name  # The fused one.
+            relu = layer.activation is keras.activations.relu
+            names.append(layer.name + ("+relu" if relu else ""))
+        else:
+            names.append(layer.name)
+    return names
+
+
 @pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
-def test_unit_steps_are_the_ordering_table(ordering):
+def test_unit_layers_follow_the_ordering_table(ordering):
     unit = ResidualUnit(2, bottleneck=True, strides=2, unit_ordering=ordering)
-    assert list(unit.steps) == STEPS[ordering]
-    # Every layer of the branch is a named step; the layers are tracked (the
-    # order of the weights) as before: convolutions, then BNs in step order.
-    tracked = [l.name for l in unit._flatten_layers(include_self=False, recursive=False)]
-    named = [name for _, name in unit.steps if name is not None]
-    assert set(named) == set(tracked)
-    bns = [name for kind, name in unit.steps if kind in ("bn", "bn_relu")]
-    assert [n for n in tracked if n.startswith("conv") or n in bns] == [
-        "conv1", "conv2", "conv3", *bns
-    ]
+    unit.build((None, 8, 8, 4))
+    branch = ["conv1", "pad2", "conv2", "conv3"]
+    assert describe_layers(unit) == branch + ORDERING_LAYERS[ordering]
     # Without the pre-activation (the first unit after the ImageNet stem).
     plain = ResidualUnit(2, bottleneck=True, unit_ordering=ordering, preactivate=False)
-    assert list(plain.steps)[0] == ("branch", None)
+    plain.build((None, 8, 8, 8))
+    assert describe_layers(plain) == ["conv1", "conv2", "conv3"] + [
+        name for name in ORDERING_LAYERS[ordering]
+        if name != "preact_bn+relu" and not name.startswith("projection")
+    ]
 
 
 # === Files saved by the earlier unit load with the same numbers ===
