@@ -171,14 +171,28 @@ class ResidualUnit(keras.layers.Layer):
         self.remat = bool(remat)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self.output_channels = filters * expansion if bottleneck else filters
+        self._create_branch(UNIT_ORDERING_TABLE[unit_ordering])
+        # Shortcut layers depend on the input's channel count: see `build`.
+        self.projection = self.projection_bn = None
+        self.gate = self.shortcut_dropout = None
 
-        # === Layers ===
-        # The attribute names are the keys of the weights files, and the
-        # order of assignment is the order of `weights`: keep both.
-        ordering = UNIT_ORDERING_TABLE[unit_ordering]
+    # === Layers ===
+
+    def _create_branch(self, ordering):
+        """The layers of the residual branch, from `ordering`'s entry of the
+        table. The attribute names are the keys of the weights files and
+        the order of assignment the order of `weights`: both must stay."""
         before = ordering.before_convs if self.preactivate else None
+        on_1x1 = self.stride_on == "1x1"
+        specs = [  # (kernel size, filters, strides) of each convolution.
+            (1, self.filters, self.strides if on_1x1 else 1),
+            (3, self.filters, 1 if on_1x1 else self.strides),
+            (1, self.output_channels, 1),
+        ] if self.bottleneck else [
+            (3, self.filters, self.strides), (3, self.filters, 1)
+        ]
         self.convs, self.paddings = [], []
-        for index, (kernel, width, stride) in enumerate(self._conv_specs(), 1):
+        for index, (kernel, width, stride) in enumerate(specs, 1):
             # Torch pads a strided 3x3 by one pixel on every side; Keras'
             # "same" would pad only bottom/right, so pad explicitly.
             pad = kernel == 3 and stride > 1
@@ -192,10 +206,10 @@ class ResidualUnit(keras.layers.Layer):
         self.preact_bn = self._make_bn("preact_bn") if before == "bn_relu" else None
         # `bns[i - 1]` follows conv `i`: BN-ReLU between two convolutions,
         # then the ordering's BN (or BN-ReLU) after the last one, if any.
-        self.bns = [self._make_bn(f"bn{i}") for i in range(1, len(self.convs))]
+        self.bns = [self._make_bn(f"bn{i}") for i in range(1, len(specs))]
         if ordering.after_convs:
             self.bns.append(self._make_bn(
-                f"bn{len(self.convs)}", relu=ordering.after_convs == "bn_relu"
+                f"bn{len(specs)}", relu=ordering.after_convs == "bn_relu"
             ))
         self.post_add_bn = self._make_bn("post_add_bn") if (
             ordering.after_addition == "bn_relu") else None
@@ -204,20 +218,6 @@ class ResidualUnit(keras.layers.Layer):
         ) if self.drop_path_rate > 0 else None
         self._relu_before_convs = before == "relu"
         self._relu_after_addition = ordering.after_addition == "relu"
-        # Shortcut layers depend on the input's channel count: see `build`.
-        self.projection = self.projection_bn = None
-        self.gate = self.shortcut_dropout = None
-
-    def _conv_specs(self):
-        """(kernel size, filters, strides) of each convolution, in order."""
-        if not self.bottleneck:
-            return [(3, self.filters, self.strides), (3, self.filters, 1)]
-        on_1x1 = self.stride_on == "1x1"
-        return [
-            (1, self.filters, self.strides if on_1x1 else 1),
-            (3, self.filters, 1 if on_1x1 else self.strides),
-            (1, self.output_channels, 1),
-        ]
 
     def _make_conv(self, filters, kernel_size, strides, name, padding="same"):
         return conv2d(
@@ -285,8 +285,8 @@ class ResidualUnit(keras.layers.Layer):
         return self._rematerialized_forward(inputs, training)
 
     def _forward(self, inputs, training):
-        """The unit, top to bottom. The paper's unit (Fig. 4e) is the lines
-        without a comment in quotes: those are the other orderings' steps."""
+        """The unit, top to bottom: the paper's unit (Fig. 4e) is every line
+        but those commented with the name of another ordering."""
         x = inputs
         if self.preact_bn is not None:
             x = self.preact_bn(x, training=training)  # BN-ReLU.
@@ -297,7 +297,7 @@ class ResidualUnit(keras.layers.Layer):
         x = self._conv(1, self.bns[0](x, training=training))  # BN-ReLU-conv.
         if self.bottleneck:
             x = self._conv(2, self.bns[1](x, training=training))  # BN-ReLU-conv.
-        if len(self.bns) == len(self.convs):  # "original", "relu_...".
+        if len(self.bns) == len(self.convs):  # "original" and the "relu_" two.
             x = self.bns[-1](x, training=training)
         if self.drop_path is not None:
             x = self.drop_path(x, training=training)
