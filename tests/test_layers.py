@@ -1,4 +1,5 @@
-"""Residual unit layers against a direct NumPy computation of the paper's formulas."""
+"""Residual unit layers against a direct NumPy computation of the paper's formulas,
+and files saved by the earlier unit against the current one."""
 
 import importlib.util
 import json
