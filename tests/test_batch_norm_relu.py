@@ -294,32 +294,6 @@ def test_files_saved_before_the_fused_layer_load_after(name, tmp_path):
 # === The unit and the model use it ===
 
 
-@pytest.mark.parametrize(
-    "ordering, relu_bns, plain_bns",
-    [
-        ("full_preact", ["preact_bn", "bn1"], []),
-        ("original", ["bn1"], ["bn2"]),
-        ("bn_after_addition", ["bn1", "post_add_bn"], []),
-        ("relu_before_addition", ["bn1", "bn2"], []),
-        ("relu_only_preact", ["bn1"], ["bn2"]),
-    ],
-)
-def test_unit_fuses_every_relu_that_follows_a_bn(ordering, relu_bns, plain_bns):
-    unit = ResidualUnit(4, unit_ordering=ordering)
-    unit.build((None, 8, 8, 4))
-    bns = {
-        layer.name: layer
-        for layer in unit._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    }
-    assert all(type(bn) is BatchNormalization for bn in bns.values())
-    assert sorted(bns) == sorted(relu_bns + plain_bns)
-    for name in relu_bns:
-        assert bns[name].activation is keras.activations.relu, name
-    for name in plain_bns:
-        assert bns[name].activation is keras.activations.linear, name
-
-
 @pytest.mark.parametrize("layout", ["cifar", "imagenet"])
 def test_model_batch_norms_are_fused(layout):
     kwargs = dict(stage_units=(1,) * (3 if layout == "cifar" else 4))

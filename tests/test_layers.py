@@ -1,5 +1,12 @@
-"""Residual unit layers against a direct NumPy computation of the paper's formulas."""
+"""Residual unit layers against a direct NumPy computation of the paper's formulas,
+and files saved by the earlier unit against the current one."""
 
+import importlib.util
+import json
+import os
+import zipfile
+
+import h5py
 import numpy as np
 import pytest
 
@@ -7,10 +14,13 @@ import keras
 
 from keras_preact.layers import SHORTCUTS
 from keras_preact.layers import UNIT_ORDERINGS
+from keras_preact.layers import BatchNormalization
 from keras_preact.layers import DropPath
 from keras_preact.layers import PreActBasicUnit
 from keras_preact.layers import PreActBottleneckUnit
 from keras_preact.layers import ResidualUnit
+
+from conftest import BACKEND
 
 EPS = 1e-5
 
@@ -57,13 +67,13 @@ def reference_unit(unit, x):
     ordering = unit.unit_ordering
     if ordering == "full_preact":
         # BN-ReLU-conv (BN-ReLU-conv)*: the first BN-ReLU is shared.
-        a = relu(bn("preact_bn", x))
+        a = relu(bn("preact_bn", x)) if unit.preactivate else x
         r = conv(0, a)
         for i in range(1, n):
             r = conv(i, relu(bn(f"bn{i}", r)))
         shortcut_input = a
     elif ordering == "relu_only_preact":
-        a = relu(x)
+        a = relu(x) if unit.preactivate else x
         r = bn("bn1", conv(0, a))
         for i in range(1, n):
             r = bn(f"bn{i + 1}", conv(i, relu(r)))
@@ -120,25 +130,27 @@ def randomize(unit, rng):
 
 
 UNIT_CASES = [
-    # (bottleneck, in_channels, filters, strides, stride_on)
-    (False, 4, 4, 1, "3x3"),  # identity shortcut
-    (False, 3, 4, 2, "3x3"),  # projection with stride
-    (True, 8, 2, 1, "1x1"),  # bottleneck identity
-    (True, 4, 2, 2, "1x1"),  # bottleneck projection, stride on the 1x1
-    (True, 4, 2, 2, "3x3"),  # bottleneck projection, stride on the 3x3
+    # (bottleneck, in_channels, filters, strides, stride_on, preactivate)
+    (False, 4, 4, 1, "3x3", True),  # identity shortcut
+    (False, 3, 4, 2, "3x3", True),  # projection with stride
+    (True, 8, 2, 1, "1x1", True),  # bottleneck identity
+    (True, 4, 2, 2, "1x1", True),  # bottleneck projection, stride on the 1x1
+    (True, 4, 2, 2, "3x3", True),  # bottleneck projection, stride on the 3x3
+    (True, 4, 2, 2, "3x3", False),  # input already pre-activated
 ]
 
 
 @pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
 @pytest.mark.parametrize("case", UNIT_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_unit_orderings_match_numpy_formula(ordering, case):
-    bottleneck, channels, filters, strides, stride_on = case
+    bottleneck, channels, filters, strides, stride_on, preactivate = case
     unit = ResidualUnit(
         filters,
         bottleneck=bottleneck,
         strides=strides,
         stride_on=stride_on,
         unit_ordering=ordering,
+        preactivate=preactivate,
     )
     x = np.random.default_rng(0).normal(size=(2, 6, 6, channels)).astype("float32")
     unit.build(x.shape)
@@ -253,37 +265,136 @@ def test_bad_arguments(layer_cls, kwargs, message):
         layer_cls(**{**args, **kwargs})
 
 
-# The unit's steps for each ordering of the paper's Fig. 4, written out for
-# a strided bottleneck: the one list that build, call and remat walk.
-BOTTLENECK = [("conv", "conv1"), ("bn_relu", "bn1"), ("pad", "pad2"),
-              ("conv", "conv2"), ("bn_relu", "bn2"), ("conv", "conv3")]
-STEPS = {
-    "full_preact": [("bn_relu", "preact_bn"), ("branch", None), *BOTTLENECK,
-                    ("add", None)],
-    "original": [("branch", None), *BOTTLENECK, ("bn", "bn3"), ("add", None),
-                 ("relu", None)],
-    "bn_after_addition": [("branch", None), *BOTTLENECK, ("add", None),
-                          ("bn_relu", "post_add_bn")],
-    "relu_before_addition": [("branch", None), *BOTTLENECK, ("bn_relu", "bn3"),
-                             ("add", None)],
-    "relu_only_preact": [("relu", None), ("branch", None), *BOTTLENECK,
-                         ("bn", "bn3"), ("add", None)],
+# The layers each ordering of the paper's Fig. 4 gives a strided bottleneck
+# unit with a projection, in the order they are tracked (the order of the
+# weights); "+relu": a BN with the ReLU that follows it fused in.
+ORDERING_LAYERS = {
+    "full_preact": ["preact_bn+relu", "bn1+relu", "bn2+relu", "projection"],
+    "original": ["bn1+relu", "bn2+relu", "bn3", "projection", "projection_bn"],
+    "bn_after_addition": [
+        "bn1+relu", "bn2+relu", "post_add_bn+relu", "projection", "projection_bn"
+    ],
+    "relu_before_addition": [
+        "bn1+relu", "bn2+relu", "bn3+relu", "projection", "projection_bn"
+    ],
+    "relu_only_preact": ["bn1+relu", "bn2+relu", "bn3", "projection"],
 }
 
 
+def describe_layers(unit):
+    """The unit's direct sublayers, in tracking order, as in `ORDERING_LAYERS`."""
+    names = []
+    for layer in unit._flatten_layers(include_self=False, recursive=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert type(layer) is BatchNormalization, layer.name  # The fused one.
+            relu = layer.activation is keras.activations.relu
+            names.append(layer.name + ("+relu" if relu else ""))
+        else:
+            names.append(layer.name)
+    return names
+
+
 @pytest.mark.parametrize("ordering", UNIT_ORDERINGS)
-def test_unit_steps_are_the_ordering_table(ordering):
+def test_unit_layers_follow_the_ordering_table(ordering):
     unit = ResidualUnit(2, bottleneck=True, strides=2, unit_ordering=ordering)
-    assert list(unit.steps) == STEPS[ordering]
-    # Every layer of the branch is a named step; the layers are tracked (the
-    # order of the weights) as before: convolutions, then BNs in step order.
-    tracked = [l.name for l in unit._flatten_layers(include_self=False, recursive=False)]
-    named = [name for _, name in unit.steps if name is not None]
-    assert set(named) == set(tracked)
-    bns = [name for kind, name in unit.steps if kind in ("bn", "bn_relu")]
-    assert [n for n in tracked if n.startswith("conv") or n in bns] == [
-        "conv1", "conv2", "conv3", *bns
-    ]
+    unit.build((None, 8, 8, 4))
+    branch = ["conv1", "pad2", "conv2", "conv3"]
+    assert describe_layers(unit) == branch + ORDERING_LAYERS[ordering]
     # Without the pre-activation (the first unit after the ImageNet stem).
     plain = ResidualUnit(2, bottleneck=True, unit_ordering=ordering, preactivate=False)
-    assert list(plain.steps)[0] == ("branch", None)
+    plain.build((None, 8, 8, 8))
+    assert describe_layers(plain) == ["conv1", "conv2", "conv3"] + [
+        name for name in ORDERING_LAYERS[ordering]
+        if name != "preact_bn+relu" and not name.startswith("projection")
+    ]
+
+
+# === Files saved by the earlier unit load with the same numbers ===
+
+SAVED = os.path.join(os.path.dirname(__file__), "data", "saved_units")
+_spec = importlib.util.spec_from_file_location(
+    "saved_units_fixtures", os.path.join(SAVED, "make_fixtures.py")
+)
+saved_units = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(saved_units)
+
+
+@pytest.fixture(scope="module")
+def saved_files(tmp_path_factory):
+    """The `.keras` and `.weights.h5` files of `tests/data/saved_units`,
+    unpacked, and their arrays."""
+    folder = tmp_path_factory.mktemp("saved_units")
+    with zipfile.ZipFile(os.path.join(SAVED, "models.zip")) as archive:
+        archive.extractall(folder)
+    with np.load(os.path.join(SAVED, "arrays.npz")) as arrays:
+        return folder, dict(arrays)
+
+
+def h5_contents(path):
+    """Every group and dataset of an HDF5 file, by path (groups as `None`)."""
+    contents = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: contents.__setitem__(
+            name, item[()] if isinstance(item, h5py.Dataset) else None
+        ))
+    return contents
+
+
+def keras_config(path):
+    """The config of a `.keras` file, without Keras' `shared_object_id`s
+    (ids of Python objects, different on every save)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "shared_object_id"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    with zipfile.ZipFile(path) as archive:
+        return strip(json.loads(archive.read("config.json")))
+
+
+def assert_same_outputs(model, arrays, name, training):
+    """`model`'s outputs equal the saved ones to float32 rounding."""
+    for mode in ("inference", "training") if training else ("inference",):
+        key = f"{name}/{BACKEND}/{mode}"
+        if key not in arrays:  # A case that draws random numbers in training.
+            continue
+        expected = arrays[key]
+        outputs = keras.ops.convert_to_numpy(
+            model(arrays[f"{name}/inputs"], training=mode == "training")
+        )
+        np.testing.assert_allclose(
+            outputs, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max(),
+            err_msg=f"{name}: {mode} outputs",
+        )
+
+
+@pytest.mark.parametrize("name", saved_units.CASES)
+def test_files_saved_by_the_earlier_unit_load_the_same(name, saved_files, tmp_path):
+    """Every ordering, shortcut and unit option, and two whole networks,
+    saved by the earlier `ResidualUnit` (`tests/data/saved_units`): a
+    seeded build gets the same weights, the `.keras` and `.weights.h5`
+    files load into the same weight paths and give the same outputs, and
+    saving again writes the same weights file and config."""
+    folder, arrays = saved_files
+    keras.utils.set_random_seed(saved_units.SEED)
+    built = saved_units.build(name)
+    np.testing.assert_allclose(
+        saved_units.fingerprint(built.weights), arrays[f"{name}/{BACKEND}/initial"],
+        rtol=1e-6, atol=1e-6, err_msg=f"{name}: seeded initial weights",
+    )
+    paths = list(arrays[f"{name}/weight_paths"])
+    built.load_weights(folder / f"{name}.weights.h5")
+    loaded = keras.saving.load_model(folder / f"{name}.keras")
+    for model in (built, loaded):
+        assert [w.path for w in model.weights] == paths
+    assert_same_outputs(loaded, arrays, name, training=False)
+    assert_same_outputs(built, arrays, name, training=True)
+
+    loaded.save(tmp_path / "again.keras")
+    assert keras_config(tmp_path / "again.keras") == keras_config(folder / f"{name}.keras")
+    loaded.save_weights(tmp_path / "again.weights.h5")
+    again = h5_contents(tmp_path / "again.weights.h5")
+    saved = h5_contents(folder / f"{name}.weights.h5")
+    assert list(again) == list(saved)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(again[key], value, err_msg=key)

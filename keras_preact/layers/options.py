@@ -1,23 +1,31 @@
 """The unit orderings and shortcut variants compared in the paper."""
 
+from typing import NamedTuple
+
 import keras
 
 from keras_preact.validation import check_choice
 
-# The paper's Fig. 4 / Table 2, each ordering as its steps from the unit's
-# input to its output; the one list that building, calling and remat walk
-# (`ResidualUnit.steps`). "convs": the unit's convolutions, with a BN-ReLU
-# between each two in every ordering; "add": the shortcut addition;
-# "bn_relu": a BN with the ReLU that follows it fused in. The steps before
-# "convs" are the pre-activation, which a projection shortcut shares.
-UNIT_ORDERING_STEPS = {
-    "full_preact": ("bn_relu", "convs", "add"),
-    "original": ("convs", "bn", "add", "relu"),
-    "bn_after_addition": ("convs", "add", "bn_relu"),
-    "relu_before_addition": ("convs", "bn_relu", "add"),
-    "relu_only_preact": ("relu", "convs", "bn", "add"),
+
+class Ordering(NamedTuple):
+    """Where an ordering puts BN and ReLU, besides the BN-ReLU between each
+    two convolutions that every ordering has: `"bn_relu"` (a BN with the
+    ReLU that follows it fused in), `"bn"`, `"relu"` or `None`."""
+
+    before_convs: str | None  # The pre-activation; a projection shortcut shares it.
+    after_convs: str | None
+    after_addition: str | None
+
+
+# The paper's Fig. 4 / Table 2.
+UNIT_ORDERING_TABLE = {
+    "full_preact": Ordering("bn_relu", None, None),
+    "original": Ordering(None, "bn", "relu"),
+    "bn_after_addition": Ordering(None, None, "bn_relu"),
+    "relu_before_addition": Ordering(None, "bn_relu", None),
+    "relu_only_preact": Ordering("relu", "bn", None),
 }
-UNIT_ORDERINGS = tuple(UNIT_ORDERING_STEPS)
+UNIT_ORDERINGS = tuple(UNIT_ORDERING_TABLE)
 
 # The paper's Fig. 2 / Table 1: what the shortcut does to its input.
 SHORTCUTS = (
@@ -34,13 +42,13 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def preactivation(unit_ordering):
-    """The steps of `unit_ordering` before its first convolution: `()` for
-    the post-activation orderings. The network applies them once more after
-    its last unit (Sec. 4.1)."""
-    steps = UNIT_ORDERING_STEPS[check_choice(
+    """What `unit_ordering` applies before its first convolution:
+    `("bn_relu",)`, `("relu",)`, or `()` for the post-activation orderings.
+    The network applies it once more after its last unit (Sec. 4.1)."""
+    step = UNIT_ORDERING_TABLE[check_choice(
         "unit_ordering", unit_ordering, UNIT_ORDERINGS
-    )]
-    return steps[: steps.index("convs")]
+    )].before_convs
+    return (step,) if step else ()
 
 
 def standardize_data_format(data_format):

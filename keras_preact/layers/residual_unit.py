@@ -1,5 +1,7 @@
 """The residual unit of He et al. (2016), in every ordering the paper compares."""
 
+import itertools
+
 import keras
 from keras import ops
 
@@ -11,48 +13,11 @@ from keras_preact.layers.factories import fresh_initializer
 from keras_preact.layers.factories import he_normal_fan_out
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import STRIDE_POSITIONS
-from keras_preact.layers.options import UNIT_ORDERING_STEPS
+from keras_preact.layers.options import UNIT_ORDERING_TABLE
 from keras_preact.layers.options import UNIT_ORDERINGS
-from keras_preact.layers.options import preactivation
 from keras_preact.layers.options import standardize_data_format
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
-
-
-def unit_steps(unit_ordering, paddings, convs, preactivate=True):
-    """`UNIT_ORDERING_STEPS[unit_ordering]` expanded for one unit's layers
-    (`paddings`: one `ZeroPadding2D` or `None` per conv of `convs`);
-    `preactivate=False` drops the pre-activation.
-
-    Returns:
-        A tuple of `(kind, layer name)` pairs, input to output: `"bn"`,
-        `"bn_relu"` (named `"preact_bn"` before the convs, `"bn{i}"` after
-        conv `i`, `"post_add_bn"` after the addition), `"pad"`, `"conv"`,
-        and, without a layer, `"relu"`, `"branch"` (the shortcut branches
-        off) and `"add"`.
-    """
-    template = UNIT_ORDERING_STEPS[unit_ordering]
-    first_conv, addition = template.index("convs"), template.index("add")
-    steps = []
-    for position, step in enumerate(template):
-        if step == "convs":
-            steps.append(("branch", None))
-            for index, (pad, conv) in enumerate(zip(paddings, convs)):
-                if index > 0:  # BN-ReLU between two convolutions.
-                    steps.append(("bn_relu", f"bn{index}"))
-                if pad is not None:
-                    steps.append(("pad", pad.name))
-                steps.append(("conv", conv.name))
-        elif position < first_conv and not preactivate:
-            continue
-        elif step in ("relu", "add"):
-            steps.append((step, None))
-        elif position < first_conv:
-            steps.append((step, "preact_bn"))
-        else:
-            after = "post_add_bn" if position > addition else f"bn{len(convs)}"
-            steps.append((step, after))
-    return tuple(steps)
 
 
 @keras.saving.register_keras_serializable(package="keras_preact")
@@ -74,9 +39,8 @@ class ResidualUnit(keras.layers.Layer):
     - `"relu_only_preact"`: ReLU-conv-BN-...-ReLU-conv-BN, add.
     - `"full_preact"`: BN-ReLU-conv-...-BN-ReLU-conv, add.
 
-    Each is one entry of `keras_preact.layers.UNIT_ORDERING_STEPS`;
-    `unit.steps` expands it for this unit (`unit_steps`), and building,
-    calling and remat all walk it.
+    Each is one entry of `keras_preact.layers.UNIT_ORDERING_TABLE`: what
+    it puts before the convolutions, after them and after the addition.
 
     Shortcut variants (applied where shapes match; a unit that changes
     shape always uses the projection):
@@ -180,22 +144,17 @@ class ResidualUnit(keras.layers.Layer):
         data_format=None, remat=False, **kwargs,
     ):
         super().__init__(**kwargs)
-        filters = check_int("filters", filters, low=1)
-        check_choice("strides", strides, (1, 2))
-        check_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
-        check_choice("shortcut", shortcut, SHORTCUTS)
-        check_choice("stride_on", stride_on, STRIDE_POSITIONS)
-        check_int("expansion", expansion, low=1)
-
-        self.filters = filters
+        self.filters = check_int("filters", filters, low=1)
         self.bottleneck = bool(bottleneck)
-        self.strides = strides
-        self.unit_ordering = unit_ordering
-        self.shortcut = shortcut
+        self.strides = check_choice("strides", strides, (1, 2))
+        self.unit_ordering = check_choice(
+            "unit_ordering", unit_ordering, UNIT_ORDERINGS
+        )
+        self.shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
         self.preactivate = bool(preactivate)
         self.preactivated_shortcut = preactivated_shortcut
-        self.stride_on = stride_on
-        self.expansion = expansion
+        self.stride_on = check_choice("stride_on", stride_on, STRIDE_POSITIONS)
+        self.expansion = check_int("expansion", expansion, low=1)
         self.drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
         self.shortcut_scale = float(shortcut_scale)
         self.gate_bias = float(gate_bias)
@@ -212,57 +171,55 @@ class ResidualUnit(keras.layers.Layer):
         self.remat = bool(remat)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self.output_channels = filters * expansion if bottleneck else filters
-        self.is_pre_activation = bool(preactivation(unit_ordering))
-
-        # === Residual branch ===
-        self.convs = []
-        self.paddings = []
-        for index, (kernel, width, strides) in enumerate(self._conv_specs()):
-            # Torch pads a strided 3x3 by one pixel on every side; Keras'
-            # "same" would pad only bottom/right, so pad explicitly.
-            pad = kernel == 3 and strides > 1
-            self.paddings.append(keras.layers.ZeroPadding2D(
-                1, data_format=self.data_format, dtype=self.dtype_policy,
-                name=f"pad{index + 1}",
-            ) if pad else None)
-            self.convs.append(self._conv(
-                width, kernel, strides, name=f"conv{index + 1}",
-                padding="valid" if pad else "same",
-            ))
-        self.steps = unit_steps(
-            unit_ordering, self.paddings, self.convs, self.preactivate
-        )
-        # The BNs the steps name, tracked in step order (the order of the
-        # weights): "preact_bn", the branch's "bn{i}", "post_add_bn".
-        bns = {
-            name: self._batch_norm(name, relu=kind == "bn_relu")
-            for kind, name in self.steps if kind in ("bn", "bn_relu")
-        }
-        self.preact_bn = bns.pop("preact_bn", None)
-        post_add_bn = bns.pop("post_add_bn", None)
-        self.bns = list(bns.values())
-        self.post_add_bn = post_add_bn
-        self.drop_path = DropPath(
-            self.drop_path_rate, dtype=self.dtype_policy, name="drop_path"
-        ) if self.drop_path_rate > 0 else None
+        self._create_branch(UNIT_ORDERING_TABLE[unit_ordering])
         # Shortcut layers depend on the input's channel count: see `build`.
         self.projection = self.projection_bn = None
         self.gate = self.shortcut_dropout = None
 
     # === Layers ===
 
-    def _conv_specs(self):
-        """(kernel size, filters, strides) of each convolution, in order."""
-        if not self.bottleneck:
-            return [(3, self.filters, self.strides), (3, self.filters, 1)]
+    def _create_branch(self, ordering):
+        """The layers of the residual branch, from `ordering`'s entry of the
+        table. The attribute names are the keys of the weights files and
+        the order of assignment the order of `weights`: both must stay."""
+        before = ordering.before_convs if self.preactivate else None
         on_1x1 = self.stride_on == "1x1"
-        return [
+        specs = [  # (kernel size, filters, strides) of each convolution.
             (1, self.filters, self.strides if on_1x1 else 1),
             (3, self.filters, 1 if on_1x1 else self.strides),
             (1, self.output_channels, 1),
+        ] if self.bottleneck else [
+            (3, self.filters, self.strides), (3, self.filters, 1)
         ]
+        self.convs, self.paddings = [], []
+        for index, (kernel, width, stride) in enumerate(specs, 1):
+            # Torch pads a strided 3x3 by one pixel on every side; Keras'
+            # "same" would pad only bottom/right, so pad explicitly.
+            pad = kernel == 3 and stride > 1
+            self.paddings.append(keras.layers.ZeroPadding2D(
+                1, data_format=self.data_format, dtype=self.dtype_policy,
+                name=f"pad{index}",
+            ) if pad else None)
+            self.convs.append(self._make_conv(
+                width, kernel, stride, f"conv{index}", "valid" if pad else "same"
+            ))
+        self.preact_bn = self._make_bn("preact_bn") if before == "bn_relu" else None
+        # `bns[i - 1]` follows conv `i`: BN-ReLU between two convolutions,
+        # then the ordering's BN (or BN-ReLU) after the last one, if any.
+        self.bns = [self._make_bn(f"bn{i}") for i in range(1, len(specs))]
+        if ordering.after_convs:
+            self.bns.append(self._make_bn(
+                f"bn{len(specs)}", relu=ordering.after_convs == "bn_relu"
+            ))
+        self.post_add_bn = self._make_bn("post_add_bn") if (
+            ordering.after_addition == "bn_relu") else None
+        self.drop_path = DropPath(
+            self.drop_path_rate, dtype=self.dtype_policy, name="drop_path"
+        ) if self.drop_path_rate > 0 else None
+        self._relu_before_convs = before == "relu"
+        self._relu_after_addition = ordering.after_addition == "relu"
 
-    def _conv(self, filters, kernel_size, strides, name, padding="same"):
+    def _make_conv(self, filters, kernel_size, strides, name, padding="same"):
         return conv2d(
             filters, kernel_size, strides, padding=padding,
             kernel_initializer=self.kernel_initializer,
@@ -271,33 +228,24 @@ class ResidualUnit(keras.layers.Layer):
             seed_salt=f"{self.name}/{name}",
         )
 
-    def _batch_norm(self, name, relu=False):
+    def _make_bn(self, name, relu=True):
         return batch_norm(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon,
             data_format=self.data_format, dtype=self.dtype_policy, name=name,
             activation="relu" if relu else None,
         )
 
-    def _step_layers(self):
-        """The layers `self.steps` name, by name."""
-        layers = [self.preact_bn, self.post_add_bn, *self.bns, *self.convs]
-        layers += self.paddings
-        return {layer.name: layer for layer in layers if layer is not None}
-
     def build(self, input_shape):
         self.uses_projection = self.shortcut == "conv1x1" or self.strides != 1 or (
             input_shape[self.channel_axis] != self.output_channels
         )
         if self.uses_projection:
-            self.projection = self._conv(
-                self.output_channels, 1, self.strides, name="projection"
+            self.projection = self._make_conv(
+                self.output_channels, 1, self.strides, "projection"
             )
-            self.projection.build(input_shape)
-            if not self.is_pre_activation:
-                self.projection_bn = self._batch_norm("projection_bn")
-                self.projection_bn.build(
-                    self.projection.compute_output_shape(input_shape)
-                )
+            # Post-activation orderings: a BN after it, as the original ResNet.
+            if not UNIT_ORDERING_TABLE[self.unit_ordering].before_convs:
+                self.projection_bn = self._make_bn("projection_bn", relu=False)
         elif self.shortcut in ("exclusive_gating", "shortcut_only_gating"):
             self.gate = keras.layers.Conv2D(
                 self.output_channels, 1,
@@ -309,19 +257,24 @@ class ResidualUnit(keras.layers.Layer):
                 data_format=self.data_format, dtype=self.dtype_policy,
                 name="gate",
             )
-            self.gate.build(input_shape)
         elif self.shortcut == "dropout":
             self.shortcut_dropout = keras.layers.Dropout(
                 self.shortcut_dropout_rate, dtype=self.dtype_policy,
                 name="shortcut_dropout",
             )
-        # Walk the steps, chaining shapes: each layer sees its input shape.
-        layers = self._step_layers()
-        shape = input_shape
-        for _, name in self.steps:
-            if name is not None:
-                layers[name].build(shape)
-                shape = layers[name].compute_output_shape(shape)
+        self._preactivated_shortcut = self.uses_projection if (
+            self.preactivated_shortcut is None) else self.preactivated_shortcut
+        # Each layer is built on the shape it is called on.
+        branch = itertools.chain(*itertools.zip_longest(
+            self.paddings, self.convs, self.bns
+        ))
+        for chain in ([self.preact_bn, *branch, self.post_add_bn],
+                      [self.projection, self.projection_bn], [self.gate]):
+            shape = input_shape
+            for layer in chain:
+                if layer is not None:
+                    layer.build(shape)
+                    shape = layer.compute_output_shape(shape)
         self.built = True
 
     # === Forward pass ===
@@ -330,6 +283,36 @@ class ResidualUnit(keras.layers.Layer):
         if not self.remat:
             return self._forward(inputs, training)
         return self._rematerialized_forward(inputs, training)
+
+    def _forward(self, inputs, training):
+        """The unit, top to bottom: the paper's unit (Fig. 4e) is every line
+        but those commented with the name of another ordering."""
+        x = inputs
+        if self.preact_bn is not None:
+            x = self.preact_bn(x, training=training)  # BN-ReLU.
+        elif self._relu_before_convs:  # "relu_only_preact".
+            x = ops.relu(x)
+        shortcut = x if self._preactivated_shortcut else inputs
+        x = self._conv(0, x)
+        x = self._conv(1, self.bns[0](x, training=training))  # BN-ReLU-conv.
+        if self.bottleneck:
+            x = self._conv(2, self.bns[1](x, training=training))  # BN-ReLU-conv.
+        if len(self.bns) == len(self.convs):  # "original" and the "relu_" two.
+            x = self.bns[-1](x, training=training)
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
+        x = self._merge(shortcut, x, training)
+        if self.post_add_bn is not None:  # "bn_after_addition".
+            x = self.post_add_bn(x, training=training)
+        elif self._relu_after_addition:  # "original".
+            x = ops.relu(x)
+        return x
+
+    def _conv(self, index, x):
+        """Convolution `index` of the branch, after its padding if it has one."""
+        if self.paddings[index] is not None:
+            x = self.paddings[index](x)
+        return self.convs[index](x)
 
     def _rematerialized_forward(self, inputs, training):
         """`_forward` under `keras.remat`, with every state update outside it.
@@ -385,27 +368,6 @@ class ResidualUnit(keras.layers.Layer):
         for (variable, _), value in zip(assigned, new_values):
             variable.assign(value)
         return outputs
-
-    def _forward(self, inputs, training):
-        """Walks `self.steps` over the unit's layers."""
-        layers = self._step_layers()
-        preactivated_shortcut = self.preactivated_shortcut
-        if preactivated_shortcut is None:
-            preactivated_shortcut = self.uses_projection
-        x = shortcut_input = inputs
-        for kind, name in self.steps:
-            if kind == "branch":  # The residual branch starts here.
-                if preactivated_shortcut:
-                    shortcut_input = x
-            elif kind == "add":
-                if self.drop_path is not None:
-                    x = self.drop_path(x, training=training)
-                x = self._merge(shortcut_input, x, training)
-            elif kind == "relu":
-                x = ops.relu(x)
-            else:  # A layer: padding, convolution or BN (with its ReLU).
-                x = layers[name](x, training=training)
-        return x
 
     def _merge(self, shortcut_input, residual, training):
         if self.projection is not None:
