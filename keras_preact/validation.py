@@ -26,6 +26,13 @@ def check_choice(name, value, valid):
     return value
 
 
+def check_bool(name, value, allow_none=False):
+    """`value` if it is `True` or `False` (or `None` with `allow_none`)."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise _invalid(name, value, "True or False" + (" or None" if allow_none else ""))
+    return value
+
+
 def check_int(name, value, low=-math.inf, high=math.inf):
     """`int(value)` for an integer (numpy ones too, not floats) in `[low, high]`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) \

@@ -16,8 +16,10 @@ from keras_preact.layers.options import STRIDE_POSITIONS
 from keras_preact.layers.options import UNIT_ORDERING_TABLE
 from keras_preact.layers.options import UNIT_ORDERINGS
 from keras_preact.layers.options import standardize_data_format
+from keras_preact.validation import check_bool
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
+from keras_preact.validation import check_real
 
 
 @keras.saving.register_keras_serializable(package="keras_preact")
@@ -120,8 +122,11 @@ class ResidualUnit(keras.layers.Layer):
     Raises:
         ValueError: `filters` or `expansion` is not an int >= 1, `strides`
             is not 1 or 2, `unit_ordering`, `shortcut`, `stride_on` or
-            `data_format` is none of its choices, or `drop_path_rate` or
-            `shortcut_dropout_rate` is outside `[0, 1)`.
+            `data_format` is none of its choices, `bottleneck`,
+            `preactivate` or `remat` is not a bool, `drop_path_rate` or
+            `shortcut_dropout_rate` is outside `[0, 1)`, `bn_momentum`
+            outside `[0, 1]`, `bn_epsilon` < 0, or `shortcut_scale` or
+            `gate_bias` is not a number.
 
     Reference: He et al., "Identity Mappings in Deep Residual Networks",
     ECCV 2016, Sec. 3-4, Fig. 2 and 4; the authors' `resnet-pre-act.lua`
@@ -145,19 +150,21 @@ class ResidualUnit(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check_int("filters", filters, low=1)
-        self.bottleneck = bool(bottleneck)
+        self.bottleneck = check_bool("bottleneck", bottleneck)
         self.strides = check_choice("strides", strides, (1, 2))
         self.unit_ordering = check_choice(
             "unit_ordering", unit_ordering, UNIT_ORDERINGS
         )
         self.shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
-        self.preactivate = bool(preactivate)
-        self.preactivated_shortcut = preactivated_shortcut
+        self.preactivate = check_bool("preactivate", preactivate)
+        self.preactivated_shortcut = check_bool(
+            "preactivated_shortcut", preactivated_shortcut, allow_none=True
+        )
         self.stride_on = check_choice("stride_on", stride_on, STRIDE_POSITIONS)
         self.expansion = check_int("expansion", expansion, low=1)
         self.drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
-        self.shortcut_scale = float(shortcut_scale)
-        self.gate_bias = float(gate_bias)
+        self.shortcut_scale = check_real("shortcut_scale", shortcut_scale)
+        self.gate_bias = check_real("gate_bias", gate_bias)
         self.shortcut_dropout_rate = check_rate(
             "shortcut_dropout_rate", shortcut_dropout_rate
         )
@@ -165,10 +172,10 @@ class ResidualUnit(keras.layers.Layer):
             kernel_initializer or he_normal_fan_out()
         )
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bn_momentum = bn_momentum
-        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = check_real("bn_momentum", bn_momentum, 0.0, 1.0)
+        self.bn_epsilon = check_real("bn_epsilon", bn_epsilon, low=0.0)
         self.data_format = standardize_data_format(data_format)
-        self.remat = bool(remat)
+        self.remat = check_bool("remat", remat)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self.output_channels = filters * expansion if bottleneck else filters
         self._create_branch(UNIT_ORDERING_TABLE[unit_ordering])
@@ -217,6 +224,7 @@ class ResidualUnit(keras.layers.Layer):
             self.drop_path_rate, dtype=self.dtype_policy, name="drop_path"
         ) if self.drop_path_rate > 0 else None
         self._relu_before_convs = before == "relu"
+        self._bn_after_convs = ordering.after_convs is not None
         self._relu_after_addition = ordering.after_addition == "relu"
 
     def _make_conv(self, filters, kernel_size, strides, name, padding="same"):
@@ -285,26 +293,37 @@ class ResidualUnit(keras.layers.Layer):
         return self._rematerialized_forward(inputs, training)
 
     def _forward(self, inputs, training):
-        """The unit, top to bottom: the paper's unit (Fig. 4e) is every line
-        but those commented with the name of another ordering."""
+        """The paper's full pre-activation unit (Fig. 4e), top to bottom."""
+        if self.unit_ordering != "full_preact":
+            return self._other_ordering(inputs, training)
         x = inputs
         if self.preact_bn is not None:
             x = self.preact_bn(x, training=training)  # BN-ReLU.
-        elif self._relu_before_convs:  # "relu_only_preact".
-            x = ops.relu(x)
         shortcut = x if self._preactivated_shortcut else inputs
         x = self._conv(0, x)
         x = self._conv(1, self.bns[0](x, training=training))  # BN-ReLU-conv.
         if self.bottleneck:
             x = self._conv(2, self.bns[1](x, training=training))  # BN-ReLU-conv.
-        if len(self.bns) == len(self.convs):  # "original" and the "relu_" two.
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
+        return self._merge(shortcut, x, training)
+
+    def _other_ordering(self, inputs, training):
+        """The other orderings of Table 2: where BN and ReLU go is the
+        unit's entry of `UNIT_ORDERING_TABLE`."""
+        x = ops.relu(inputs) if self._relu_before_convs else inputs
+        shortcut = x if self._preactivated_shortcut else inputs
+        x = self._conv(0, x)
+        for index in range(1, len(self.convs)):  # BN-ReLU-conv.
+            x = self._conv(index, self.bns[index - 1](x, training=training))
+        if self._bn_after_convs:
             x = self.bns[-1](x, training=training)
         if self.drop_path is not None:
             x = self.drop_path(x, training=training)
         x = self._merge(shortcut, x, training)
-        if self.post_add_bn is not None:  # "bn_after_addition".
+        if self.post_add_bn is not None:
             x = self.post_add_bn(x, training=training)
-        elif self._relu_after_addition:  # "original".
+        elif self._relu_after_addition:
             x = ops.relu(x)
         return x
 
@@ -422,7 +441,8 @@ class ResidualUnit(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_preact")
 class PreActBasicUnit(ResidualUnit):
-    """Full pre-activation basic unit: BN-ReLU-conv3x3, BN-ReLU-conv3x3.
+    """The basic unit: two 3x3 convolutions (by default the full
+    pre-activation BN-ReLU-conv3x3, BN-ReLU-conv3x3).
 
     A `ResidualUnit` with `bottleneck=False`; see it for all arguments.
 
@@ -439,7 +459,8 @@ class PreActBasicUnit(ResidualUnit):
 
 @keras.saving.register_keras_serializable(package="keras_preact")
 class PreActBottleneckUnit(ResidualUnit):
-    """Full pre-activation bottleneck: BN-ReLU-conv1x1, -conv3x3, -conv1x1.
+    """The bottleneck unit: 1x1, 3x3, 1x1 convolutions (by default the full
+    pre-activation BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1).
 
     A `ResidualUnit` with `bottleneck=True`; see it for all arguments. It
     outputs `filters * expansion` channels (expansion 4 by default).

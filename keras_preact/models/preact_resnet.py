@@ -18,6 +18,7 @@ from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.weights import load_weights_file
 from keras_preact.normalization import input_normalization_layer
 from keras_preact.normalization import resolve_statistics
+from keras_preact.validation import check_bool
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
@@ -135,7 +136,8 @@ def PreActResNet(
             what `stage_units` give; `stage_units` lacks one int >= 1 per
             stage or comes without `block_type`; `block_type` contradicts
             an ImageNet depth; `base_width`, `width_multiplier` or
-            `classes` is not an int >= 1; `drop_path_rate` is outside
+            `classes` is not an int >= 1; `include_top` or `remat` is
+            not a bool; `drop_path_rate` is outside
             `[0, 1)`, `bn_momentum` outside `[0, 1]`, `bn_epsilon` < 0;
             `input_shape` lacks 3 dimensions or is smaller than the
             layout's total stride (4 / 32); `input_normalization` is not a
@@ -214,6 +216,7 @@ def _check_arguments(
     check_choice("unit_ordering", unit_ordering, UNIT_ORDERINGS)
     check_choice("shortcut", shortcut, SHORTCUTS)
     check_choice("pooling", pooling, POOLINGS)
+    check_bool("include_top", include_top)
     check_rate("drop_path_rate", drop_path_rate)
     check_real("bn_momentum", bn_momentum, 0.0, 1.0)
     check_real("bn_epsilon", bn_epsilon, low=0.0)
@@ -238,9 +241,10 @@ def _check_arguments(
     )
     if any(size is not None and size < net.total_stride for size in spatial):
         raise ValueError(
-            f"Invalid input_shape={input_shape!r}: the {net.name} layout "
-            f"downsamples by {net.total_stride}, so height and width must be "
-            f"at least {net.total_stride}."
+            f"Invalid input_shape={input_shape!r}: in {data_format} order that "
+            f"is height x width {spatial[0]} x {spatial[1]}, and the {net.name} "
+            f"layout downsamples by {net.total_stride}, so both must be at least "
+            f"{net.total_stride}."
         )
     channels = input_shape[0 if data_format == "channels_first" else -1]
     if input_normalization is not None:
