@@ -36,26 +36,31 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 
 import keras
 import numpy as np
 
-from keras_preact import paper_results
-from keras_preact.io import atomic_write
-from keras_preact.io import atomic_write_json
-from keras_preact.layers import SHORTCUTS
-from keras_preact.training import MetricsWriter
-from keras_preact.training import PaperCIFARSchedule
-from keras_preact.training import compile_for_paper
-from keras_preact.training import fit_resumable
-from keras_preact.training import read_backup
-from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE
-from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE
-from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS
-from keras_preact.validation import check_choice
-from keras_preact.validation import check_int
-from keras_preact.validation import check_real
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import training_cli  # noqa: E402
+from keras_preact import paper_results  # noqa: E402
+from keras_preact.io import atomic_write  # noqa: E402
+from keras_preact.io import atomic_write_json  # noqa: E402
+from keras_preact.layers import SHORTCUTS  # noqa: E402
+from keras_preact.models.layouts import resolve_layout  # noqa: E402
+from keras_preact.training import MetricsWriter  # noqa: E402
+from keras_preact.training import PaperCIFARSchedule  # noqa: E402
+from keras_preact.training import compile_for_paper  # noqa: E402
+from keras_preact.training import fit_resumable  # noqa: E402
+from keras_preact.training import read_backup  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
+from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
+from keras_preact.validation import check_choice  # noqa: E402
+from keras_preact.validation import check_int  # noqa: E402
+from keras_preact.validation import check_real  # noqa: E402
 
 # Paper order (Table 2 lists the original unit first, full pre-activation last).
 TABLE2_VARIANTS = {
@@ -110,17 +115,24 @@ class Recipe:
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("data_source", self.data_source, SOURCES)
         check_real("schedule_scale", self.schedule_scale, low=1e-12)
-        check_int("batch_size", self.batch_size, low=1)
+        for name in ("batch_size", "eval_batch_size", "train_examples", "eval_examples",
+                     "steps_per_epoch", "base_width"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1)
+        if self.data_source != "tfds" and self.data_dir is None:
+            raise ValueError(f"--data-source {self.data_source} reads files: give --data-dir.")
+        resolve_layout("cifar", self.depth, base_width=self.base_width)
         return self
 
     def derive(self, num_train):
         """Fills `total_steps`, `steps_per_epoch`, `epochs` for `num_train` images.
 
         The paper's 64k iterations at batch 128, expressed at `batch_size`,
-        times `schedule_scale`. An epoch is one pass over the training images
-        (capped at the run length); the number of steps per epoch is evened
-        out so that `epochs * steps_per_epoch` overshoots the run by less
-        than `epochs` steps.
+        times `schedule_scale`, in whole epochs: an epoch is one pass over the
+        training images (or `steps_per_epoch` steps, capped at the run
+        length), evened out so that the run, `total_steps = epochs *
+        steps_per_epoch`, exceeds the scaled 64k by less than `epochs`
+        steps. The schedule spans `total_steps`.
         """
         self.validate()
         total = max(
@@ -130,9 +142,9 @@ class Recipe:
         )
         per_pass = self.steps_per_epoch or max(1, math.ceil(num_train / self.batch_size))
         epochs = max(1, math.ceil(total / min(per_pass, total)))
-        self.total_steps = total
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(total / epochs)
+        self.total_steps = self.epochs * self.steps_per_epoch
         return self
 
     def as_dict(self):
@@ -312,6 +324,29 @@ def select_variants(table, names=None):
     return {n: variants[n] for n in names}
 
 
+def plan(recipe, out_dir, variants=None, data=None):
+    """Checks everything a run needs before it trains or writes anything but
+    `recipe.json`: the recipe, the variants, the data, an earlier recipe in
+    `out_dir`.
+
+    Returns:
+        `(variants, data)`: {name: spec} of the selected variants, and the
+        `(x_train, y_train, x_test, y_test)` arrays.
+
+    Raises:
+        ValueError: a bad recipe or variant name, missing data files, or an
+            `out_dir` holding another recipe's results.
+    """
+    recipe.validate()
+    selected = select_variants(recipe.table, variants)
+    if data is None:
+        data = load_data(recipe)
+    if not recipe.total_steps:
+        recipe.derive(len(data[0]))
+    _check_recipe(out_dir, recipe)
+    return selected, data
+
+
 def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
     """Trains each variant not finished yet; returns all finished results.
 
@@ -326,13 +361,7 @@ def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
     Returns:
         dict {variant: result dict}, in table order.
     """
-    recipe.validate()
-    selected = select_variants(recipe.table, variants)
-    if data is None:
-        data = load_data(recipe)
-    if not recipe.total_steps:
-        recipe.derive(len(data[0]))
-    _check_recipe(out_dir, recipe)
+    selected, data = plan(recipe, out_dir, variants, data)
     _log(
         f"table {recipe.table}, depth {recipe.depth}, {recipe.dataset}: "
         f"{recipe.total_steps} iterations = {recipe.epochs} epochs x "
@@ -410,31 +439,38 @@ def write_report(out_dir, recipe, results):
 
 def build_parser():
     """The `argparse.ArgumentParser` of this script."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=training_cli.HelpFormatter)
     p.add_argument("--table", choices=sorted(TABLES), default="2",
                    help="2: unit orderings (identity shortcut); 1: shortcuts (original unit).")
     p.add_argument("--variants", default=None,
                    help="Comma-separated subset of the table's variants.")
-    p.add_argument("--depth", type=int, default=110)
-    p.add_argument("--dataset", choices=DATASETS, default="cifar10")
-    p.add_argument("--data-source", choices=SOURCES, default="tfds")
+    p.add_argument("--depth", type=int, default=110,
+                   help="CIFAR depth: 6n+2 (basic units) or 9n+2 (bottleneck).")
+    p.add_argument("--dataset", choices=DATASETS, default="cifar10", help="The dataset.")
+    p.add_argument("--data-source", choices=SOURCES, default="tfds",
+                   help="tfds (downloads), the official .tar.gz archive, or .npz files.")
     p.add_argument("--data-dir", default=None,
                    help="tfds data_dir, the archive (.tar.gz or folder), or the npz folder.")
     p.add_argument("--output-dir", required=True,
                    help="The run's folder (results, table, curves, backups).")
-    p.add_argument("--batch-size", type=int, default=PAPER_CIFAR_BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=PAPER_CIFAR_BATCH_SIZE,
+                   help="Training batch (the learning rate is not scaled with it).")
     p.add_argument("--schedule-scale", type=float, default=1.0,
                    help="Multiplies every iteration count (1.0 = the paper's 64k).")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="Seed of the weights, the shuffling and the augmentation.")
     p.add_argument("--warmup", action="store_true",
                    help="lr 0.01 for the first 400/64000 of the run (the paper's ResNet-110 warm-up).")
-    p.add_argument("--learning-rate", type=float, default=PAPER_CIFAR_LEARNING_RATE)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--learning-rate", type=float, default=PAPER_CIFAR_LEARNING_RATE,
+                   help="Initial learning rate.")
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="Coupled L2 weight decay on every parameter.")
     p.add_argument("--train-examples", type=int, default=None,
                    help="Use only the first N training images (quick looks).")
     p.add_argument("--eval-examples", type=int, default=None,
                    help="Evaluate on the first N test images (quick looks).")
-    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--eval-batch-size", type=int, default=500, help="Evaluation batch.")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="Iterations between evaluations (default: one pass over the data).")
     p.add_argument("--base-width", type=int, default=None,
@@ -443,7 +479,8 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     recipe = Recipe(
         table=args.table, depth=args.depth, dataset=args.dataset,
         data_source=args.data_source, data_dir=args.data_dir, batch_size=args.batch_size,
@@ -454,7 +491,11 @@ def main(argv=None):
         steps_per_epoch=args.steps_per_epoch,
     )
     variants = args.variants.split(",") if args.variants else None
-    run(recipe, args.output_dir, variants=variants)
+    try:
+        _, data = plan(recipe, args.output_dir, variants)
+    except ValueError as e:
+        parser.error(str(e))
+    run(recipe, args.output_dir, variants=variants, data=data)
 
 
 if __name__ == "__main__":

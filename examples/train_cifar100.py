@@ -43,22 +43,26 @@ DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 def build_parser():
     """The `argparse.ArgumentParser` of this script."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=training_cli.HelpFormatter)
     g = parser.add_argument_group("model and data")
     g.add_argument("--depth", type=int, default=164,
                    help="CIFAR depth: 6n+2 (basic units, e.g. 20, 56, 110) or 9n+2 "
                         "(bottleneck, 164, 1001).")
     g.add_argument("--model", default=None,
                    help="A named model instead of --depth, e.g. PreActResNet164.")
-    g.add_argument("--dataset", choices=sorted(NUM_CLASSES), default="cifar100")
-    g.add_argument("--data-source", choices=("tfds", "archive", "npz"), default="tfds")
+    g.add_argument("--dataset", choices=sorted(NUM_CLASSES), default="cifar100",
+                   help="The dataset, and the statistics the model normalizes with.")
+    g.add_argument("--data-source", choices=("tfds", "archive", "npz"), default="tfds",
+                   help="tfds (downloads), the official .tar.gz archive, or .npz files.")
     g.add_argument("--data-dir", default=None,
                    help="tfds data_dir, the archive (.tar.gz or folder), or the npz folder.")
     g.add_argument("--max-train-examples", type=training_cli.positive(int), default=None,
                    help="Use only the first N training images (quick runs).")
     g.add_argument("--max-eval-examples", type=training_cli.positive(int), default=None,
                    help="Use only the first N test images.")
-    g.add_argument("--augment", choices=("paper", "randaugment", "none"), default="paper")
+    g.add_argument("--augment", choices=("paper", "randaugment", "none"), default="paper",
+                   help="'paper': pad 4, random crop, flip; 'randaugment' adds "
+                        "RandAugment (not the paper's).")
     g.add_argument("--mixup-alpha", type=float, default=0.0, help="Not the paper's.")
     g.add_argument("--cutmix-alpha", type=float, default=0.0, help="Not the paper's.")
     g.add_argument("--warmup", action="store_true",
@@ -104,17 +108,29 @@ def paper_reference(args):
             "epochs at batch 128)")
 
 
+def check_arguments(args):
+    """The usage errors argparse cannot see: the model and the data folder."""
+    from keras_preact.models.variants import CIFAR_VARIANTS
+
+    training_cli.check_model(args, "cifar", CIFAR_VARIANTS)
+    training_cli.check_data_dir(args, ("archive", "npz"))
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = training_cli.parse_arguments(parser, argv, check_arguments)
     setup = training_cli.prepare(args)
     from keras_preact.data import cifar_dataset
     from keras_preact.data import load_cifar
 
     classes = NUM_CLASSES[args.dataset]
-    x_train, y_train = load_cifar(args.dataset, source=args.data_source,
-                                  data_dir=args.data_dir, split="train")
-    x_test, y_test = load_cifar(args.dataset, source=args.data_source,
-                                data_dir=args.data_dir, split="test")
+    try:
+        x_train, y_train = load_cifar(args.dataset, source=args.data_source,
+                                      data_dir=args.data_dir, split="train")
+        x_test, y_test = load_cifar(args.dataset, source=args.data_source,
+                                    data_dir=args.data_dir, split="test")
+    except ValueError as e:  # missing or foreign files
+        parser.error(str(e))
     x_train, y_train = x_train[: args.max_train_examples], y_train[: args.max_train_examples]
     x_test, y_test = x_test[: args.max_eval_examples], y_test[: args.max_eval_examples]
     batch = setup.global_batch_size
@@ -152,7 +168,7 @@ def main(argv=None):
                     "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                     "schedule": schedule.get_config(), "policy": setup.policy},
         title=f"{label} on {DISPLAY_NAMES[args.dataset]}",
-        export_name=f"preact_resnet_{args.dataset}" if args.export else None,
+        export_name=f"{model.name}_{args.dataset}" if args.export else None,
         # Suggested only for runs longer than the quick look itself.
         quick_look=None if total_steps <= 10 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,

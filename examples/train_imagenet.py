@@ -53,21 +53,26 @@ def epoch_list(text):
 def build_parser():
     """The `argparse.ArgumentParser` of this script."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=training_cli.HelpFormatter)
     g = parser.add_argument_group("model and data")
-    g.add_argument("--depth", type=int, default=50, choices=IMAGENET_DEPTHS)
+    g.add_argument("--depth", type=int, default=50, choices=IMAGENET_DEPTHS,
+                   help="The paper's ImageNet depths (Table 5).")
     g.add_argument("--model", default=None,
                    help="A named model instead of --depth, e.g. PreActResNet200.")
-    g.add_argument("--num-classes", type=training_cli.positive(int), default=1000)
+    g.add_argument("--num-classes", type=training_cli.positive(int), default=1000,
+                   help="Classes of the classifier.")
     g.add_argument("--data-source", choices=("tfds", "tfrecord", "folder", "synthetic"),
-                   default="tfds")
-    g.add_argument("--data-dir", default=None)
-    g.add_argument("--train-split", default="train")
+                   default="tfds", help="tfds imagenet2012, TFRecord shards, a folder of "
+                                        "class folders, or synthetic images (no input).")
+    g.add_argument("--data-dir", default=None,
+                   help="The tfds data_dir, the TFRecord folder or the image folder.")
+    g.add_argument("--train-split", default="train", help="Training split.")
     g.add_argument("--eval-split", default="validation",
                    help="Evaluation split; 'none' to skip validation.")
     g.add_argument("--label-offset", type=int, default=0,
                    help="-1 for TFRecords with labels 1..1000 (imagenet_to_gcs.py).")
-    g.add_argument("--image-size", type=training_cli.positive(int), default=224)
+    g.add_argument("--image-size", type=training_cli.positive(int), default=224,
+                   help="Height and width of the model input.")
     g.add_argument("--augment", choices=("inception", "scale", "none"), default="inception",
                    help="'inception': random-sized crop (fb.resnet.torch); 'scale': the "
                         "paper's shorter side in [256, 480] + 224 crop.")
@@ -147,8 +152,16 @@ def make_schedule(args, batch_size, steps_per_epoch, total_steps):
                                               args.warmup_epochs * steps_per_epoch))
 
 
+def check_arguments(args):
+    """The usage errors argparse cannot see: the model and the data folder."""
+    from keras_preact.models.variants import IMAGENET_VARIANTS
+
+    training_cli.check_model(args, "imagenet", IMAGENET_VARIANTS)
+    training_cli.check_data_dir(args, ("tfrecord", "folder"))
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = training_cli.parse_arguments(build_parser(), argv, check_arguments)
     setup = training_cli.prepare(args)
     batch = setup.global_batch_size
     steps_per_epoch, epochs, total_steps = training_cli.run_length(
@@ -167,7 +180,7 @@ def main(argv=None):
                     "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                     "schedule": schedule.get_config(), "policy": setup.policy},
         title=f"{label} on ImageNet ({args.data_source})",
-        export_name="preact_resnet_imagenet" if args.export else None,
+        export_name=f"{model.name}_imagenet" if args.export else None,
         # Suggested only for runs longer than the quick look itself.
         quick_look=None if total_steps <= 5 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,

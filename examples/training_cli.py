@@ -23,6 +23,46 @@ from keras_preact.training.precision import VALID_PRECISIONS
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: appended unless the help names it."""
+
+    def _get_help_string(self, action):
+        named = "default" in (action.help or "").lower()
+        if named or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parse_arguments(parser, argv, check):
+    """`parser.parse_args(argv)`, then `check(args)`: a ValueError it raises
+    (a model, depth or data path the library refuses) is a usage error."""
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def check_model(args, layout, variants):
+    """Refuses a --model that is not one of `variants` (the script's layout)
+    and a --depth that `layout` cannot have; --model wins over --depth."""
+    from keras_preact.models.layouts import resolve_layout
+
+    names = [variant.__name__ for variant in variants]
+    if args.model is not None and args.model not in names:
+        raise ValueError(f"Unknown --model={args.model!r} for the {layout} layout. "
+                         f"Expected one of {names}.")
+    if args.model is None:
+        resolve_layout(layout, args.depth)
+
+
+def check_data_dir(args, sources):
+    """Refuses a --data-source of `sources` (which read files) without --data-dir."""
+    if args.data_source in sources and args.data_dir is None:
+        raise ValueError(f"--data-source {args.data_source} reads files: give --data-dir.")
+
+
 def positive(kind):
     """An argparse `type`: `kind(text)`, refused unless > 0 (NaN too)."""
 
@@ -55,7 +95,8 @@ def add_arguments(parser, *, default_batch_size, default_output_dir):
                    help="Batches per validation / final evaluation (default: all).")
     g = parser.add_argument_group("optimization")
     g.add_argument("--learning-rate", type=float, default=None,
-                   help="Base learning rate at the reference batch size (default: 0.1).")
+                   help="Base learning rate at the reference batch size (default: the "
+                        "paper's 0.1).")
     g.add_argument("--no-lr-scaling", action="store_true",
                    help="Do not scale the learning rate linearly with the global batch.")
     g.add_argument("--weight-decay", type=float, default=1e-4,
@@ -64,7 +105,7 @@ def add_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--weight-decay-on", choices=("all", "kernels"), default="all",
                    help="Variables that decay: 'all' (the authors' optim.sgd over the "
                         "whole parameter vector) or 'kernels' (conv/dense kernels only).")
-    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum.")
     g.add_argument("--nesterov", action="store_true",
                    help="Nesterov momentum, as the authors' Torch release (train.lua) uses.")
     g.add_argument("--schedule", choices=("paper", "cosine"), default="paper",
@@ -81,7 +122,7 @@ def add_arguments(parser, *, default_batch_size, default_output_dir):
     g.add_argument("--data-format", choices=("channels_last", "channels_first"),
                    default=keras.config.image_data_format(),
                    help="Image layout of the model and its input pipelines (default: "
-                        "keras.config.image_data_format()).")
+                        "keras.config.image_data_format(), here %(default)s).")
     g.add_argument("--steps-per-execution", type=positive(int), default=1,
                    help="Training steps per compiled call (Keras' default: 1).")
     g.add_argument("--distribute", choices=VALID_DISTRIBUTE, default="none",
@@ -102,8 +143,10 @@ def add_arguments(parser, *, default_batch_size, default_output_dir):
                    help="Steps between backups with --resume (default: by time only).")
     g.add_argument("--export", action="store_true",
                    help="Export a SavedModel to OUTPUT_DIR/export at the end.")
-    g.add_argument("--no-tensorboard", action="store_true")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-tensorboard", action="store_true",
+                   help="Write no TensorBoard logs.")
+    g.add_argument("--seed", type=int, default=0,
+                   help="Seed of the weights, the shuffling and the augmentation.")
     g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                    help="Keras fit verbosity (1 = progress bars).")
     return parser
@@ -182,12 +225,10 @@ def compile_arguments(args):
 
 
 def named_model(name, **kwargs):
-    """`keras_preact.<name>(**kwargs)`, e.g. for --model PreActResNet164."""
+    """`keras_preact.<name>(**kwargs)`, e.g. for --model PreActResNet164
+    (checked by `check_model`)."""
     import keras_preact
 
-    if not name.startswith("PreActResNet") or not hasattr(keras_preact, name):
-        raise ValueError(f"Unknown --model={name!r}. Expected a keras_preact model name "
-                         "such as 'PreActResNet164'.")
     return getattr(keras_preact, name)(**kwargs)
 
 

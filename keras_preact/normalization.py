@@ -36,9 +36,9 @@ class Statistics:
         std: sequence of per-channel standard deviations, as many as `mean`.
 
     Raises:
-        ValueError: non-numbers, lengths that differ, a std <= 0, or the 0-1
-            scale (every value <= 1 and some mean > 0; the identity, zero
-            means and unit stds, is allowed).
+        ValueError: non-numbers, lengths that differ, a std <= 0, or means
+            or stds on the 0-1 scale (a mean in (0, 1], or every std <= 1;
+            the identity, zero means and unit stds, is allowed).
 
     Example:
 
@@ -56,9 +56,11 @@ class Statistics:
                              f"{len(mean)} and {len(std)} values: mean={mean!r}, std={std!r}")
         if min(std) <= 0:
             raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
-        if 0 < max(mean) <= 1 and max(std) <= 1:
+        identity = set(mean) == {0.0} and set(std) == {1.0}
+        if 0 < max(mean) <= 1 or (max(std) <= 1 and not identity):
             raise ValueError(f"Expected statistics on the 0-255 pixel scale; mean={mean!r}, "
-                             f"std={std!r} look like the 0-1 scale: multiply both by 255.")
+                             f"std={std!r} look like the 0-1 scale (the means, the stds or "
+                             "both): multiply those by 255.")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
 
@@ -109,6 +111,8 @@ def resolve_statistics(value, channels=3):
         statistics = STATISTICS[value]
     elif not isinstance(value, Statistics):
         try:
+            if not isinstance(value, (tuple, list, np.ndarray)):
+                raise TypeError(value)
             mean, std = value
         except (TypeError, ValueError):
             raise ValueError(f"Expected statistics to be one of {sorted(STATISTICS)}, a (mean, "
@@ -244,6 +248,27 @@ def pipeline_statistics(normalization, default):
         ) from None
 
 
+def model_data_format(model):
+    """The image data format every layer of `model` that has one uses, or
+    `None` (no such layer, or both formats)."""
+    formats = {getattr(layer, "data_format", None) for layer in model.layers} - {None}
+    return formats.pop() if len(formats) == 1 else None
+
+
+def pipeline_data_format(normalization, data_format=None):
+    """The image layout a pipeline gives: `data_format` when given, else the
+    model's when `normalization` is a `keras.Model` (the pipeline feeds that
+    model), else `keras.config.image_data_format()`.
+
+    Raises:
+        ValueError: `data_format` is none of "channels_last",
+            "channels_first" and `None`.
+    """
+    if data_format is None and isinstance(normalization, keras.Model):
+        data_format = model_data_format(normalization)
+    return standardize_data_format(data_format)
+
+
 def serving_statistics(model, normalization=None):
     """What `export_saved_model` does with its `normalization=` argument: the
     model's own statistics (`model_statistics`) win.
@@ -264,12 +289,13 @@ def serving_statistics(model, normalization=None):
     recorded = model_statistics(model)
     given = None if normalization is None else resolve_statistics(normalization)
     if recorded is None and given is None:
+        names = "|".join(repr(name) for name in STATISTICS)
         raise ValueError(
             f"Model {model.name!r} records no input statistics, so the export cannot "
             "tell how to normalize pixels. Either rebuild it with "
-            "PreActResNet(..., input_normalization='cifar100'|'imagenet'|(mean, std)) and "
-            "copy the weights, or pass normalization='cifar10'|'cifar100'|'imagenet'|"
-            "(mean, std) (CLI: --normalization cifar10|cifar100|imagenet)."
+            f"PreActResNet(..., input_normalization={names}|(mean, std)) and copy the "
+            f"weights, or pass normalization={names}|(mean, std) (CLI: --normalization "
+            f"{'|'.join(STATISTICS)})."
         )
     if recorded is not None and given is not None and not recorded.isclose(given):
         def show(values):

@@ -54,6 +54,8 @@ MACHINES = {
     "cpu": {},
 }
 
+# The extras of README's main job (a CPU machine with no framework yet).
+MAIN_JOB_EXTRAS = "examples,tensorflow-cpu"
 # (machine, extras) of every install README.md and docs/install.md document.
 INSTALLS = [
     ("colab", "examples"),
@@ -62,7 +64,8 @@ INSTALLS = [
     ("cuda_tensorflow", "examples"),
     ("cuda_tensorflow", "data"),
     ("cuda_tensorflow", "tests"),
-    # The main job on a CPU machine: JAX, plus a CPU TensorFlow for tf.data.
+    # The main job on a CPU machine: the CPU TensorFlow (backend and tf.data).
+    ("cpu", MAIN_JOB_EXTRAS),
     ("cpu", "examples,jax,tensorflow-cpu"),
 ]
 
@@ -101,13 +104,13 @@ def test_every_documented_extra_is_checked():
     )
 
 
-def test_readme_main_job_installs_jax_and_a_cpu_tensorflow_not_torch():
+def test_readme_main_job_installs_a_cpu_tensorflow_not_torch():
     command = readme_setup().split("```bash\n", 1)[1].split("```", 1)[0]
     install, _, job = command.partition("KERAS_BACKEND=")
-    assert job.startswith("jax python examples/train_cifar100.py"), command
-    assert "torch" not in install, f"the JAX main job's install names torch: {install}"
+    assert job.startswith("tensorflow python examples/train_cifar100.py"), command
+    assert "torch" not in install, f"the main job's install names torch: {install}"
     main_job = re.findall(r"\.\[([A-Za-z0-9_,-]+)\]", install)
-    assert main_job == [extras for machine, extras in INSTALLS if machine == "cpu"], install
+    assert main_job == [MAIN_JOB_EXTRAS], install
 
 
 def fake_installed(site_packages, name, version):

@@ -199,7 +199,7 @@ def test_readme_opens_with_the_two_setup_commands():
     assert "\n" not in main_job, "the install and main job is one line to copy"
     assert main_job.startswith(
         'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".['), main_job
-    assert " && KERAS_BACKEND=jax python examples/train_cifar100.py " in main_job, main_job
+    assert " && KERAS_BACKEND=tensorflow python examples/train_cifar100.py " in main_job, main_job
     assert tests == "CI=true bash .ci/run", tests
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "\nbash tests/run_all_backends.sh" in ci, ".ci/run does not run the suite"

@@ -19,9 +19,9 @@ import threading
 import keras
 import numpy as np
 
-from keras_preact.layers.options import standardize_data_format
 from keras_preact.normalization import cifar_statistics
 from keras_preact.normalization import normalize
+from keras_preact.normalization import pipeline_data_format
 from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
@@ -223,9 +223,9 @@ class CIFARBatches(keras.utils.PyDataset):
             Defaults to `"constant"`.
         drop_remainder: bool or None. Drop the last partial batch; None:
             `training`. Defaults to None.
-        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`): the layout of the image batches; pass
-            the model's.
+        data_format: `"channels_last"`, `"channels_first"` or None: the
+            model's with `normalization=model`, else Keras'
+            `image_data_format()`. The layout of the image batches.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of
             `keras.utils.PyDataset` (how `fit` fetches batches).
 
@@ -271,7 +271,7 @@ class CIFARBatches(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         check_choice("augment", augment, VALID_AUGMENTS)
-        data_format = standardize_data_format(data_format)
+        data_format = pipeline_data_format(normalization, data_format)
         batch_size = check_int("batch_size", batch_size, low=1)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))

@@ -6,8 +6,8 @@ from keras_preact import image_ops
 from keras_preact.data import augment as aug
 from keras_preact.data.array_pipeline import check_arrays
 from keras_preact.data.array_pipeline import check_padding
-from keras_preact.layers.options import standardize_data_format
 from keras_preact.normalization import cifar_statistics
+from keras_preact.normalization import pipeline_data_format
 from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
@@ -113,8 +113,9 @@ def cifar_dataset(
             CutMix and RandAugment draws do not). Skipping costs no image
             work. `keras_preact.training.fit_resumable` uses it to resume
             inside an epoch.
-        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`); pass the model's.
+        data_format: `"channels_last"`, `"channels_first"` or None: the
+            model's with `normalization=model`, else Keras'
+            `image_data_format()`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
@@ -146,7 +147,7 @@ def cifar_dataset(
         )
     mixup_alpha = check_real("mixup_alpha", mixup_alpha, low=0.0)
     cutmix_alpha = check_real("cutmix_alpha", cutmix_alpha, low=0.0)
-    data_format = standardize_data_format(data_format)
+    data_format = pipeline_data_format(normalization, data_format)
     images, labels, num_classes = check_arrays(images, labels, num_classes)
     pad = check_padding(pad, pad_mode, *images.shape[1:3])
     statistics, pad_value = pipeline_statistics(normalization, cifar_statistics(num_classes))

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_preact import image_ops
 from keras_preact.data.augment import in_data_format
-from keras_preact.layers.options import standardize_data_format
+from keras_preact.normalization import pipeline_data_format
 from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
@@ -310,8 +310,9 @@ def imagenet_dataset(
             examples) across input pipelines.
         cycle_length: TFRecord files read in parallel.
         num_parallel_calls: parallelism of the decode map.
-        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
-            `image_data_format()`); pass the model's.
+        data_format: `"channels_last"`, `"channels_first"` or None: the
+            model's with `normalization=model`, else Keras'
+            `image_data_format()`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32
@@ -343,7 +344,7 @@ def imagenet_dataset(
         scale_range, area_range, counter,
     )
     statistics, _ = pipeline_statistics(normalization, "imagenet")
-    data_format = standardize_data_format(data_format)
+    data_format = pipeline_data_format(normalization, data_format)
     drop_remainder = bool(training) if drop_remainder is None else drop_remainder
     counter = SkipCounter() if counter is None else counter
     deterministic = not training or seed is not None

@@ -13,6 +13,7 @@ import numpy as np
 from keras_preact.install_hints import import_tensorflow
 from keras_preact.io import atomic_write_json
 from keras_preact.models.outputs import outputs_logits
+from keras_preact.normalization import model_data_format
 from keras_preact.normalization import normalize
 from keras_preact.normalization import serving_statistics
 from keras_preact.validation import check_choice
@@ -59,12 +60,12 @@ def next_version(model_dir):
 def _input_layout(model, image_size):
     """`((height, width), channels_first)` of the model's one image input."""
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
-    formats = {getattr(layer, "data_format", None) for layer in model.layers} - {None}
-    channels_first = formats == {"channels_first"}
+    data_format = model_data_format(model)
+    channels_first = data_format == "channels_first"
     if shape is None or len(shape) != 4 or shape[1 if channels_first else 3] != 3:
         raise ValueError(
             "Expected a model with one 4D RGB image input (3 channels). Received "
-            f"input shape {shape}, data format {sorted(formats) or 'unknown'}."
+            f"input shape {shape}, data format {data_format or 'unknown'}."
         )
     spatial = shape[2:] if channels_first else shape[1:3]
     if image_size is None:

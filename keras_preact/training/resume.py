@@ -307,6 +307,15 @@ def _check_same_run(state, run, backup_dir):
         )
 
 
+def fit_inputs(data):
+    """`(x, y, sample_weight)` for `model.fit` and `evaluate`: an `(x, y[,
+    sample_weight])` tuple of arrays unpacked, other data (a dataset, a
+    `PyDataset`, a generator: a stream Keras cannot shuffle) as `x`."""
+    if isinstance(data, tuple):
+        return keras.utils.unpack_x_y_sample_weight(data)
+    return data, None, None
+
+
 def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
                   every_seconds=DEFAULT_BACKUP_SECONDS, every_steps=None,
                   callbacks=None, log=print, run_config=None, **fit_kwargs):
@@ -322,7 +331,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
     Args:
         model: compiled `keras.Model`.
         train_data: what `model.fit` takes, repeated forever (a
-            `tf.data.Dataset`, `keras.utils.PyDataset`, generator), or a
+            `tf.data.Dataset`, `keras.utils.PyDataset`, generator) or an
+            `(x, y[, sample_weight])` tuple of arrays, or a
             callable `start_step -> data` that returns the data stream
             positioned at training step `start_step` (0-based, counted over
             the whole run). With a callable (as `keras_preact.data.
@@ -380,8 +390,6 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         if step:
             log(f"epoch {epoch + 1} runs its remaining {steps_per_epoch - step} of "
                 f"{steps_per_epoch} steps; its logged training metrics cover those only")
-    # The data is a stream: there is nothing for Keras to shuffle (it warns).
-    fit_kwargs.setdefault("shuffle", False)
     backup = TrainingBackup(backup_dir, every_seconds=every_seconds,
                             every_steps=every_steps, run=run)
     callbacks = [backup, *(callbacks or [])]
@@ -400,10 +408,12 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         runs.append((epoch + 1 if step else epoch, epochs, steps_per_epoch))
     for first_epoch, end_epoch, steps in runs:
         backup.start_at(state, steps_per_epoch)
+        data = data_at(first_epoch * steps_per_epoch + (steps_per_epoch - steps))
+        x, y, sample_weight = fit_inputs(data)
         h = model.fit(
-            data_at(first_epoch * steps_per_epoch + (steps_per_epoch - steps)),
-            initial_epoch=first_epoch, epochs=end_epoch, steps_per_epoch=steps,
-            callbacks=callbacks, **fit_kwargs,
+            x, y, sample_weight=sample_weight, initial_epoch=first_epoch, epochs=end_epoch,
+            steps_per_epoch=steps, callbacks=callbacks,
+            **{"shuffle": isinstance(data, tuple), **fit_kwargs},
         )
         history.epoch += h.epoch
         for key, values in h.history.items():

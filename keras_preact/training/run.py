@@ -9,11 +9,12 @@ It prints what the run uses, trains (resumable through `fit_resumable` with
     final_metrics.json         the final evaluation and optimizer iterations
     logs/                      TensorBoard logs (`tensorboard=True`)
     backup/                    the backups of a resumable run (`resume=True`)
-    export/<export_name>/      a SavedModel (`export_name` given)
+    export/<export_name>/<v>/  a SavedModel version (`export_name` given)
 """
 
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -21,7 +22,6 @@ from typing import Any
 
 import keras
 
-from keras_preact.io import atomic_path
 from keras_preact.io import atomic_write_json
 from keras_preact.training.banner import describe_end
 from keras_preact.training.banner import describe_start
@@ -30,6 +30,7 @@ from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.callbacks import optimizer_iterations
 from keras_preact.training.distribute import DistributionSetup
 from keras_preact.training.resume import DEFAULT_BACKUP_SECONDS
+from keras_preact.training.resume import fit_inputs
 from keras_preact.training.resume import fit_resumable
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
@@ -111,7 +112,7 @@ class TrainingResult:
         history: `keras.callbacks.History` of the epochs this call trained.
         train_seconds: float. Training time of this call (earlier sessions
             of a resumed run not included).
-        export_path: str or None. The SavedModel's folder, when exported.
+        export_path: str or None. The SavedModel version folder, when exported.
     """
 
     metrics: dict
@@ -142,7 +143,7 @@ def train_and_evaluate(
             `distribution.scope()` when distributed).
         train_data: the training batches, repeated for at least the whole
             run (a `tf.data.Dataset`, `keras.utils.PyDataset` or generator),
-            or a function `start_step -> such data` that starts the stream
+            an `(x, y[, sample_weight])` tuple of arrays, or a function `start_step -> such data` that starts the stream
             at a training step (see `fit_resumable`).
         run: `TrainingRun`.
         validation_data: what `model.fit` takes as `validation_data`, or
@@ -189,14 +190,13 @@ def train_and_evaluate(
             **fit_kwargs)
     else:
         data = train_data(0) if callable(train_data) else train_data
-        # The data is a stream: there is nothing for Keras to shuffle (it warns).
-        history = model.fit(data, shuffle=False, **fit_kwargs)
+        x, y, sample_weight = fit_inputs(data)
+        history = model.fit(x, y, sample_weight=sample_weight,
+                            shuffle=isinstance(data, tuple), **fit_kwargs)
     train_seconds = round(time.monotonic() - start, 2)
     metrics = {}
     if validation_data is not None:
-        x, y, weights = validation_data, None, None
-        if isinstance(validation_data, tuple):  # (x, y[, sample_weight]), as fit takes it
-            x, y, weights = keras.utils.unpack_x_y_sample_weight(validation_data)
+        x, y, weights = fit_inputs(validation_data)
         logs = model.evaluate(x, y, sample_weight=weights, steps=run.validation_steps,
                               return_dict=True, verbose=0)
         metrics = {name: float(value) for name, value in logs.items()}
@@ -213,27 +213,29 @@ def train_and_evaluate(
 
 
 def _export(model, export_base, model_name):
-    """Exports a SavedModel through `keras_preact.export`; returns its folder.
+    """Exports a SavedModel through `keras_preact.export`; returns its version folder.
 
     On backends that cannot write a SavedModel themselves (torch), the model
-    is saved as `<export_base>/<model_name>.keras` and exported by
+    is saved to a temporary `.keras` file and exported from it by
     `python -m keras_preact.export`, which runs under TensorFlow.
     """
     from keras_preact.export import SUPPORTED_BACKENDS
     from keras_preact.export import export_saved_model
+    from keras_preact.export import next_version
 
     if keras.backend.backend() in SUPPORTED_BACKENDS:
         path = export_saved_model(model, export_base, model_name)
     else:
         from keras_preact.export.__main__ import main as export_main
 
-        keras_path = os.path.join(export_base, f"{model_name}.keras")
-        with atomic_path(keras_path) as tmp:
-            model.save(tmp)
-        code = export_main(["--model", keras_path, "--export-base", export_base,
-                            "--model-name", model_name])
+        version = next_version(os.path.join(export_base, model_name))
+        with tempfile.TemporaryDirectory() as folder:
+            keras_path = os.path.join(folder, f"{model_name}.keras")
+            model.save(keras_path)
+            code = export_main(["--model", keras_path, "--export-base", export_base,
+                                "--model-name", model_name, "--version", str(version)])
         if code:
-            raise RuntimeError(f"SavedModel export of {keras_path} failed (exit {code}).")
-        path = os.path.join(export_base, model_name)
+            raise RuntimeError(f"SavedModel export of model {model.name!r} failed (exit {code}).")
+        path = os.path.join(export_base, model_name, str(version))
     print(f"Exported SavedModel: {path}", flush=True)
     return path
