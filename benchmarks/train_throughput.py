@@ -16,7 +16,8 @@ images/s = batch / median step time over --steps steps after --warmup steps (tra
 compilation). Keras compiles with --jit-compile (default "auto", Keras' own choice:
 XLA on JAX, a graph without XLA for TensorFlow on a CPU, eager on torch). Synthetic
 images and labels, made once on the host. --rounds runs the whole list that many
-times, interleaved, and keeps each configuration's median round, so a slow spell on
+times, interleaved, and keeps each configuration's median round (the slower middle
+one for an even count), so a slow spell on
 a shared machine hits every configuration alike.
 
 Example:
@@ -217,7 +218,8 @@ def build_configs(args):
 
 def measure(configs, rounds, timeout_s):
     """Runs every config `rounds` times, interleaved, each in its own process; returns
-    one row per config: its median round (by images/s) and every round's images/s."""
+    one row per config: its median round by images/s (the slower middle one for an
+    even count: the slower of two) and every round's images/s."""
     results = []
     for r in range(rounds):
         for i, config in enumerate(configs):
@@ -288,8 +290,8 @@ def render(report):
         + (" (XLA: " + ", ".join(f"{RUNTIME_NAMES[k]} {'yes' if v else 'no'}"
                                  for k, v in compiled.items()) + ")" if compiled else "")
         + f"; PyTorch eager, channels_last; {settings['steps']} timed steps after "
-        f"{settings['warmup']} warm-up, median round of {settings['rounds']} "
-        "(interleaved); synthetic data.",
+        f"{settings['warmup']} warm-up; the median of {settings['rounds']} interleaved "
+        "rounds (the slower middle one for an even count); synthetic data.",
     ]
     if errors:
         out += ["", "Failed:", *errors]
