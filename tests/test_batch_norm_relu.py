@@ -6,7 +6,7 @@ not apply). Each configuration builds it and `keras.layers.BatchNormalization`
 followed by `ops.relu` with the same weights (random moving statistics
 included), runs one forward and backward pass, and compares outputs, input
 and weight gradients and the moving statistics after the step. Files saved
-before the fused layer existed (`tests/data/pre_fusion`, written by
+before the fused layer existed (`tests/fixtures/pre_fusion`, written by
 `make_fixtures.py` in that folder at commit b63bf0a) load after it and give
 the logits stored with them.
 """
@@ -28,7 +28,7 @@ from _checks import gradient_step
 from _checks import numpy
 from conftest import BACKEND
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "data", "pre_fusion")
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "pre_fusion")
 sys.path.insert(0, FIXTURES)
 from make_fixtures import MODELS as FIXTURE_MODELS  # noqa: E402
 

@@ -311,7 +311,7 @@ def test_unit_layers_follow_the_ordering_table(ordering):
 
 # === Files saved by the earlier unit load with the same numbers ===
 
-SAVED = os.path.join(os.path.dirname(__file__), "data", "saved_units")
+SAVED = os.path.join(os.path.dirname(__file__), "fixtures", "saved_units")
 _spec = importlib.util.spec_from_file_location(
     "saved_units_fixtures", os.path.join(SAVED, "make_fixtures.py")
 )
@@ -321,7 +321,7 @@ _spec.loader.exec_module(saved_units)
 
 @pytest.fixture(scope="module")
 def saved_files(tmp_path_factory):
-    """The `.keras` and `.weights.h5` files of `tests/data/saved_units`,
+    """The `.keras` and `.weights.h5` files of `tests/fixtures/saved_units`,
     unpacked, and their arrays."""
     folder = tmp_path_factory.mktemp("saved_units")
     with zipfile.ZipFile(os.path.join(SAVED, "models.zip")) as archive:
@@ -371,7 +371,7 @@ def assert_same_outputs(model, arrays, name, training):
 @pytest.mark.parametrize("name", saved_units.CASES)
 def test_files_saved_by_the_earlier_unit_load_the_same(name, saved_files, tmp_path):
     """Every ordering, shortcut and unit option, and two whole networks,
-    saved by the earlier `ResidualUnit` (`tests/data/saved_units`): a
+    saved by the earlier `ResidualUnit` (`tests/fixtures/saved_units`): a
     seeded build gets the same weights, the `.keras` and `.weights.h5`
     files load into the same weight paths and give the same outputs, and
     saving again writes the same weights file and config."""
