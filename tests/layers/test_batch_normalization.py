@@ -1,4 +1,5 @@
-"""The fused BN(-ReLU) is the same layer to a user as Keras' BN + ReLU.
+"""keras_preact.layers.batch_normalization: the fused BN(-ReLU) is the same layer
+to a user as Keras' BN + ReLU.
 
 `keras_preact.layers.BatchNormalization` runs the backend's fused kernel
 (torch, TensorFlow) or Keras' generic path (JAX; and wherever the kernel does
@@ -28,7 +29,7 @@ from _checks import gradient_step
 from _checks import numpy
 from conftest import BACKEND
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "pre_fusion")
+FIXTURES = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "pre_fusion")
 sys.path.insert(0, FIXTURES)
 from make_fixtures import MODELS as FIXTURE_MODELS  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""Whether a model outputs probabilities or logits is read, never guessed."""
+"""keras_preact.models.outputs: whether a model outputs probabilities or logits is
+read, never guessed."""
 
 import keras
 import numpy as np

@@ -26,7 +26,7 @@ from keras_preact.training import PaperSGD
 from keras_preact.training import compile_for_paper
 from keras_preact.training import decayed_variables
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BACKEND = keras.backend.backend()
 
 MOMENTUM = 0.9
@@ -352,7 +352,7 @@ TWO_REPLICA_RUN = textwrap.dedent(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     sys.path.insert(0, "tests")
-    import test_optimizers as T
+    from training import test_optimizers as T
     from keras_preact.training import setup_distribution
     setup = setup_distribution(sys.argv[1])
     assert setup.num_replicas == 2, setup

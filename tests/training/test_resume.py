@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,8 @@ from keras_preact.training import fit_resumable
 from keras_preact.training import read_backup
 from keras_preact.training import resume
 
-REPO = Path(__file__).resolve().parents[1]
+from _checks import REPO
+
 WORKER = REPO / "tests" / "resume_worker.py"
 sys.path.insert(0, str(REPO / "tests"))
 import resume_worker  # noqa: E402

@@ -1,19 +1,17 @@
-"""Tests for keras_preact.export (TensorFlow Serving SavedModels).
+"""keras_preact.export.saved_model: TensorFlow Serving SavedModels.
 
 TF Serving's binary is not installable here, so the tests exercise what it
 relies on, in a FRESH process: `tf.compat.v1.saved_model.loader.load` in a
 Session fed/fetched through the SignatureDef tensor names (the C++ server's
 path), `tf.saved_model.load`, and `saved_model_cli show --all`. Export runs on
 the backends that support it (TensorFlow, JAX); torch checks the clear error
-and the CLI route (save `.keras` under torch, export from a TF process).
+(the route through a `.keras` file and the command line:
+tests/export/test_main.py).
 """
 
 import base64
-import importlib.util
-import io
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,189 +22,35 @@ import pytest
 
 from fake_serving import grpc_server
 from fake_serving import rest_server
-import keras_preact
 from keras_preact import export as kpe
 from keras_preact.normalization import STATISTICS
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-CIFAR_NPZ = DATA / "cifar100" / "test.npz"
-IMAGENET_DIR = DATA / "imagenet_sample"
+from _checks import CAN_EXPORT
+from _checks import cifar_test_images
+from _checks import export_model
+from _checks import load_example
+from _checks import needs_export_backend
+from _checks import png_bytes
+from _checks import predict_pixels
+from _checks import run_checker
+from _checks import tensorflow_env
+from conftest import SHARED_DATA
+
+IMAGENET_DIR = SHARED_DATA / "imagenet_sample"
 # RGB, RGB and a greyscale (mode "L") JPEG from the ImageNet sample.
 JPEGS = ("n01440764_tench.JPEG", "n01860187_black_swan.JPEG", "n02692877_airship.JPEG")
 
 BACKEND = keras.backend.backend()
-CAN_EXPORT = BACKEND in ("tensorflow", "jax")
-needs_export_backend = pytest.mark.skipif(
-    not CAN_EXPORT, reason=f"SavedModel export needs tensorflow/jax, not {BACKEND}"
-)
 ATOL = 1e-5  # float32 probabilities: exported graph vs the Keras model
 CLASSES = 100
 MAX_IMAGE_BYTES = 16384  # CIFAR PNGs are ~3 KB; the oversized test sends ~50 KB
-# The smallest model of each layout (32x32 inputs; ImageNet: 1x1 at the end).
-CIFAR = dict(depth=8, base_width=4)
+# The smallest ImageNet-layout model (32x32 inputs: 1x1 at the end).
 IMAGENET = dict(layout="imagenet", stage_units=(1, 1, 1, 1), block_type="basic", base_width=8)
-
-
-def _model(classes=CLASSES, seed=0, policy=None, weights_from=None, **kwargs):
-    """A tiny PreActResNet with random, non-trivial weights and BN statistics.
-
-    `kwargs` go to `PreActResNet` (default: CIFAR layout, 32x32, no input
-    normalization); `weights_from` copies another model's weights instead.
-    """
-    keras.utils.set_random_seed(seed)
-    channels_first = kwargs.get("data_format") == "channels_first"
-    layout = {} if "layout" in kwargs else CIFAR
-    kwargs = {**layout, "input_shape": (3, 32, 32) if channels_first else (32, 32, 3), **kwargs}
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy or old)
-    try:
-        model = keras_preact.PreActResNet(classes=classes, name="tiny", **kwargs)
-    finally:
-        keras.config.set_dtype_policy(old)
-    if weights_from is not None:
-        model.set_weights(weights_from.get_weights())
-        return model
-    rng = np.random.default_rng(seed)
-    weights = []
-    for var in model.weights:
-        w = np.asarray(keras.ops.convert_to_numpy(var))
-        if "moving_variance" in var.path:
-            w = rng.uniform(0.5, 2.0, w.shape)
-        elif "moving_mean" in var.path or "beta" in var.path or "bias" in var.path:
-            w = rng.normal(0.0, 0.2, w.shape)
-        elif "gamma" in var.path:
-            w = rng.uniform(0.5, 1.5, w.shape)
-        weights.append(w.astype(var.dtype))
-    model.set_weights(weights)
-    return model
-
-
-def _predict(model, pixels, statistics=None):
-    """`model.predict` on NHWC 0-255 pixels, normalized first with `statistics`
-    (for a model that records none) and transposed for a channels_first model."""
-    x = np.asarray(pixels, "float32")
-    if statistics is not None:
-        mean, std = STATISTICS[statistics].mean, STATISTICS[statistics].std
-        x = (x - np.float32(mean)) * (1.0 / np.float32(std))
-    if model.inputs[0].shape[1] == 3:
-        x = np.transpose(x, (0, 3, 1, 2))
-    return np.asarray(model.predict(x.astype("float32"), verbose=0), "float32")
 
 
 def _softmax(logits):
     e = np.exp(logits - logits.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-def _cifar_images(n=7):
-    if CIFAR_NPZ.exists():
-        return np.load(CIFAR_NPZ)["x"][:n]
-    return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-
-
-def _png(image):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-# Runs in a fresh process: only TensorFlow, as a server would.
-CHECKER = r"""
-import json, sys, traceback
-import numpy as np
-import tensorflow as tf
-
-path, spec_file, out_file = sys.argv[1:4]
-spec = json.load(open(spec_file))
-arrays = dict(np.load(spec["arrays"]))
-encoded = {k: [open(p, "rb").read() for p in v] for k, v in spec["files"].items()}
-out, errors, info = {}, {}, {}
-
-def feed_value(kind):
-    return encoded[kind] if kind in encoded else arrays[kind]
-
-# 1. TF1 Session through SignatureDef tensor names (TF Serving's path).
-with tf.compat.v1.Session(graph=tf.Graph()) as sess:
-    meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-    for name, sig in meta.signature_def.items():
-        if name.startswith("__"):  # __saved_model_init_op
-            continue
-        info[name] = {
-            "method": sig.method_name,
-            "inputs": {k: [v.name, tf.dtypes.as_dtype(v.dtype).name,
-                           [d.size for d in v.tensor_shape.dim]] for k, v in sig.inputs.items()},
-            "outputs": {k: [v.name, tf.dtypes.as_dtype(v.dtype).name,
-                            [d.size for d in v.tensor_shape.dim]] for k, v in sig.outputs.items()},
-        }
-    for name, kind, sizes in spec["v1_calls"]:
-        sig = meta.signature_def[name]
-        fetch = {k: v.name for k, v in sig.outputs.items()}
-        for n in sizes:
-            value = feed_value(kind)[:n]
-            res = sess.run(fetch, {sig.inputs["images"].name: value})
-            for k, v in res.items():
-                out[f"v1/{name}/{kind}/{n}/{k}"] = v
-    for label, name, kind in spec["v1_errors"]:
-        sig = meta.signature_def[name]
-        fetch = {k: v.name for k, v in sig.outputs.items()}
-        try:
-            sess.run(fetch, {sig.inputs["images"].name: feed_value(kind)})
-            errors[label] = "NO ERROR"
-        except Exception as e:
-            errors[label] = f"{type(e).__name__}: {e}"[:2000]
-
-# 2. TF2 tf.saved_model.load (signatures).
-loaded = tf.saved_model.load(path)
-for name, kind, sizes in spec["v2_calls"]:
-    fn = loaded.signatures[name]
-    for n in sizes:
-        res = fn(images=tf.constant(feed_value(kind)[:n]))
-        for k, v in res.items():
-            out[f"v2/{name}/{kind}/{n}/{k}"] = v.numpy()
-for label, name, kind, dtype in spec["v2_errors"]:
-    try:
-        loaded.signatures[name](images=tf.constant(feed_value(kind), dtype=dtype))
-        errors[label] = "NO ERROR"
-    except Exception as e:
-        errors[label] = f"{type(e).__name__}: {e}"[:2000]
-
-np.savez(out_file, **out)
-json.dump({"errors": errors, "signatures": info}, open(out_file + ".json", "w"))
-"""
-
-
-def _run_checker(tmp, path, arrays, files, v1_calls, v2_calls=(), v1_errors=(), v2_errors=()):
-    tmp = Path(tmp)
-    np.savez(tmp / "arrays.npz", **arrays)
-    spec = {
-        "arrays": str(tmp / "arrays.npz"),
-        "files": files,
-        "v1_calls": v1_calls,
-        "v2_calls": v2_calls,
-        "v1_errors": v1_errors,
-        "v2_errors": v2_errors,
-    }
-    (tmp / "spec.json").write_text(json.dumps(spec))
-    out_file = str(tmp / "out.npz")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHECKER, str(path), str(tmp / "spec.json"), out_file],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    meta = json.loads(Path(out_file + ".json").read_text())
-    return dict(np.load(out_file)), meta["errors"], meta["signatures"]
 
 
 # ----------------------------------------------------------------------------
@@ -219,7 +63,7 @@ def cifar_export(tmp_path_factory):
     if not CAN_EXPORT:
         pytest.skip(f"SavedModel export needs tensorflow/jax, not {BACKEND}")
     base = tmp_path_factory.mktemp("export_base")
-    model = _model(input_normalization="cifar100")
+    model = export_model(input_normalization="cifar100")
     path = kpe.export_saved_model(model, base, "tiny", max_image_bytes=MAX_IMAGE_BYTES)
     return model, base, path
 
@@ -228,13 +72,13 @@ def cifar_export(tmp_path_factory):
 def cifar_checked(cifar_export, tmp_path_factory):
     model, base, path = cifar_export
     tmp = tmp_path_factory.mktemp("checker")
-    pixels = _cifar_images(7)
+    pixels = cifar_test_images(7)
     pngs = []
     for i, image in enumerate(pixels):
         pngs.append(str(tmp / f"cifar{i}.png"))
-        Path(pngs[-1]).write_bytes(_png(image))
+        Path(pngs[-1]).write_bytes(png_bytes(image))
     big = np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    (tmp / "big.png").write_bytes(_png(big))
+    (tmp / "big.png").write_bytes(png_bytes(big))
     assert (tmp / "big.png").stat().st_size > MAX_IMAGE_BYTES
     arrays = {
         "u8": pixels,
@@ -266,9 +110,9 @@ def cifar_checked(cifar_export, tmp_path_factory):
         ["v2_default_two_channels", "serving_default", "two_channels", "float32"],
         ["v2_garbage", "serving_bytes", "garbage", "string"],
     ]
-    out, errors, sigs = _run_checker(tmp, path, arrays, files, calls, calls, v1_errors, v2_errors)
+    out, errors, sigs = run_checker(tmp, path, arrays, files, calls, calls, v1_errors, v2_errors)
     return {"model": model, "pixels": pixels, "out": out, "errors": errors, "sigs": sigs,
-            "ref": _predict(model, pixels), "path": path, "base": base}
+            "ref": predict_pixels(model, pixels), "path": path, "base": base}
 
 
 @needs_export_backend
@@ -354,7 +198,7 @@ def test_saved_model_cli_show_all(cifar_export):
     if not cli.exists():
         pytest.skip("saved_model_cli not installed next to the interpreter")
     text = subprocess.run([str(cli), "show", "--all", "--dir", path], capture_output=True,
-                          text=True, env=_env(), timeout=300, check=True).stdout
+                          text=True, env=tensorflow_env(), timeout=300, check=True).stdout
     for name in ("serving_default", "serving_uint8", "serving_bytes"):
         assert f"signature_def['{name}']:" in text
     block = text.split("signature_def['serving_bytes']:")[1].split("signature_def[")[0]
@@ -371,6 +215,7 @@ def test_saved_model_cli_show_all(cifar_export):
 # checks. Each row: PreActResNet kwargs, export kwargs, and the reference:
 # `model.predict` of the model itself, or (serving_dtype="float32" for a
 # mixed-precision model) of its float32 twin with the same weights.
+
 
 SERVED = {
     "cifar-channels_first-logits": (
@@ -389,6 +234,8 @@ SERVED = {
         dict(IMAGENET, policy="mixed_bfloat16", classifier_activation=None,
              input_normalization="imagenet"), {}),
 }
+
+
 # Probabilities: float32 1e-5; half precision kept: served graph vs predict.
 SERVED_ATOL = {"cifar-mixed_float16-kept": 2e-3}
 
@@ -398,19 +245,19 @@ def served(tmp_path_factory):
     if not CAN_EXPORT:
         pytest.skip(f"SavedModel export needs tensorflow/jax, not {BACKEND}")
     tmp = tmp_path_factory.mktemp("served")
-    pixels = _cifar_images(5)
+    pixels = cifar_test_images(5)
     results = {}
     for name, (build, export) in SERVED.items():
-        model = _model(classes=10, **build)
+        model = export_model(classes=10, **build)
         twin = None
         if "policy" in build:  # the float32 twin carries the weights
-            twin = _model(classes=10, **{k: v for k, v in build.items() if k != "policy"})
-            model = _model(classes=10, weights_from=twin, **build)
+            twin = export_model(classes=10, **{k: v for k, v in build.items() if k != "policy"})
+            model = export_model(classes=10, weights_from=twin, **build)
         path = kpe.export_saved_model(model, tmp, name.replace("_", "-"), top_k=3,
                                       include_encoded_image_signature=False, **export)
         reference = twin if twin is not None and export.get("serving_dtype", "float32") else model
         results[name] = {"path": path, "model": model,
-                         "ref": _predict(reference, pixels, export.get("normalization"))}
+                         "ref": predict_pixels(reference, pixels, export.get("normalization"))}
     script = "\n".join(
         ["import json, sys, numpy as np, tensorflow as tf",
          "paths, x = json.loads(sys.argv[1]), np.load(sys.argv[2])",
@@ -424,8 +271,8 @@ def served(tmp_path_factory):
     np.save(tmp / "x.npy", pixels)
     paths = {name: r["path"] for name, r in results.items()}
     proc = subprocess.run([sys.executable, "-c", script, json.dumps(paths), str(tmp / "x.npy"),
-                           str(tmp / "out.npz")], capture_output=True, text=True, env=_env(),
-                          timeout=300)
+                           str(tmp / "out.npz")], capture_output=True, text=True,
+                          env=tensorflow_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = dict(np.load(tmp / "out.npz"))
     for name, result in results.items():
@@ -465,6 +312,7 @@ def test_every_model_is_served_like_predict(served, name):
 # Statistics read from the model (keras_preact.normalization.serving_statistics,
 # tested in tests/test_normalization.py); refusals; versioning and atomicity.
 
+
 @needs_export_backend
 @pytest.mark.parametrize(
     "build,kwargs,match",
@@ -491,7 +339,7 @@ def test_every_model_is_served_like_predict(served, name):
     ],
 )
 def test_bad_arguments(tmp_path, build, kwargs, match):
-    model = _model(classes=10, **build)
+    model = export_model(classes=10, **build)
     kwargs = {"model_name": "m", **kwargs}
     with pytest.raises(ValueError, match=match):
         kpe.export_saved_model(model, tmp_path, **kwargs)
@@ -499,30 +347,9 @@ def test_bad_arguments(tmp_path, build, kwargs, match):
 
 
 @needs_export_backend
-@pytest.mark.parametrize("recorded, flags, message", [
-    (None, [], r"(?s)records no input statistics.*CLI: --normalization cifar10\|cifar100"),
-    ("cifar100", ["--normalization", "imagenet"],
-     r"(?s)normalization='imagenet' gives mean=\(123\.67.*leave out --normalization"),
-])
-def test_cli_normalization_flag(tmp_path, capsys, recorded, flags, message):
-    """`--normalization` reaches the export; its refusals exit 2 with the reason."""
-    from keras_preact.export.__main__ import build_parser
-    from keras_preact.export.__main__ import main
-
-    model_file = tmp_path / "model.keras"
-    _model(classes=10, input_normalization=recorded).save(model_file)
-    argv = ["--model", str(model_file), "--export-base", str(tmp_path), "--model-name", "m", *flags]
-    assert build_parser().parse_args(argv).normalization == (flags[1] if flags else None)
-    assert main(argv) == 2
-    assert re.search(message, capsys.readouterr().err)
-    assert not (tmp_path / "m").exists()
-    with pytest.raises(SystemExit):
-        build_parser().parse_args([*argv, "--normalization", "cifar"])
-
-
-@needs_export_backend
 def test_unreadable_head_names_the_way_out(tmp_path):
-    logits_model = _model(classes=10, classifier_activation=None, input_normalization="cifar100")
+    logits_model = export_model(classes=10, classifier_activation=None,
+                                input_normalization="cifar100")
     unreadable = keras.Sequential([logits_model, keras.layers.ReLU()])
     with pytest.raises(ValueError, match="from_logits"):
         kpe.export_saved_model(unreadable, tmp_path, "relu")
@@ -558,7 +385,8 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sm, "_write_archive", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
-        kpe.export_saved_model(_model(classes=10, input_normalization="cifar10"), tmp_path, "m")
+        kpe.export_saved_model(export_model(classes=10, input_normalization="cifar10"), tmp_path,
+                               "m")
     assert os.listdir(tmp_path / "m") == []
 
 
@@ -583,34 +411,35 @@ def _center_crop_reference(encoded, size, eval_resize):
 def test_imagenet_bytes_jpeg_resize_crop_matches_pixels(tmp_path):
     if not IMAGENET_DIR.exists():
         pytest.skip(f"real JPEGs not found at {IMAGENET_DIR}")
-    model = _model(classes=10, **IMAGENET, input_normalization="imagenet")
+    model = export_model(classes=10, **IMAGENET, input_normalization="imagenet")
     path = kpe.export_saved_model(model, tmp_path, "inet", top_k=3)
     info = json.loads(Path(path, "assets.extra", "keras_preact_export.json").read_text())
     assert info["eval_resize"] == 37  # round(32 / 0.875): ImageNet statistics -> centre crop
     png = tmp_path / "wide.png"  # non-JPEG branch: full decode, then slice
-    png.write_bytes(_png(np.random.default_rng(3).integers(0, 256, (40, 70, 3), dtype=np.uint8)))
+    png.write_bytes(png_bytes(np.random.default_rng(3).integers(0, 256, (40, 70, 3),
+                                                                dtype=np.uint8)))
     files = [str(IMAGENET_DIR / f) for f in JPEGS] + [str(png)]
     # The fused decode_and_crop_jpeg must equal decoding whole and cropping.
     ref_pixels = np.stack([_center_crop_reference(Path(f).read_bytes(), 32, 37) for f in files])
     calls = [["serving_bytes", "jpeg", [4]], ["serving_default", "ref", [4]]]
-    out, _, sigs = _run_checker(tmp_path, path, {"ref": ref_pixels}, {"jpeg": files}, calls)
+    out, _, sigs = run_checker(tmp_path, path, {"ref": ref_pixels}, {"jpeg": files}, calls)
     assert sigs["serving_bytes"]["outputs"]["classes"][1:] == ["int32", [-1, 3]]
     np.testing.assert_array_equal(out["v1/serving_bytes/jpeg/4/classes"],
                                   out["v1/serving_default/ref/4/classes"])
     np.testing.assert_allclose(out["v1/serving_bytes/jpeg/4/probabilities"],
-                               _predict(model, ref_pixels), atol=ATOL, rtol=0)
+                               predict_pixels(model, ref_pixels), atol=ATOL, rtol=0)
 
 
 @needs_export_backend
 @pytest.mark.slow
 def test_features_only_exports_pooled_features(tmp_path):
-    model = _model(classes=10, input_normalization="cifar100")
+    model = export_model(classes=10, input_normalization="cifar100")
     path = kpe.export_saved_model(model, tmp_path, "feat", features_only=True,
                                   include_encoded_image_signature=False)
-    pixels = _cifar_images(3)
-    ref = _predict(keras.Model(model.inputs, model.get_layer("avg_pool").output), pixels)
-    out, _, sigs = _run_checker(tmp_path, path, {"u8": pixels}, {},
-                                [["serving_uint8", "u8", [3]]])
+    pixels = cifar_test_images(3)
+    ref = predict_pixels(keras.Model(model.inputs, model.get_layer("avg_pool").output), pixels)
+    out, _, sigs = run_checker(tmp_path, path, {"u8": pixels}, {},
+                               [["serving_uint8", "u8", [3]]])
     assert "serving_bytes" not in sigs
     assert {k: v[1:] for k, v in sigs["serving_uint8"]["outputs"].items()} == {
         "features": ["float32", [-1, ref.shape[1]]]}
@@ -618,58 +447,24 @@ def test_features_only_exports_pooled_features(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Torch: clear error, and the CLI route through a .keras file.
+# Torch: a clear error.
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="checks the torch backend's error")
 def test_torch_backend_gives_clear_error(tmp_path):
     with pytest.raises(kpe.UnsupportedBackendError) as info:
-        kpe.export_saved_model(_model(classes=10), tmp_path, "m")
+        kpe.export_saved_model(export_model(classes=10), tmp_path, "m")
     message = str(info.value)
     assert "'torch'" in message and "tensorflow, jax" in message
     assert "KERAS_BACKEND=tensorflow python -m keras_preact.export" in message
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.slow
-def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
-    """Under torch the CLI re-launches itself under TensorFlow; the
-    statistics come from the .keras file, no --normalization needed."""
-    model = _model(classes=10, input_normalization="cifar100")
-    model_file = tmp_path / "model.keras"
-    model.save(model_file)
-    pixels = _cifar_images(3)
-    ref = _predict(model, pixels)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=BACKEND)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "keras_preact.export", "--model", str(model_file),
-           "--export-base", str(tmp_path / "models"), "--model-name", "cli",
-           "--version", "3", "--no-bytes-signature"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    path = str(tmp_path / "models" / "cli" / "3")
-    assert proc.stdout.strip().splitlines()[-1] == path
-    if BACKEND == "torch":
-        assert "re-running with KERAS_BACKEND=tensorflow" in proc.stderr
-    out, _, _ = _run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [3]]])
-    np.testing.assert_allclose(out["v1/serving_uint8/u8/3/probabilities"], ref, atol=ATOL, rtol=0)
-    # Same version again: refused with a clear message and exit status 2
-    # (statistics that contradict the file go the same way; see test_bad_arguments).
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2 and "already exists" in proc.stderr, proc.stderr[-2000:]
-
-
 # ----------------------------------------------------------------------------
 # examples/serving_client.py end to end: fake REST and gRPC servers (tests/
 # fake_serving.py) that run the exported SavedModel's signatures. The wire
-# formats alone are checked on every backend in tests/test_serving_client.py.
-
-
-def _load_client():
-    spec = importlib.util.spec_from_file_location("serving_client", REPO / "examples" / "serving_client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# formats alone are checked on every backend in
+# tests/examples/test_serving_client.py.
 
 
 def _rest_predict_with(loaded, model_name):
@@ -698,11 +493,11 @@ def _rest_predict_with(loaded, model_name):
 def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
     import tensorflow as tf
 
-    client = _load_client()
+    client = load_example("serving_client")
     predict = _rest_predict_with(tf.saved_model.load(cifar_checked["path"]), "tiny")
     with rest_server(predict) as port:
         pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
-        preds = client.predict_rest([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
+        preds = client.predict_rest([png_bytes(p) for p in pixels], "tiny", "127.0.0.1", port)
         assert [sorted(p) for p in preds] == [["classes", "probabilities", "scores"]] * 3
         np.testing.assert_array_equal([p["classes"] for p in preds], np.argsort(-ref, 1)[:, :5])
         np.testing.assert_allclose([p["probabilities"] for p in preds], ref, atol=ATOL)
@@ -713,7 +508,7 @@ def test_serving_client_rest_request_format(cifar_checked, tmp_path, capsys):
             client.predict_rest([b"garbage"], "tiny", "127.0.0.1", port)
         # The command line prints "file: name (score), ..." with --labels names.
         image_file = tmp_path / "img.png"
-        image_file.write_bytes(_png(pixels[0]))
+        image_file.write_bytes(png_bytes(pixels[0]))
         labels = tmp_path / "labels.txt"
         labels.write_text("\n".join(f"class{i}" for i in range(CLASSES)))
         assert client.main([str(image_file), "--model-name", "tiny", "--host", "127.0.0.1",
@@ -746,10 +541,10 @@ def test_serving_client_grpc_request_format(cifar_checked):
             response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
         return response
 
-    client = _load_client()
+    client = load_example("serving_client")
     pixels, ref = cifar_checked["pixels"][:3], cifar_checked["ref"][:3]
     with grpc_server(predict) as port:
-        out = client.predict_grpc([_png(p) for p in pixels], "tiny", "127.0.0.1", port)
+        out = client.predict_grpc([png_bytes(p) for p in pixels], "tiny", "127.0.0.1", port)
         assert seen == [("tiny", "serving_bytes")]
         assert out["classes"].dtype == np.int32
         np.testing.assert_array_equal(out["classes"], np.argsort(-ref, 1)[:, :5])

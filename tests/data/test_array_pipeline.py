@@ -15,13 +15,10 @@ from keras_preact import normalization as nz
 from keras_preact.data import CIFARBatches
 from keras_preact.data.array_pipeline import pad_crop_flip
 
-REPO = Path(__file__).resolve().parents[1]
+from _checks import random_images
+
+REPO = Path(__file__).resolve().parents[2]
 BACKEND = keras.backend.backend()
-
-
-def _images(n, seed=0, size=32):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
 def _epoch(ds):
@@ -73,7 +70,7 @@ def test_imports_and_batches_without_tensorflow():
     ],
 )
 def test_batch_shapes_and_dtypes(n, batch, training, drop_remainder, data_format, sizes):
-    ds = CIFARBatches(_images(n), np.arange(n) % 10, training=training, batch_size=batch,
+    ds = CIFARBatches(random_images(n), np.arange(n) % 10, training=training, batch_size=batch,
                       drop_remainder=drop_remainder, data_format=data_format, seed=0)
     assert len(ds) == len(sizes)
     for i, size in enumerate(sizes):
@@ -88,10 +85,10 @@ def test_batch_shapes_and_dtypes(n, batch, training, drop_remainder, data_format
 
 def test_data_format_defaults_to_keras_setting():
     keras.config.set_image_data_format("channels_first")
-    ds = CIFARBatches(_images(4), np.arange(4), training=False, batch_size=4)
+    ds = CIFARBatches(random_images(4), np.arange(4), training=False, batch_size=4)
     assert ds.data_format == "channels_first" and ds[0][0].shape == (4, 3, 32, 32)
     keras.config.set_image_data_format("channels_last")
-    last = CIFARBatches(_images(4), np.arange(4), training=False, batch_size=4)
+    last = CIFARBatches(random_images(4), np.arange(4), training=False, batch_size=4)
     np.testing.assert_array_equal(ds[0][0], last[0][0].transpose(0, 3, 1, 2))
 
 
@@ -123,7 +120,7 @@ def test_normalization_values(num_classes, value):
 
 
 def test_default_statistics_follow_the_labels():
-    x = _images(4)
+    x = random_images(4)
     # A label >= 10 means CIFAR-100 statistics, as in cifar_dataset.
     hundred = CIFARBatches(x, np.array([0, 1, 2, 50]), training=False, batch_size=4)
     ten = CIFARBatches(x, np.array([0, 1, 2, 5]), training=False, batch_size=4)
@@ -160,7 +157,7 @@ def test_pixels_for_a_self_normalizing_model(training, augment, statistics):
     # What PreActResNet(..., input_normalization=statistics) starts with
     # (building one imports TensorFlow, which this file does without).
     model = keras.Sequential([keras.Input((32, 32, 3)), nz.input_normalization_layer(statistics)])
-    x, y = _images(32, seed=6), np.arange(32) % 10
+    x, y = random_images(32, seed=6), np.arange(32) % 10
     args = dict(training=training, augment=augment, batch_size=16, seed=1, num_classes=10)
     pixels = CIFARBatches(x, y, normalization=model, **args)
     normalized = CIFARBatches(x, y, normalization=statistics, **args)
@@ -192,7 +189,7 @@ def test_eval_batches_equal_cifar_dataset(num_classes, normalization):
     tf = pytest.importorskip("tensorflow")  # noqa: F841
     from keras_preact.data import cifar_dataset
 
-    x, y = _images(50, seed=1), np.arange(50) % num_classes
+    x, y = random_images(50, seed=1), np.arange(50) % num_classes
     args = dict(training=False, batch_size=16, num_classes=num_classes,
                 normalization=normalization)
     ours, theirs = CIFARBatches(x, y, **args), list(cifar_dataset(x, y, **args))
@@ -209,7 +206,7 @@ def test_unaugmented_training_epoch_equals_cifar_dataset():
 
     # One image per label, so both shuffled epochs can be put back in order.
     n = 100
-    x, y = _images(n, seed=2), np.random.default_rng(0).permutation(n)
+    x, y = random_images(n, seed=2), np.random.default_rng(0).permutation(n)
     ours = _epoch(CIFARBatches(x, y, training=True, augment="none", batch_size=20, seed=0))
     xs, ys = zip(*((a.numpy(), b.numpy()) for a, b in cifar_dataset(
         x, y, training=True, augment="none", batch_size=20, seed=0)))
@@ -265,7 +262,7 @@ def test_pad_crop_flip_pads_with_zeros_after_normalization():
 
 
 def test_training_batch_is_the_drawn_crop_of_the_shuffled_images():
-    x, y = _images(64, seed=3), np.arange(64)
+    x, y = random_images(64, seed=3), np.arange(64)
     train = CIFARBatches(x, y, training=True, batch_size=16, seed=5, num_classes=64)
     normalized = _epoch(CIFARBatches(x, y, training=False, batch_size=64,
                                      num_classes=64))[0]
@@ -296,14 +293,14 @@ def test_augmentation_statistics():
 
 
 def test_unaugmented_datasets_draw_nothing():
-    x, y = _images(8), np.arange(8)
+    x, y = random_images(8), np.arange(8)
     assert CIFARBatches(x, y, training=True, augment="none", batch_size=4,
                         seed=0).augmentation_draws(0) is None
     assert CIFARBatches(x, y, training=False, batch_size=4).augmentation_draws(0) is None
 
 
 def test_seeded_deterministic_and_new_every_epoch():
-    x, y = _images(64, seed=4), np.arange(64) % 10
+    x, y = random_images(64, seed=4), np.arange(64) % 10
     a = CIFARBatches(x, y, training=True, batch_size=16, seed=7)
     b = CIFARBatches(x, y, training=True, batch_size=16, seed=7)
     first = _epoch(a)
@@ -330,7 +327,7 @@ def test_seeded_deterministic_and_new_every_epoch():
 
 
 def test_unseeded_uses_numpy_global_seed():
-    x, y = _images(32), np.arange(32) % 10
+    x, y = random_images(32), np.arange(32) % 10
     np.random.seed(3)
     a = CIFARBatches(x, y, training=True, batch_size=16)
     np.random.seed(3)
@@ -346,28 +343,29 @@ def test_unseeded_uses_numpy_global_seed():
 @pytest.mark.parametrize(
     "images, labels, kwargs, match",
     [
-        (_images(4)[..., :1], np.arange(4), {}, r"shape \(N, H, W, 3\)"),
-        (_images(4)[0], np.arange(4), {}, r"shape \(N, H, W, 3\)"),
+        (random_images(4)[..., :1], np.arange(4), {}, r"shape \(N, H, W, 3\)"),
+        (random_images(4)[0], np.arange(4), {}, r"shape \(N, H, W, 3\)"),
         (np.zeros((0, 32, 32, 3), np.uint8), np.arange(0), {}, "at least one image"),
-        (_images(4).astype(bool), np.arange(4), {}, "dtype bool"),
+        (random_images(4).astype(bool), np.arange(4), {}, "dtype bool"),
         (np.full((4, 32, 32, 3), 300.0), np.arange(4), {}, r"\[0, 255\]"),
         (np.full((4, 32, 32, 3), np.nan), np.arange(4), {}, r"\[0, 255\]"),
-        (_images(4), np.arange(3), {}, "differ in length: 4 vs 3"),
-        (_images(4), np.arange(4) * 0.5, {}, "integer class ids"),
-        (_images(4), np.arange(4) + 10, {"num_classes": 10}, r"outside \[0, 9\]"),
-        (_images(4), np.arange(4) - 1, {}, "outside"),
-        (_images(4), np.arange(4), {"batch_size": 0}, "batch_size"),
-        (_images(4), np.arange(4), {"batch_size": 2.0}, "batch_size"),
-        (_images(4), np.arange(4), {"batch_size": 8, "training": True}, "No batch"),
-        (_images(4), np.arange(4), {"augment": "randaugment"}, "augment"),
-        (_images(4), np.arange(4), {"pad": -1}, "pad"),
-        (_images(4), np.arange(4), {"pad_mode": "edge"}, "pad_mode"),
-        (_images(4), np.arange(4), {"pad_mode": "reflect", "pad": 32}, "reflect"),
-        (_images(4), np.arange(4), {"seed": -3}, "seed"),
-        (_images(4), np.arange(4), {"data_format": "NHWC"}, "data_format"),
-        (_images(4), np.arange(4), {"normalization": ((1, 2), (1, 1))}, "mean"),
-        (_images(4), np.arange(4), {"normalization": ((1, 1, 1), (1, 0, 1))}, "std"),
-        (_images(4), np.arange(4), {"normalization": "cifar1000"}, "normalization='cifar1000'"),
+        (random_images(4), np.arange(3), {}, "differ in length: 4 vs 3"),
+        (random_images(4), np.arange(4) * 0.5, {}, "integer class ids"),
+        (random_images(4), np.arange(4) + 10, {"num_classes": 10}, r"outside \[0, 9\]"),
+        (random_images(4), np.arange(4) - 1, {}, "outside"),
+        (random_images(4), np.arange(4), {"batch_size": 0}, "batch_size"),
+        (random_images(4), np.arange(4), {"batch_size": 2.0}, "batch_size"),
+        (random_images(4), np.arange(4), {"batch_size": 8, "training": True}, "No batch"),
+        (random_images(4), np.arange(4), {"augment": "randaugment"}, "augment"),
+        (random_images(4), np.arange(4), {"pad": -1}, "pad"),
+        (random_images(4), np.arange(4), {"pad_mode": "edge"}, "pad_mode"),
+        (random_images(4), np.arange(4), {"pad_mode": "reflect", "pad": 32}, "reflect"),
+        (random_images(4), np.arange(4), {"seed": -3}, "seed"),
+        (random_images(4), np.arange(4), {"data_format": "NHWC"}, "data_format"),
+        (random_images(4), np.arange(4), {"normalization": ((1, 2), (1, 1))}, "mean"),
+        (random_images(4), np.arange(4), {"normalization": ((1, 1, 1), (1, 0, 1))}, "std"),
+        (random_images(4), np.arange(4), {"normalization": "cifar1000"},
+         "normalization='cifar1000'"),
     ],
 )
 def test_bad_input(images, labels, kwargs, match):
@@ -396,7 +394,7 @@ def test_pad_crop_flip_bad_input(kwargs, match):
 
 
 def test_bad_batch_index():
-    ds = CIFARBatches(_images(4), np.arange(4), training=False, batch_size=2)
+    ds = CIFARBatches(random_images(4), np.arange(4), training=False, batch_size=2)
     with pytest.raises(ValueError, match="int batch index"):
         ds["0"]
 
@@ -418,7 +416,7 @@ class _RecordingBatches(CIFARBatches):
 
 
 def test_fit_with_the_paper_setup():
-    x, y = _images(48, seed=5), np.arange(48) % 10
+    x, y = random_images(48, seed=5), np.arange(48) % 10
     train = _RecordingBatches(x, y, training=True, batch_size=16, seed=0)
     test = CIFARBatches(x[:20], y[:20], training=False, batch_size=8)
     # A tiny net keeps XLA's compile time on CPU short; the pipeline is what

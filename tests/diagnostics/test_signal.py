@@ -1,8 +1,7 @@
-"""Signal-propagation diagnostics: shapes, agreement with independent gradients,
-no side effects, the TensorBoard callback, the figures, and a measured property."""
-
-import glob
-import os
+"""keras_preact.diagnostics.signal: one value per unit, agreement with
+independent gradients, no side effects, and a measured property (the
+callback: tests/diagnostics/test_callback.py; the figures:
+tests/diagnostics/test_plotting.py)."""
 
 import keras
 import numpy as np
@@ -12,26 +11,13 @@ from keras import ops
 import keras_preact
 from keras_preact.diagnostics import SignalProbe
 from keras_preact.diagnostics import SignalPropagation
-from keras_preact.diagnostics import SignalPropagationLogger
-from keras_preact.diagnostics import plot_signal_propagation
-from keras_preact.diagnostics import plot_training_curves
 from keras_preact.diagnostics import signal_propagation
 
+from _checks import signal_batch
+from _checks import signal_model
+
+
 BACKEND = keras.backend.backend()
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def tiny_model(depth=20, ordering="full_preact", shortcut="identity", **kwargs):
-    kwargs.setdefault("classifier_activation", None)
-    return keras_preact.PreActResNet(
-        depth, classes=10, input_shape=(16, 16, 3), base_width=4,
-        unit_ordering=ordering, shortcut=shortcut, **kwargs,
-    )
-
-
-def batch(n=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 16, 16, 3)).astype("float32"), rng.integers(0, 10, size=n)
 
 
 def mean_ce(logits, y):
@@ -78,8 +64,8 @@ def snapshot(model):
 
 
 def test_one_finite_value_per_unit():
-    model = tiny_model(20)
-    x, y = batch()
+    model = signal_model(20)
+    x, y = signal_batch()
     s = signal_propagation(model, x, y)
     units = keras_preact.residual_units(model)
     assert len(units) == 9  # 6n+2 = 20 -> 3 units in each of 3 stages
@@ -94,8 +80,8 @@ def test_one_finite_value_per_unit():
 
 @pytest.mark.parametrize("ordering", ["full_preact", "original"])
 def test_matches_independent_gradient_and_forward(ordering):
-    model = tiny_model(20, ordering)
-    x, y = batch()
+    model = signal_model(20, ordering)
+    x, y = signal_batch()
     units = keras_preact.residual_units(model)
     # Take the reference values first: the tail calls below update BN moving
     # statistics (training=True outside a StatelessScope), which does not
@@ -113,8 +99,8 @@ def test_matches_independent_gradient_and_forward(ordering):
 
 
 def test_matches_finite_difference():
-    model = tiny_model(20)
-    x, y = batch()
+    model = signal_model(20)
+    x, y = signal_batch()
     units = keras_preact.residual_units(model)
     k = 4
     s = signal_propagation(model, x, y)
@@ -129,8 +115,8 @@ def test_matches_finite_difference():
 
 
 def test_no_side_effects_and_training_flag():
-    model = tiny_model(20)
-    x, y = batch()
+    model = signal_model(20)
+    x, y = signal_batch()
     before = snapshot(model)
     s_train = signal_propagation(model, x, y, training=True)
     s_infer = signal_propagation(model, x, y, training=False)
@@ -146,8 +132,8 @@ def test_no_side_effects_and_training_flag():
 
 @pytest.mark.skipif(BACKEND != "jax", reason="jit_compile only changes the JAX path")
 def test_jax_jit_matches_eager():
-    model = tiny_model(8)
-    x, y = batch()
+    model = signal_model(8)
+    x, y = signal_batch()
     probe = SignalProbe(model, jit_compile=True)
     eager = signal_propagation(model, x, y)
     jitted = probe(x, y)
@@ -161,10 +147,10 @@ def test_jax_jit_matches_eager():
 
 
 def test_softmax_output_is_detected():
-    logits_model = tiny_model(20)
-    probs_model = tiny_model(20, classifier_activation="softmax")
+    logits_model = signal_model(20)
+    probs_model = signal_model(20, classifier_activation="softmax")
     probs_model.set_weights(logits_model.get_weights())
-    x, y = batch()
+    x, y = signal_batch()
     a = signal_propagation(logits_model, x, y)
     b = signal_propagation(probs_model, x, y)
     assert a.loss == pytest.approx(b.loss, rel=1e-4)
@@ -177,75 +163,9 @@ def test_model_without_units_is_rejected():
     with pytest.raises(ValueError, match="no ResidualUnit layers"):
         SignalProbe(model)
     with pytest.raises(ValueError, match=r"units=\[\]"):
-        SignalProbe(tiny_model(8), units=[])
+        SignalProbe(signal_model(8), units=[])
     with pytest.raises(ValueError, match="keras.Model"):
         SignalProbe("not a model")
-
-
-def test_logger_history_and_tensorboard(tmp_path):
-    model = tiny_model(8)
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = batch(16)
-    logger = SignalPropagationLogger((x[:4], y[:4]), log_dir=tmp_path, every_n_epochs=1)
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[logger])
-    assert [e for e, _ in logger.history] == [0, 1, 2]
-    first, last = logger.history[0][1], logger.history[-1][1]
-    assert first.num_units == last.num_units == 3
-    # The probe follows training (weights are synced on every backend).
-    assert not np.allclose(first.backward_norm, last.backward_norm, rtol=1e-3)
-    events = glob.glob(os.path.join(tmp_path, "signal", "events.out.tfevents.*"))
-    assert len(events) == 1
-    tags = _read_scalar_tags(events[0])
-    assert tags["signal/backward_norm/epoch_0000"] == [1, 2, 3]  # step = unit index
-    assert tags["signal/forward_std/epoch_0002"] == [1, 2, 3]
-    assert tags["signal_summary/backward_first_over_last"] == [0, 1, 2]  # step = epoch
-    with pytest.raises(ValueError, match="every_n_epochs"):
-        SignalPropagationLogger((x, y), every_n_epochs=0)
-    with pytest.raises(ValueError, match="batch"):
-        SignalPropagationLogger(x)
-
-
-def _read_scalar_tags(path):
-    """{tag: [steps]} of the scalar summaries in a TensorBoard event file."""
-    import tensorflow as tf
-    from tensorflow.core.util import event_pb2
-
-    tags = {}
-    for record in tf.data.TFRecordDataset(path):
-        event = event_pb2.Event.FromString(record.numpy())
-        for value in event.summary.value:
-            assert value.metadata.plugin_data.plugin_name in ("scalars", "")
-            tags.setdefault(value.tag, []).append(event.step)
-    return tags
-
-
-def _check_png(path, min_size):
-    from PIL import Image
-
-    with open(path, "rb") as f:
-        assert f.read(8) == PNG_SIGNATURE
-    with Image.open(path) as im:
-        im.verify()
-    with Image.open(path) as im:
-        assert im.format == "PNG"
-        assert im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
-
-
-def test_figures_are_png(tmp_path):
-    model = tiny_model(8)
-    x, y = batch()
-    s = signal_propagation(model, x, y)
-    path = plot_signal_propagation({"a": s, "b": s.as_dict()}, tmp_path / "sig.png", title="t")
-    _check_png(path, (800, 300))
-    curves = {"v": [{"epoch": 0, "iterations": 1, "loss": 2.3, "val_top1": 0.1},
-                    {"epoch": 1, "iterations": 2, "loss": 2.1, "val_top1": 0.2}]}
-    _check_png(plot_training_curves(curves, tmp_path / "curves.png"), (600, 300))
-    with pytest.raises(ValueError, match="non-empty dict"):
-        plot_signal_propagation({}, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="SignalPropagation"):
-        plot_signal_propagation({"a": [1, 2]}, tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.slow
@@ -257,7 +177,7 @@ def test_deep_full_preact_gradient_does_not_vanish():
     # smallest unit gradient is the last unit's (ratio 1.0). The gradient at the input end is never smaller than at the
     # output end: it does not vanish (a ratio far below 1), nor blow up.
     keras.utils.set_random_seed(0)
-    model = tiny_model(56)
+    model = signal_model(56)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 10, size=8)

@@ -1,11 +1,6 @@
-"""PreActResNet builders: the checklist of ../shared/STYLE.md as tables of
-configurations over shared checks (`run_backbone_test`, `run_head_test`)."""
-
-import inspect
-import os
-import subprocess
-import sys
-import warnings
+"""keras_preact.models.preact_resnet: the `PreActResNet` builder, the checklist
+of ../shared/STYLE.md as tables of configurations over shared checks
+(`run_backbone_test`, `run_head_test`)."""
 
 import numpy as np
 import pytest
@@ -15,84 +10,13 @@ import keras_preact
 from keras_preact.layers import SHORTCUTS
 from keras_preact.layers import UNIT_ORDERINGS
 from keras_preact.layers import ResidualUnit
-from keras_preact.models import variants
-from keras_preact.models.layouts import resolve_layout
-from keras_preact.models.layouts import split_into_stages
 
-from _checks import assert_all_close
-from _checks import numpy
+from _checks import TINY
+from _checks import images
+from _checks import tiny
+from _checks import train_one_step
+from _checks import trainable_count
 from conftest import BACKEND
-
-# Trainable parameters, from ../shared/reference/PAPER.md.
-PAPER_COUNTS = [
-    ("PreActResNet20", 100, 278_132),
-    ("PreActResNet56", 100, 861_428),
-    ("PreActResNet110", 100, 1_736_372),
-    ("PreActResNet164", 100, 1_726_388),
-    ("PreActResNet1001", 100, 10_350_836),
-    ("PreActResNet164", 10, 1_703_258),
-    ("PreActResNet1001", 10, 10_327_706),
-    ("PreActResNet18", 1000, 11_687_720),
-    ("PreActResNet34", 1000, 21_795_880),
-    ("PreActResNet50", 1000, 25_549_352),
-    ("PreActResNet101", 1000, 44_541_480),
-    ("PreActResNet152", 1000, 60_185_128),
-    ("PreActResNet200", 1000, 64_666_152),
-]
-# (name, depth, layout, units per stage): the paper's Tables 3-5.
-VARIANTS = [
-    ("PreActResNet20", 20, "cifar", (3, 3, 3)),
-    ("PreActResNet32", 32, "cifar", (5, 5, 5)),
-    ("PreActResNet44", 44, "cifar", (7, 7, 7)),
-    ("PreActResNet56", 56, "cifar", (9, 9, 9)),
-    ("PreActResNet110", 110, "cifar", (18, 18, 18)),
-    ("PreActResNet164", 164, "cifar", (18, 18, 18)),
-    ("PreActResNet1001", 1001, "cifar", (111, 111, 111)),
-    ("PreActResNet18", 18, "imagenet", (2, 2, 2, 2)),
-    ("PreActResNet34", 34, "imagenet", (3, 4, 6, 3)),
-    ("PreActResNet50", 50, "imagenet", (3, 4, 6, 3)),
-    ("PreActResNet101", 101, "imagenet", (3, 4, 23, 3)),
-    ("PreActResNet152", 152, "imagenet", (3, 8, 36, 3)),
-    ("PreActResNet200", 200, "imagenet", (3, 24, 36, 3)),
-]
-KERAS_APPLICATIONS_ARGS = [
-    "include_top", "weights", "input_tensor", "input_shape", "pooling",
-    "classes", "classifier_activation", "name", "kwargs",
-]
-
-TINY = {
-    "cifar_basic": dict(depth=8, base_width=4, classes=5, input_shape=(16, 16, 3)),
-    "cifar_bottleneck": dict(
-        depth=11, block_type="bottleneck", base_width=4, classes=5,
-        input_shape=(16, 16, 3), shortcut="exclusive_gating",
-    ),
-    "imagenet": dict(
-        layout="imagenet", stage_units=(1, 1, 1, 1), block_type="bottleneck",
-        base_width=4, classes=5, input_shape=(64, 64, 3),
-    ),
-}
-
-
-def trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def tiny(name="cifar_basic", **overrides):
-    return keras_preact.PreActResNet(**{**TINY[name], **overrides})
-
-
-def images(model, batch=2, seed=0):
-    shape = (batch,) + tuple(model.input_shape[1:])
-    return np.random.default_rng(seed).normal(size=shape).astype("float32")
-
-
-def train_one_step(model, x, y, **compile_args):
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        **compile_args,
-    )
-    return model.train_on_batch(x, y)
 
 
 # === The shared checks ===
@@ -139,39 +63,7 @@ def run_head_test(model, expected_shape, outputs):
     assert sums_to_one == (outputs == "probabilities")
 
 
-# === Parameter counts, names and the named variants ===
-
-
-@pytest.mark.parametrize("variant, classes, expected", PAPER_COUNTS)
-def test_parameter_counts_match_the_paper(variant, classes, expected):
-    model = getattr(keras_preact, variant)(classes=classes)
-    assert trainable_count(model) == expected
-
-
-@pytest.mark.parametrize("name, depth, layout, stage_units", VARIANTS)
-def test_named_variants_are_real_functions(name, depth, layout, stage_units):
-    variant = getattr(keras_preact, name)
-    assert inspect.isfunction(variant) and variant.__qualname__ == name
-    assert inspect.getsource(variant).startswith(f"def {name}(")
-    parameters = inspect.signature(variant).parameters
-    assert list(parameters) == KERAS_APPLICATIONS_ARGS
-    classes = {"cifar": 10, "imagenet": 1000}[layout]
-    assert parameters["classes"].default == classes
-    assert parameters["weights"].default is None
-    # Its own summary, then the one shared docstring of its layout.
-    shared = variants.CIFAR_DOC if layout == "cifar" else variants.IMAGENET_DOC
-    summary, _ = variant.__doc__.split("\n", 1)
-    assert f"ResNet-{depth}:" in summary and variant.__doc__.endswith(shared)
-    net = resolve_layout(layout, depth)
-    assert tuple(stage.units for stage in net.stages) == stage_units
-
-
-@pytest.mark.parametrize("name, depth", [("PreActResNet32", 32), ("PreActResNet44", 44)])
-def test_variants_without_paper_counts_build(name, depth):
-    model = getattr(keras_preact, name)(classes=100, name="net")
-    # 6n+2 basic: 2 convs of 3x3 per unit.
-    assert len(keras_preact.residual_units(model)) == (depth - 2) // 2
-    assert model.output_shape == (None, 100) and model.name == "net"
+# === Layer names, stages and drop path ===
 
 
 def test_stable_layer_names():
@@ -188,45 +80,6 @@ def test_stable_layer_names():
     assert "stage2_unit1/projection/kernel" in weight_paths
     assert "stage2_unit1/preact_bn/gamma" in weight_paths
     assert model.get_layer("stage2_unit1").stride_on == "1x1"
-
-
-# (id, builder arguments, stage widths, first-unit strides)
-STAGE_CASES = [
-    ("cifar", dict(depth=8, base_width=4), [4, 8, 16], [1, 2, 2]),
-    ("wide", dict(depth=14, base_width=4, width_multiplier=2), [8, 16, 32], [1, 2, 2]),
-    (
-        "imagenet",
-        dict(layout="imagenet", block_type="basic", stage_units=(1, 2, 1, 2),
-             base_width=4, input_shape=(64, 64, 3)),
-        [4, 8, 16, 32], [1, 2, 2, 2],
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    "kwargs, widths, strides", [c[1:] for c in STAGE_CASES], ids=[c[0] for c in STAGE_CASES]
-)
-def test_units_follow_the_stages(kwargs, widths, strides):
-    """The builder walks `Layout.stages`: names, widths, the stride rule,
-    and the stages read back from the built units (not their names)."""
-    net = resolve_layout(**{k: v for k, v in kwargs.items() if k != "input_shape"})
-    assert [stage.filters for stage in net.stages] == widths
-    assert [stage.strides for stage in net.stages] == strides
-    model = keras_preact.PreActResNet(**kwargs)
-    stages = split_into_stages(keras_preact.residual_units(model))
-    assert [len(units) for units in stages] == [s.units for s in net.stages]
-    for stage, units in zip(net.stages, stages):
-        assert [u.name for u in units] == [
-            f"stage{stage.index}_unit{u}" for u in range(1, stage.units + 1)
-        ]
-        assert [u.filters for u in units] == [stage.filters] * stage.units
-        assert [u.strides for u in units] == [stage.strides] + [1] * (stage.units - 1)
-    names = {layer.name for layer in model.layers}
-    assert ("stem_pool" in names) == ("stem_bn" in names) == (net.name == "imagenet")
-    first = stages[0][0]
-    # The ImageNet stem already ends in BN-ReLU; the CIFAR stem does not.
-    assert (first.preact_bn is None) == (net.name == "imagenet")
-    assert first.preactivated_shortcut == (True if net.name == "cifar" else None)
 
 
 def test_stride_position_changes_outputs_not_counts():
@@ -345,36 +198,8 @@ def test_keras_file_round_trip(tmp_path):
     assert isinstance(restored.get_layer("stage1_unit1"), ResidualUnit)
 
 
-def test_weights_argument_loads_a_file(tmp_path):
-    model = tiny()
-    path = tmp_path / "tiny.weights.h5"
-    model.save_weights(path)
-    loaded = tiny(weights=str(path))
-    x = images(model)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(ValueError, match="tiny.weights.h5"):
-            tiny("cifar_bottleneck", weights=str(path))
-    # The ValueError alone, without Keras' "Skipping nested container" warnings.
-    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
-
-
-@pytest.mark.parametrize(
-    "config, shapes",
-    [
-        ("imagenet", [(2, 16, 16, 16), (2, 8, 8, 32), (2, 4, 4, 64), (2, 2, 2, 128)]),
-        ("cifar_basic", [(2, 16, 16, 4), (2, 8, 8, 8), (2, 4, 4, 16)]),
-    ],
-)
-def test_feature_extractor(config, shapes):
-    model = tiny(config, include_top=False)
-    out = keras_preact.feature_extractor(model).predict(images(model), verbose=0)
-    assert sorted(out) == [f"stage{s}" for s in range(1, len(shapes) + 1)]
-    assert [out[f"stage{s}"].shape for s in range(1, len(shapes) + 1)] == shapes
-
-
 # === Ablation variants (the paper's Tables 1 and 2) ===
+
 
 # (id, builder arguments): every ordering, and every shortcut on the
 # post-activation unit.
@@ -397,7 +222,7 @@ def test_ablation_builds_and_trains(kwargs):
 def test_ablation_parameter_counts():
     base = trainable_count(keras_preact.PreActResNet110(classes=10))
     # BN after addition moves a BN but keeps the count (the reason for the
-    # numeric tests in test_layers.py).
+    # numeric tests in tests/layers/test_residual_unit.py).
     # Post-activation units normalize each conv's OUTPUT, so the first unit
     # of stages 2 and 3 has a BN of 32 / 64 channels where the pre-activation
     # unit normalizes its 16 / 32-channel input: +2 * (16 + 32).
@@ -483,52 +308,3 @@ def test_every_raised_error_is_documented():
         "input_normalization", "weights", "bn_momentum", "bn_epsilon",
     ]:
         assert f"`{argument}`" in raises, argument
-
-
-# === Imports and depth 1001 ===
-
-
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the non-TF backends")
-def test_import_without_tensorflow():
-    code = (
-        "import sys; sys.modules['tensorflow'] = None\n"
-        "import keras_preact\n"
-        "m = keras_preact.PreActResNet(8, base_width=2, input_shape=(8, 8, 3))\n"
-        "print(m.output_shape)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KERAS_BACKEND": BACKEND},
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "(None, 10)" in result.stdout
-
-
-@pytest.mark.slow
-def test_preact_resnet1001_builds_saves_loads_and_trains(tmp_path):
-    model = keras_preact.PreActResNet1001(classes=10)
-    assert len(keras_preact.residual_units(model)) == 333
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    # One eager step checks the whole graph's gradients: XLA compiling the
-    # 1001-layer step on CPU needs over 20 GB (the JAX process was OOM-killed
-    # on our 24 GB machine), and tracing it into a TensorFlow graph takes
-    # longer than running it.
-    loss = train_one_step(model, x, np.array([1, 2]), run_eagerly=True)
-    assert np.isfinite(loss)
-    path = tmp_path / "preact1001.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    assert [w.path for w in restored.weights] == [w.path for w in model.weights]
-    assert_all_close(numpy(restored.weights), numpy(model.weights), dict(rtol=0, atol=0),
-                     "PreActResNet1001 weights after .keras save and load")
-    # Training-mode outputs (batch statistics): in inference mode the moving
-    # statistics, still near their initial mean 0 and variance 1, normalize
-    # nothing, and the sum of 333 units overflows to inf/NaN, which NumPy
-    # compares equal to itself and which would prove nothing.
-    expected = keras.ops.convert_to_numpy(model(x, training=True))
-    restored_outputs = keras.ops.convert_to_numpy(restored(x, training=True))
-    assert np.isfinite(expected).all()
-    np.testing.assert_array_equal(restored_outputs, expected)

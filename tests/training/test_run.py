@@ -1,6 +1,7 @@
 """keras_preact.training.run: `TrainingRun` and `train_and_evaluate` (resume
-itself: tests/test_resume.py; the opening lines: tests/test_banner.py; the
-example scripts that use them: tests/test_examples.py)."""
+itself: tests/training/test_resume.py; the opening lines:
+tests/training/test_banner.py; the example scripts that use them:
+tests/examples/)."""
 
 import csv
 import json

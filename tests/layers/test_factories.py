@@ -1,4 +1,5 @@
-"""Initialization as in the authors' Torch code: every kernel drawn on its own.
+"""keras_preact.layers.factories: initialization as in the authors' Torch code,
+every kernel drawn on its own.
 
 resnet-pre-act.lua (KaimingHe/resnet-1k-layers) and fb.resnet.torch: conv
 weights `N(0, sqrt(2 / (k * k * out_channels)))`, BN gamma 1 and beta 0, the

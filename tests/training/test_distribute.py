@@ -1,4 +1,6 @@
-"""Multi-worker training with real worker processes on this machine.
+"""keras_preact.training.distribute: the distribution set-ups, the cluster
+settings they read, and multi-worker training with real worker processes on
+this machine.
 
 TensorFlow (MultiWorkerMirroredStrategy) and JAX (jax.distributed +
 keras.distribution.DataParallel), each worker one CPU device, started by
@@ -16,7 +18,6 @@ within the peer timeout; bad cluster settings give errors naming what was
 received.
 """
 
-import io
 import json
 import os
 import re
@@ -34,9 +35,13 @@ import pytest
 
 from keras_preact import launch
 from keras_preact.training import distribute
+from keras_preact.training import setup_distribution
 from keras_preact.training.distribute import DistributionSetup
 
-REPO = Path(__file__).resolve().parents[1]
+from _checks import REPO
+from _checks import command_env
+from _checks import run_command
+
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 MULTI_PROCESS = BACKEND in launch.VALID_BACKENDS
 # Peer timeout of the fault tests (seconds): small, so they stay short.
@@ -46,6 +51,7 @@ RUN_TIMEOUT = 300
 
 needs_multi_process = pytest.mark.skipif(
     not MULTI_PROCESS, reason=f"no multi-process training on {BACKEND}")
+
 
 # One worker of a tiny training run (or a single-process reference run):
 # records which examples it reads per step, trains a depth-8 PreActResNet
@@ -146,13 +152,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=str(REPO), KERAS_BACKEND=BACKEND,
-               TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
 def _write_worker(tmp_path):
     path = tmp_path / "worker.py"
     path.write_text(WORKER)
@@ -164,104 +163,85 @@ def _launch_command(workers, *command, grace=30):
             "--backend", BACKEND, "--grace-seconds", str(grace), "--", *command]
 
 
-def _run(command, timeout=RUN_TIMEOUT, **env):
-    result = subprocess.run(command, env=_env(**env), cwd=REPO, capture_output=True,
-                            text=True, timeout=timeout)
-    return result.returncode, result.stdout + result.stderr
+# --- One process, two replicas -----------------------------------------------
 
 
-def _free_port():
-    return launch.free_ports(1)[0]
+def test_setup_distribution_none_and_errors():
+    assert setup_distribution("none").num_replicas == 1
+    with pytest.raises(ValueError, match="distribute='horovod'"):
+        setup_distribution("horovod")
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="torch"):
+            setup_distribution("mirrored")
+    if BACKEND == "jax":
+        with pytest.raises(ValueError, match="data_parallel"):
+            setup_distribution("mirrored")
 
 
-# --- Launcher (no training) -------------------------------------------------
-
-def test_worker_environments_tensorflow_and_jax():
-    envs = launch.worker_environments(2, "tensorflow", [1111, 2222], base_env={"A": "1"})
-    configs = [json.loads(e["TF_CONFIG"]) for e in envs]
-    assert configs == [
-        {"cluster": {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]},
-         "task": {"type": "worker", "index": i}} for i in range(2)]
-    assert all(e["KERAS_BACKEND"] == "tensorflow" and e["A"] == "1" for e in envs)
-    envs = launch.worker_environments(3, "jax", [3333, 4, 5], base_env={"TF_CONFIG": "x"})
-    assert [e["KERAS_DISTRIBUTION_PROCESS_ID"] for e in envs] == ["0", "1", "2"]
-    assert {e["KERAS_DISTRIBUTION_JOB_ADDRESSES"] for e in envs} == {"127.0.0.1:3333"}
-    assert {e["KERAS_DISTRIBUTION_NUM_PROCESSES"] for e in envs} == {"3"}
-    assert not any("TF_CONFIG" in e for e in envs)
-    with pytest.raises(ValueError, match="torch backend has no multi-process"):
-        launch.worker_environments(2, "torch", [1, 2])
-    with pytest.raises(ValueError, match="backend='mxnet'"):
-        launch.worker_environments(2, "mxnet", [1, 2])
-
-
-def test_free_ports_are_distinct_and_bindable():
-    ports = launch.free_ports(3)
-    assert len(set(ports)) == 3
-    for port in ports:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))
-
-
-def test_launcher_refuses_torch():
-    code, out = _run([sys.executable, "-m", "keras_preact.launch", "--workers", "2",
-                      "--backend", "torch", "--", "true"], timeout=60)
-    assert code == 2
-    assert "torch backend has no multi-process training" in out
-    assert "--backend tensorflow" in out and "--backend jax" in out
-
-
-# Worker 1 exits 3 once worker 0 has started; worker 0 would sleep for 10 min.
-FAILING_WORKER = (
-    "import os, sys, time\n"
-    "rank = int(os.environ['KERAS_DISTRIBUTION_PROCESS_ID'])\n"
-    "print('hello from', rank, flush=True)\n"
-    "sys.exit(3) if rank == 1 else time.sleep(600)\n"
+DISTRIBUTED_STEP = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    BACKEND = os.environ["KERAS_BACKEND"]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_preact.training import compile_for_paper, setup_distribution
+    setup = setup_distribution(sys.argv[1])
+    assert setup.num_replicas == 2, setup
+    with setup.scope():
+        model = keras.Sequential([keras.Input((4, 4, 3)),
+            keras.layers.Conv2D(4, 3, use_bias=False), keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, activation="softmax")])
+        compile_for_paper(model, 0.1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4, 4, 3)).astype("float32")
+    y = rng.integers(0, 5, size=16)
+    kernel = model.layers[-1].kernel
+    before = keras.ops.convert_to_numpy(kernel).copy()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
+    assert not np.allclose(before, keras.ops.convert_to_numpy(kernel))
+    # PaperSGD's update under two replicas: tests/training/test_optimizers.py.
+    print("OK", setup.kind, setup.num_replicas, history.history["loss"][0])
+    """
 )
 
 
-def test_launcher_stops_the_others_when_one_fails():
-    start = time.monotonic()
-    code, out = _run([sys.executable, "-m", "keras_preact.launch", "--workers", "2",
-                      "--backend", "jax", "--grace-seconds", "1", "--",
-                      sys.executable, "-c", FAILING_WORKER], timeout=60)
-    elapsed = time.monotonic() - start
-    assert code == 3, out
-    assert "[worker 0] hello from 0" in out and "[worker 1] hello from 1" in out
-    assert "worker 1 (pid" in out and "failed: exit status 3" in out
-    assert "sending SIGTERM" in out
-    assert re.search(r"FAILED: worker 1 exit status 3 \(worker 0: killed by signal 15 "
-                     r"\(SIGTERM\), worker 1: exit status 3\)", out), out
-    assert elapsed < 30, out
+def run_distributed_step(backend, kind, extra_env=None):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO),
+               TF_CPP_MIN_LOG_LEVEL="3", **(extra_env or {}))
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED_STEP, kind], env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"OK {kind} 2" in result.stdout
 
 
-def test_launcher_rejects_bad_arguments():
-    for argv, message in ((["--backend", "jax", "--workers", "0", "--", "true"],
-                           "--workers must be >= 1"),
-                          (["--backend", "jax", "--workers", "2"],
-                           "give the worker command after '--'"),
-                          (["--backend", "mxnet", "--", "true"], "--backend must be one of")):
-        code, out = _run([sys.executable, "-m", "keras_preact.launch", *argv], timeout=60)
-        assert code == 2 and message in out, out
+@pytest.mark.slow
+def test_mirrored_strategy_two_logical_cpus():
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.distribute runs once, in the TensorFlow-backend suite")
+    run_distributed_step("tensorflow", "mirrored")
 
 
-def test_launcher_parser_keeps_the_worker_command_whole():
-    from keras_preact.launch.__main__ import build_parser
-
-    command = ["python", "examples/train_cifar100.py", "--distribute", "multiworker",
-               "--workers", "3"]
-    args = build_parser().parse_args(["--workers", "2", "--backend", "jax", "--", *command])
-    assert (args.workers, args.backend, args.command) == (2, "jax", command)
-
-
-def test_launcher_names_a_command_that_cannot_start():
-    out = io.BytesIO()
-    code = launch.launch(["/nonexistent/train"], 2, "tensorflow", out=out)
-    assert code == 127
-    assert "FAILED: cannot start '/nonexistent/train': No such file or directory" in (
-        out.getvalue().decode())
+@pytest.mark.slow
+def test_jax_data_parallel_two_host_devices():
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution.DataParallel runs once, in the JAX-backend suite")
+    run_distributed_step(
+        "jax", "data_parallel",
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"},
+    )
 
 
 # --- Validation of the cluster settings --------------------------------------
+
 
 @pytest.mark.parametrize("tf_config, message", [
     (None, "TF_CONFIG unset or empty"),
@@ -388,6 +368,7 @@ def test_folders_of_killed_workers_are_removed_by_the_next_one(tmp_path, monkeyp
 
 # --- Two real workers -----------------------------------------------------------
 
+
 def _load_weights(path):
     with np.load(path) as f:
         return [f[f"arr_{i}"] for i in range(len(f.files))]
@@ -398,11 +379,11 @@ def _load_weights(path):
 def test_two_workers_shard_batches_and_match_one_process(tmp_path):
     worker = _write_worker(tmp_path)
     wd, doubled = 0.05, 0.1
-    code, out = _run(_launch_command(2, sys.executable, str(worker), "multi", str(tmp_path),
-                                     "--weight-decay", str(wd)))
+    code, out = run_command(_launch_command(2, sys.executable, str(worker), "multi",
+                                            str(tmp_path), "--weight-decay", str(wd)))
     assert code == 0, out
-    code, ref_out = _run([sys.executable, str(worker), "single", str(tmp_path),
-                          "--weight-decay", str(wd), str(doubled)])
+    code, ref_out = run_command([sys.executable, str(worker), "single", str(tmp_path),
+                                 "--weight-decay", str(wd), str(doubled)])
     assert code == 0, ref_out
     results = [json.loads((tmp_path / f"result_multi_{i}.json").read_text()) for i in (0, 1)]
     single = json.loads((tmp_path / "result_single_0.json").read_text())
@@ -445,6 +426,7 @@ def test_two_workers_shard_batches_and_match_one_process(tmp_path):
 
 # --- Faults ---------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @needs_multi_process
 @pytest.mark.parametrize("killed", [1, 0])
@@ -456,8 +438,9 @@ def test_kill_9_of_a_worker_fails_the_survivor_within_the_peer_timeout(killed, t
                               "--epochs", "1", "--steps-per-epoch", "100000", "--step-log",
                               grace=RUN_TIMEOUT)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, env=_env(KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT)),
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, env=command_env(KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT)), cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + RUN_TIMEOUT
             pid = None
@@ -496,8 +479,8 @@ def test_a_worker_whose_peers_never_come_fails_within_the_startup_timeout():
     code = ("from keras_preact.training import setup_distribution\n"
             "setup_distribution('multiworker')\nprint('joined')")
     start = time.monotonic()
-    rc, out = _run([sys.executable, "-c", code], timeout=180, TF_CONFIG=tf_config,
-                   KERAS_PREACT_STARTUP_TIMEOUT="15")
+    rc, out = run_command([sys.executable, "-c", code], timeout=180, TF_CONFIG=tf_config,
+                          KERAS_PREACT_STARTUP_TIMEOUT="15")
     elapsed = time.monotonic() - start
     assert rc == 1 and "joined" not in out, out
     assert "worker 1 of 2 joining" in out and "giving up after KERAS_PREACT_STARTUP_TIMEOUT=15 s" in out
@@ -506,6 +489,7 @@ def test_a_worker_whose_peers_never_come_fails_within_the_startup_timeout():
 
 
 # --- The CIFAR example under the launcher ---------------------------------------
+
 
 @pytest.mark.slow
 @needs_multi_process
@@ -522,7 +506,7 @@ def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_
         "--epochs", str(epochs), "--steps-per-epoch", str(steps), "--resume",
         "--backup-every", "1", "--no-tensorboard", "--verbose", "2",
         "--output-dir", str(out))
-    env = _env(TMPDIR=str(scratch), KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT))
+    env = command_env(TMPDIR=str(scratch), KERAS_PREACT_PEER_TIMEOUT=str(PEER_TIMEOUT))
     metadata_path = out / "backup" / "training_metadata.json"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
@@ -552,7 +536,7 @@ def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_
     assert code == 128 + signal.SIGKILL, first
     assert "worker 1 (pid" in first and "killed by signal 9 (SIGKILL)" in first
 
-    code, second = _run(command, **{"TMPDIR": str(scratch)})
+    code, second = run_command(command, **{"TMPDIR": str(scratch)})
     assert code == 0, second
     # Both workers restore the chief's last backup: same epoch, step and
     # optimizer iterations (one more backup may have landed before the kill).
@@ -583,7 +567,7 @@ def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_
 
 @pytest.mark.skipif(BACKEND != "jax", reason="JAX cluster detection")
 def test_jax_multiworker_without_a_cluster_is_named():
-    code, out = _run([sys.executable, "-c", (
+    code, out = run_command([sys.executable, "-c", (
         "from keras_preact.training import setup_distribution\n"
         "setup_distribution('multiworker')\n")], timeout=120, KERAS_PREACT_STARTUP_TIMEOUT="5")
     assert code != 0
@@ -592,6 +576,7 @@ def test_jax_multiworker_without_a_cluster_is_named():
 
 
 # --- ImageNet file lists ----------------------------------------------------------
+
 
 # Per-example checksums of the first global batches each worker reads from the
 # ImageNet folder pipeline (training: file-list shuffle, Inception crops, flips).
@@ -640,9 +625,9 @@ def test_two_workers_shard_the_imagenet_file_list(shared_data, tmp_path):
     script = tmp_path / "imagenet_worker.py"
     script.write_text(IMAGENET_WORKER)
     args = [str(tmp_path / "imagenet"), str(tmp_path)]
-    code, out = _run(_launch_command(2, sys.executable, str(script), "multi", *args))
+    code, out = run_command(_launch_command(2, sys.executable, str(script), "multi", *args))
     assert code == 0, out
-    code, out = _run([sys.executable, str(script), "single", *args])
+    code, out = run_command([sys.executable, str(script), "single", *args])
     assert code == 0, out
     single = json.loads((tmp_path / "imagenet_single_0.json").read_text())
     workers = [json.loads((tmp_path / f"imagenet_multi_{i}.json").read_text()) for i in (0, 1)]
