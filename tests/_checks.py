@@ -1,6 +1,8 @@
 """Checks and helpers shared by several test files (one home, imported, never
 copied), in sections named for the tests that use them."""
 
+import csv
+import importlib
 import importlib.util
 import io
 import json
@@ -24,9 +26,10 @@ from conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+BENCHMARKS = REPO / "benchmarks"
 
 
-# === Commands run in a fresh process, and the example scripts ===
+# === Commands run in a fresh process, the example and benchmark scripts ===
 
 
 def command_env(**extra):
@@ -57,6 +60,54 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name):
+    """benchmarks/`name`.py imported with its folder on `sys.path`, as the
+    scripts import `_common` and one another."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def run_benchmark(script, *args, timeout=900):
+    """Runs benchmarks/`script`.py with `args`; it must exit 0."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def benchmark_report(path):
+    """A benchmark's JSON report, which names this Keras and its command."""
+    report = json.loads(Path(path).read_text())
+    assert report["machine"]["versions"]["keras"] == keras.__version__
+    assert report["command"].startswith("python benchmarks/")
+    return report
+
+
+def check_script_help(module, capsys):
+    """A script's `--help` exits 0 and opens with the first line of its
+    docstring: the question it answers."""
+    with pytest.raises(SystemExit) as exit_info:
+        module.build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    assert module.__doc__.splitlines()[0] in capsys.readouterr().out
+
+
+def check_bad_arguments_exit(module, argv, message, capsys):
+    """A script's `main(argv)` exits 2 with `message` on stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def read_csv(path):
+    """The rows of a CSV file with a header, as dicts."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 # === Numbers and gradients ===
@@ -493,3 +544,37 @@ def run_checker(tmp, path, arrays, files, v1_calls, v2_calls=(), v1_errors=(), v
     assert proc.returncode == 0, proc.stderr[-4000:]
     meta = json.loads(Path(out_file + ".json").read_text())
     return dict(np.load(out_file)), meta["errors"], meta["signatures"]
+
+
+# === The Markdown documents (tests/docs/) ===
+
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def fenced_blocks(path):
+    """The fenced code blocks of a Markdown file, in order.
+
+    Returns:
+        list of `(language, first_line, heading, code)`: the fence's language
+        (lower case, "" if none), the 1-based line of the block's first code
+        line, the nearest heading above it and the block's text.
+
+    Raises:
+        ValueError: a fence left open at the end of the file.
+    """
+    blocks, heading, fence, start, lines = [], "", None, 0, []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        if fence is None:
+            if stripped.startswith("```"):
+                fence, start, lines = stripped[3:].strip().lower(), number + 1, []
+            elif line.startswith("#"):
+                heading = line
+        elif stripped == "```":
+            blocks.append((fence, start, heading, "\n".join(lines) + "\n"))
+            fence = None
+        else:
+            lines.append(line)
+    if fence is not None:
+        raise ValueError(f"{path}: a ```{fence} block is never closed.")
+    return blocks

@@ -6,17 +6,17 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from _checks import BENCHMARKS
+from _checks import REPO
+from _checks import check_script_help
+from _checks import load_benchmark
 
-import gpu_check  # noqa: E402
+gpu_check = load_benchmark("gpu_check")
 
 BACKEND = keras.backend.backend()
 # The check starts its own JAX and torch processes whatever KERAS_BACKEND is: run the
@@ -40,7 +40,7 @@ def _cifar_folder(path, n_train=80, n_test=40):
 def _run(*args, timeout=900):
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("KERAS_BACKEND", None)
-    return subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), *map(str, args)],
+    return subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=REPO)
 
@@ -58,6 +58,10 @@ def _load(out):
 
 def _finite(value):
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_help_says_what_the_script_answers(capsys):
+    check_script_help(gpu_check, capsys)
 
 
 # ----------------------------------------------------------------------------
@@ -230,9 +234,9 @@ def test_output_must_be_a_folder(tmp_path, capsys):
 
 
 def test_shell_wrapper_usage():
-    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True,
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "usage:" in proc.stderr
-    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--cpu-smoke"],
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--cpu-smoke"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "must be the output folder" in proc.stderr

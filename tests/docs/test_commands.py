@@ -43,8 +43,10 @@ from pathlib import Path
 import keras
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+from _checks import DOCUMENTS
+from _checks import REPO
+from _checks import fenced_blocks
+
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
 PYTHONS = {"python", "python3"}
 SHELLS = {"bash", "sh"}
@@ -90,35 +92,6 @@ class Command:
 
 
 # --- Markdown ---------------------------------------------------------------
-
-
-def fenced_blocks(path):
-    """The fenced code blocks of a Markdown file, in order.
-
-    Returns:
-        list of `(language, first_line, heading, code)`: the fence's language
-        (lower case, "" if none), the 1-based line of the block's first code
-        line, the nearest heading above it and the block's text.
-
-    Raises:
-        ValueError: a fence left open at the end of the file.
-    """
-    blocks, heading, fence, start, lines = [], "", None, 0, []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        stripped = line.strip()
-        if fence is None:
-            if stripped.startswith("```"):
-                fence, start, lines = stripped[3:].strip().lower(), number + 1, []
-            elif line.startswith("#"):
-                heading = line
-        elif stripped == "```":
-            blocks.append((fence, start, heading, "\n".join(lines) + "\n"))
-            fence = None
-        else:
-            lines.append(line)
-    if fence is not None:
-        raise ValueError(f"{path}: a ```{fence} block is never closed.")
-    return blocks
 
 
 def inline_spans(path):

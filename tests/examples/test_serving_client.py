@@ -6,12 +6,11 @@ with --no-deps) that records each `PredictRequest` and answers known
 tensors; the REST client to a fake HTTP endpoint. The client is
 backend-independent, so these run on each backend's pass; the end-to-end
 checks against a real export (the server runs the SavedModel's signatures)
-are in tests/test_export.py, which exports on TensorFlow and JAX.
+are in tests/export/test_saved_model.py, which exports on TensorFlow and
+JAX.
 """
 
 import base64
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from fake_serving import grpc_server
 from fake_serving import rest_server
 
-REPO = Path(__file__).resolve().parents[1]
+from _checks import load_example
 
 # What the fake server answers for a batch of 2 (top-2 of 3 classes).
 OUTPUTS = {
@@ -38,11 +37,7 @@ REQUESTS = {
 
 
 def load_client():
-    spec = importlib.util.spec_from_file_location(
-        "serving_client", REPO / "examples" / "serving_client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("serving_client")
 
 
 @pytest.fixture(scope="module")

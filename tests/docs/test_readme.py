@@ -8,22 +8,21 @@ block, so README and test cannot drift apart silently. The set-up section
 opens the README with exactly two commands: the install and main job, and the
 test command CI runs. README.md stays under `MAX_README_LINES`, and neither
 it nor docs/*.md tells the project's history (`HISTORY`). (The shell commands
-of README.md and docs/*.md are checked by tests/test_docs_commands.py.)
+of README.md and docs/*.md are checked by tests/docs/test_commands.py.)
 """
 
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import pytest
 
-from test_docs_commands import DOCUMENTS
-from test_docs_commands import fenced_blocks
+from _checks import DOCUMENTS
+from _checks import REPO
+from _checks import fenced_blocks
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 CIFAR100 = REPO.parent / "shared" / "data" / "cifar100"
 BACKEND = keras.backend.backend()
@@ -149,7 +148,7 @@ def test_readme_python_block_runs(name, code, tmp_path):
         pytest.skip(
             f"SavedModel export does not run on {BACKEND}; README documents the "
             "route: save a .keras file and run `python -m keras_preact.export` "
-            "(tested in tests/test_export.py)"
+            "(tested in tests/export/test_main.py)"
         )
     if name not in SUBSTITUTIONS:
         pytest.fail(f"README block {name!r} has no entry in SUBSTITUTIONS")

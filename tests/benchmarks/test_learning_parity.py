@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,16 +14,21 @@ import pytest
 
 from keras_preact.training.schedules import PaperCIFARSchedule
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from _checks import BENCHMARKS
+from _checks import check_script_help
+from _checks import load_benchmark
 
-import learning_parity  # noqa: E402
+learning_parity = load_benchmark("learning_parity")
 
 BACKEND = keras.backend.backend()
 HAS_PYTORCHCV = importlib.util.find_spec("pytorchcv") is not None
 # The reference side does not depend on the Keras backend: run it once, with TensorFlow.
 SMOKE_FRAMEWORKS = (["keras", "torch", "mirror"] if BACKEND == "tensorflow" and HAS_PYTORCHCV
                     else ["keras"])
+
+
+def test_help_says_what_the_script_answers(capsys):
+    check_script_help(learning_parity, capsys)
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def test_smoke_run_writes_report(fake_cifar, tmp_path):
     output = tmp_path / "parity.json"
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "learning_parity.py"), "--smoke",
+        [sys.executable, str(BENCHMARKS / "learning_parity.py"), "--smoke",
          "--data-dir", str(fake_cifar), "--frameworks", *SMOKE_FRAMEWORKS,
          "--output", str(output)],
         capture_output=True, text=True, env=env, timeout=300,

@@ -1,27 +1,15 @@
-"""The ablation runner (examples/reproduce.py) and the paper's numbers as data."""
+"""examples/reproduce.py: the ablation runner (the paper's numbers it prints:
+tests/test_paper_results.py)."""
 
-import importlib.util
-import json
 import os
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from keras_preact import paper_results
+from _checks import load_example
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_runner():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "examples" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = _load_runner()
+reproduce = load_example("reproduce")
 
 
 @pytest.fixture
@@ -101,7 +89,8 @@ def test_crashed_run_resumes_and_skips_finished(tmp_path, cifar_subset):
 @pytest.mark.parametrize("table", ["1", "2"])
 def test_every_variant_of_each_table_builds_its_unit(table):
     """Each variant's model has the unit the table names (training itself:
-    the test above and tests/test_models.py, for every ordering and shortcut)."""
+    the test above and tests/models/test_preact_resnet.py, for every ordering
+    and shortcut)."""
     recipe = tiny_recipe(table)
     for name, spec in reproduce.TABLES[table].items():
         config = reproduce.build_model(recipe, spec).get_layer("stage1_unit1").get_config()
@@ -172,29 +161,3 @@ def test_table_puts_paper_figures_next_to_ours():
     assert "| constant_scaling | original | constant_scaling | 10.00 | 12.35 |" in text
     assert "| dropout | original | dropout | diverged | fail |" in text
     assert "NOT a reproduction" not in text
-
-
-def test_paper_results_pinned():
-    assert paper_results.paper_error("cifar10", 110, "full_preact") == 6.37
-    assert paper_results.paper_error("cifar10", 164, "bn_after_addition") == 6.50
-    assert paper_results.paper_error("cifar10", 110, "original", "exclusive_gating") == 8.70
-    assert paper_results.paper_error("cifar10", 110, "original", "conv1x1") == 12.22
-    assert paper_results.paper_figure("cifar10", 110, "original", "dropout").status == "fail"
-    assert paper_results.paper_error("cifar100", 164, "original") == 25.16
-    assert paper_results.paper_error("cifar100", 1001, "full_preact") == 22.71
-    assert "4.62" in paper_results.paper_figure("cifar10", 1001).note
-    # Table 1 is the original unit at depth 110 only.
-    assert paper_results.paper_figure("cifar10", 110, "full_preact", "conv1x1") is None
-    assert paper_results.paper_figure("cifar10", 164, "original", "conv1x1") is None
-    assert paper_results.paper_error("cifar100", 110, "full_preact") is None
-    with pytest.raises(ValueError, match="Invalid dataset='imagenet'"):
-        paper_results.paper_error("imagenet", 152)
-
-
-def test_paper_parameter_counts():
-    counts = paper_results.PARAMETER_COUNTS
-    assert counts[("PreActResNet164", 100)] == 1_726_388
-    assert counts[("PreActResNet18", 1000)] == 11_687_720
-    assert len(set(counts.values())) == len(counts)  # a count names one network
-    assert paper_results.paper_network(1_703_258) == ("PreActResNet164", 10)
-    assert paper_results.paper_network(11_200_370) is None  # PreActResNet18, 50 classes
