@@ -1,4 +1,4 @@
-"""A small training run for tests/test_resume.py, killable at exact points.
+"""A small training run for tests/training/test_resume.py, killable at exact points.
 
     python tests/resume_worker.py OUT [--kill-at-step K] [--kill-in-backup N]
 

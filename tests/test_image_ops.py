@@ -1,7 +1,6 @@
-"""keras_preact.image_ops: the centre crop window and decoding, against plain arithmetic.
-
-`image_ops.normalize` is checked with `keras_preact.normalization.normalize` in
-tests/test_normalization.py."""
+"""keras_preact.image_ops: the centre crop window and decoding, against plain arithmetic,
+and what `image_ops.normalize` does beyond `keras_preact.normalization.normalize`
+(the two are checked equal in tests/test_normalization.py)."""
 
 import io
 
@@ -10,8 +9,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from keras_preact import image_ops  # noqa: E402
+import keras  # noqa: E402
 
+from keras_preact import image_ops  # noqa: E402
+from keras_preact import normalization as nz  # noqa: E402
+
+PAIR = ((100.0, 110.0, 120.0), (50.0, 60.0, 70.0))
 CROPS = {
     # id: (image shape, image_size, eval_resize)
     "landscape-224": ((375, 500, 3), 224, None),
@@ -55,3 +58,15 @@ def test_decode_window_equals_whole_decode_then_slice(fmt):
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_image_bytes=10"):
         image_ops.decode(encoded, max_image_bytes=10)
 
+
+def test_tensorflow_twin_defaults_to_channels_last():
+    keras.config.set_image_data_format("channels_first")
+    x = np.arange(3 * 4 * 4 * 3).reshape(3, 4, 4, 3) % 256
+    expected = keras.ops.convert_to_numpy(nz.normalize(x, PAIR, "channels_last"))
+    np.testing.assert_array_equal(image_ops.normalize(x, PAIR).numpy(), expected)
+
+
+def test_tensorflow_twin_needs_a_known_channel_dimension():
+    with pytest.raises(ValueError, match="known channel dimension"):
+        tf.function(lambda x: image_ops.normalize(x, "cifar10")).get_concrete_function(
+            tf.TensorSpec((None, 4, 4, None), tf.float32))

@@ -169,15 +169,6 @@ def test_normalize_and_its_tensorflow_twin(case):
     np.testing.assert_array_equal(twin, out)
 
 
-def test_tensorflow_twin_defaults_to_channels_last():
-    from keras_preact import image_ops
-
-    keras.config.set_image_data_format("channels_first")
-    x = np.arange(3 * 4 * 4 * 3).reshape(3, 4, 4, 3) % 256
-    expected = keras.ops.convert_to_numpy(nz.normalize(x, PAIR, "channels_last"))
-    np.testing.assert_array_equal(image_ops.normalize(x, PAIR).numpy(), expected)
-
-
 @pytest.mark.parametrize(
     "shape, statistics, data_format, match",
     [
@@ -196,16 +187,6 @@ def test_normalize_bad_input(shape, statistics, data_format, match):
     for normalize in (nz.normalize, image_ops.normalize):
         with pytest.raises(ValueError, match=match):
             normalize(x, statistics, data_format=data_format)
-
-
-def test_tensorflow_twin_needs_a_known_channel_dimension():
-    import tensorflow as tf
-
-    from keras_preact import image_ops
-
-    with pytest.raises(ValueError, match="known channel dimension"):
-        tf.function(lambda x: image_ops.normalize(x, "cifar10")).get_concrete_function(
-            tf.TensorSpec((None, 4, 4, None), tf.float32))
 
 
 # ----------------------------------------------------------------------------

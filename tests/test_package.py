@@ -1,14 +1,19 @@
-"""The package as a whole: what `import keras_preact` gives, and library
-source that speaks of the code only (no benchmark results, machine paths,
-measurement dates or notes on its own length; argparse only in `__main__`)."""
+"""The package as a whole: what `import keras_preact` gives (also without
+TensorFlow, on the other backends), and library source that speaks of the
+code only (no benchmark results, machine paths, measurement dates or notes on
+its own length; argparse only in `__main__`)."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import keras_preact
+from conftest import BACKEND
 
 LIBRARY = Path(__file__).resolve().parents[1] / "keras_preact"
 SOURCES = sorted(LIBRARY.rglob("*.py"))
@@ -28,6 +33,25 @@ def test_public_names():
     for name in ("PreActResNet", "feature_extractor", "residual_units", "layers",
                  "normalization", "training", "__version__"):
         assert hasattr(keras_preact, name), name
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the non-TF backends")
+def test_import_without_tensorflow():
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "import keras_preact\n"
+        "m = keras_preact.PreActResNet(8, base_width=2, input_shape=(8, 8, 3))\n"
+        "print(m.output_shape)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": BACKEND},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(None, 10)" in result.stdout
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(LIBRARY)))

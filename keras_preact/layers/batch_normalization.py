@@ -27,7 +27,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
     layer, and the other way round. `activation` is the only argument added.
 
     Only the arithmetic differs, within float rounding
-    (`tests/test_batch_norm_relu.py` compares it with
+    (`tests/layers/test_batch_normalization.py` compares it with
     `keras.layers.BatchNormalization` + `ops.relu` on every backend):
 
     - torch: `torch.nn.functional.batch_norm` on a channels-first view of

@@ -104,7 +104,7 @@ class ResidualUnit(keras.layers.Layer):
             memory and compute change: outputs, gradients, BN moving
             statistics and random masks equal those of `remat=False` up to
             float rounding (see `_rematerialized_forward`;
-            `tests/test_remat.py` checks it). Defaults to `False`.
+            `tests/layers/test_residual_unit.py` checks it). Defaults to `False`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:

@@ -1,0 +1,151 @@
+"""examples/train_cifar100.py: its arguments, a tiny run with export, and a run
+killed with `kill -9` that the same command resumes (its compile defaults
+and opening lines: tests/examples/test_training_cli.py; under the launcher:
+tests/training/test_distribute.py)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from keras_preact.normalization import model_statistics
+
+from _checks import EXAMPLES
+from _checks import REPO
+from _checks import load_example
+from _checks import read_csv
+from conftest import BACKEND
+
+training_cli = load_example("training_cli")
+
+
+def tiny_cifar_args(shared_data, output_dir, *extra):
+    return [
+        "--depth", "8", "--dataset", "cifar100", "--data-source", "npz",
+        "--data-dir", str(shared_data / "cifar100"), "--batch-size", "16",
+        "--max-train-examples", "256", "--max-eval-examples", "64",
+        "--output-dir", str(output_dir), "--verbose", "2", *extra,
+    ]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "2", "--steps", "10"], "argument --steps: not allowed with argument --epochs"),
+    (["--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+    (["--backup-every-seconds", "nan"], "argument --backup-every-seconds: must be > 0, got nan"),
+    (["--max-train-examples", "x"], "argument --max-train-examples: invalid int value: 'x'"),
+    (["--mixed-precision", "fp8"], "argument --mixed-precision: invalid choice: 'fp8'"),
+    (["--weight-decay-on", "bn"], "argument --weight-decay-on: invalid choice: 'bn'"),
+])
+def test_cifar_script_rejects_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        load_example("train_cifar100").build_parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cifar_script_arguments():
+    script = load_example("train_cifar100")
+    parser = script.build_parser()
+    args = parser.parse_args(["--steps", "100", "--jit-compile"])
+    assert (args.steps, args.jit_compile, args.batch_size) == (100, "on", 128)
+    assert training_cli.compile_arguments(args)["jit_compile"] is True
+    assert parser.parse_args([]).weight_decay_on == "all"  # the authors' optim.sgd
+    assert script.paper_reference(parser.parse_args([])).startswith(
+        "The paper: error 24.33% (Table 3: PreActResNet-164 on CIFAR-100, median of 5 runs")
+    assert script.paper_reference(parser.parse_args(["--depth", "8"])) is None
+
+
+@pytest.mark.slow
+def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
+    script = load_example("train_cifar100")
+    out = tmp_path / "run"
+    script.main(tiny_cifar_args(shared_data, out, "--epochs", "2",
+                                "--steps-per-epoch", "3", "--export"))
+    printed = capsys.readouterr().out
+    assert "Final evaluation: loss=" in printed
+    assert "keras_preact: PreActResNet-8 on CIFAR-100" in printed
+    assert f"backend    {BACKEND}, devices: " in printed
+    assert "83,700 trainable parameters, 480 non-trainable" in printed
+    assert "backups    none (the run is not resumable)" in printed
+    for path in ("checkpoints/last.keras", "metrics.csv", "curves.png",
+                 "final_metrics.json", "logs"):
+        assert printed.count(str(out / path)) == 2, path  # At the start and the end.
+    rows = read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["iterations"] for r in rows] == ["3", "6"]
+    assert {"loss", "top1", "top5", "val_loss", "val_top1", "val_top5",
+            "learning_rate"} <= set(rows[0])
+    # PaperCIFARSchedule.for_run(16, total_steps=6): 0.1 * 16/128, drops at 3 and 4.
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.00125)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.000125)
+    summary = json.loads((out / "final_metrics.json").read_text())
+    assert summary["iterations"] == 6 and set(summary["final"]) >= {"top1", "top5"}
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # The checkpoint normalizes its own 0-255 pixels with CIFAR-100's
+    # statistics, so it exports without a dataset argument.
+    checkpoint = keras.saving.load_model(out / "checkpoints" / "last.keras")
+    assert model_statistics(checkpoint).isclose("cifar100", rtol=1e-6)
+    exported = list((out / "export").glob("*/*/saved_model.pb"))
+    assert len(exported) == 1, list((out / "export").rglob("*"))
+
+
+def script_env():
+    return dict(os.environ, PYTHONPATH=str(REPO), KERAS_BACKEND=BACKEND,
+                TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+
+
+@pytest.mark.slow
+def test_cifar_script_resumes_after_kill_9(shared_data, tmp_path):
+    """kill -9 mid-epoch, rerun the same command: it continues inside the
+    epoch and ends with exactly the steps of an uninterrupted run."""
+    out = tmp_path / "run"
+    epochs, steps = 3, 12
+    command = [sys.executable, str(EXAMPLES / "train_cifar100.py"),
+               *tiny_cifar_args(shared_data, out, "--epochs", str(epochs),
+                                "--steps-per-epoch", str(steps), "--resume",
+                                "--backup-every", "2", "--no-tensorboard")]
+    metadata_path = out / "backup" / "training_metadata.json"
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, env=script_env(), cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+        killed_at = None
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                metadata = json.loads(metadata_path.read_text())
+            except (OSError, ValueError):
+                metadata = None
+            # Kill during the second epoch, after a mid-epoch backup.
+            if metadata and metadata["epoch"] == 1 and metadata["step"] > 0:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = metadata
+                break
+            time.sleep(0.05)
+        proc.wait(timeout=60)
+    first = log_path.read_text()
+    assert killed_at is not None, first
+    assert proc.returncode == -signal.SIGKILL
+    assert f"no backup in {out / 'backup'}: starting fresh" in first
+    assert [r["epoch"] for r in read_csv(out / "metrics.csv")] == ["0"]
+
+    result = subprocess.run(command, env=script_env(), cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # One more backup may have landed between the read above and the kill.
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("resuming from"))
+    assert f": epoch 2 of {epochs}, step " in line
+    step = int(line.split(", step ")[1].split(" of ")[0])
+    assert killed_at["step"] <= step < steps
+    assert line.endswith(f"(optimizer iterations {steps + step})")
+    rows = read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert [int(r["iterations"]) for r in rows] == [steps, 2 * steps, 3 * steps]
+    assert f"Optimizer iterations: {epochs * steps}" in result.stdout
+    assert "Final evaluation: loss=" in result.stdout
+    # The backup is kept: rerunning the finished command trains nothing more.
+    assert json.loads(metadata_path.read_text())["epoch"] == epochs

@@ -1,0 +1,76 @@
+"""examples/training_cli.py: the arguments and set-up the training scripts share
+(Keras' own compile defaults, the opening lines, --global-batch-size)."""
+
+import keras
+import pytest
+
+from keras_preact.training import DistributionSetup
+from keras_preact.training.banner import describe_start
+
+from _checks import load_example
+
+training_cli = load_example("training_cli")
+
+
+@pytest.mark.parametrize("name", ["train_cifar100", "train_imagenet"])
+def test_compile_defaults_are_keras_own(name):
+    args = load_example(name).build_parser().parse_args([])
+    assert (args.jit_compile, args.steps_per_execution) == ("auto", 1)
+    assert args.data_format == keras.config.image_data_format()
+    assert training_cli.compile_arguments(args)["jit_compile"] == "auto"
+
+
+# (script, arguments, what the opening lines say of the trainable parameters).
+BANNERS = {
+    # The README's main job: the paper's network, and its count.
+    "main_job": ("train_cifar100", [
+        "--depth", "164", "--dataset", "cifar100", "--data-source", "npz", "--data-dir",
+        "../shared/data/cifar100", "--mixed-precision", "auto", "--output-dir",
+        "runs/preact164_cifar100", "--resume"],
+        "1,726,388 trainable parameters (the paper's count for PreActResNet164 at 100 "
+        "classes), 24,224 non-trainable"),
+    # Not a network of the paper: no claim.
+    "imagenet_18_50_classes": ("train_imagenet", ["--depth", "18", "--num-classes", "50"],
+                               "11,200,370 trainable parameters, 7,808 non-trainable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BANNERS))
+def test_banner_names_the_papers_count_only_for_the_papers_network(case):
+    name, argv, counts = BANNERS[case]
+    script = load_example(name)
+    args = script.build_parser().parse_args(argv)
+    setup = training_cli.Setup(DistributionSetup("none"), "float32", args.output_dir,
+                               args.batch_size)
+    quick = training_cli.quick_look_command(f"examples/{name}.py", argv, {
+        "--epochs": "1", "--steps-per-epoch": "10", "--output-dir": "runs/quick_look"})
+    run = training_cli.training_run(args, setup, steps_per_epoch=391, epochs=164,
+                                    quick_look=quick)
+    text = describe_start(script.build_model(args), run)
+    assert counts in text
+    assert "jit_compile=auto (Keras' default, resolved to " in text
+    assert "steps_per_execution=1 (Keras' default)" in text
+    assert "164 epochs x 391 steps = 64,124 steps, global batch " in text
+    if args.resume:
+        assert f"{args.output_dir}/backup (every 300 s and at each epoch end)" in text
+    if "No GPU or TPU found" in text:
+        assert text.endswith(f"A quick look (a few steps): {quick}")
+        assert quick.endswith("--epochs 1 --steps-per-epoch 10 --output-dir runs/quick_look")
+
+
+@pytest.mark.parametrize("global_batch, per_replica", [(64, 32), (7, None)])
+def test_global_batch_size_flag(monkeypatch, global_batch, per_replica):
+    """--global-batch-size is split over the replicas, or refused by name;
+    the parsed arguments are left as they are."""
+    monkeypatch.setattr(training_cli, "setup_distribution",
+                        lambda kind, tpu=None: DistributionSetup(kind, num_replicas=2))
+    monkeypatch.setattr(training_cli, "set_precision", lambda mode: "float32")
+    args = load_example("train_cifar100").build_parser().parse_args(
+        ["--global-batch-size", str(global_batch), "--distribute", "mirrored"])
+    if per_replica is None:
+        with pytest.raises(ValueError, match="multiple of the 2 replicas.*=7"):
+            training_cli.prepare(args)
+        return
+    setup = training_cli.prepare(args)
+    assert setup.global_batch_size == global_batch and setup.output_dir == args.output_dir
+    assert (args.batch_size, args.global_batch_size) == (128, global_batch)

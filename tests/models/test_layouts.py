@@ -1,0 +1,47 @@
+"""keras_preact.models.layouts: the stages a layout gives, and the builder
+walking them."""
+
+import pytest
+
+import keras_preact
+from keras_preact.models.layouts import resolve_layout
+from keras_preact.models.layouts import split_into_stages
+
+
+# (id, builder arguments, stage widths, first-unit strides)
+STAGE_CASES = [
+    ("cifar", dict(depth=8, base_width=4), [4, 8, 16], [1, 2, 2]),
+    ("wide", dict(depth=14, base_width=4, width_multiplier=2), [8, 16, 32], [1, 2, 2]),
+    (
+        "imagenet",
+        dict(layout="imagenet", block_type="basic", stage_units=(1, 2, 1, 2),
+             base_width=4, input_shape=(64, 64, 3)),
+        [4, 8, 16, 32], [1, 2, 2, 2],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs, widths, strides", [c[1:] for c in STAGE_CASES], ids=[c[0] for c in STAGE_CASES]
+)
+def test_units_follow_the_stages(kwargs, widths, strides):
+    """The builder walks `Layout.stages`: names, widths, the stride rule,
+    and the stages read back from the built units (not their names)."""
+    net = resolve_layout(**{k: v for k, v in kwargs.items() if k != "input_shape"})
+    assert [stage.filters for stage in net.stages] == widths
+    assert [stage.strides for stage in net.stages] == strides
+    model = keras_preact.PreActResNet(**kwargs)
+    stages = split_into_stages(keras_preact.residual_units(model))
+    assert [len(units) for units in stages] == [s.units for s in net.stages]
+    for stage, units in zip(net.stages, stages):
+        assert [u.name for u in units] == [
+            f"stage{stage.index}_unit{u}" for u in range(1, stage.units + 1)
+        ]
+        assert [u.filters for u in units] == [stage.filters] * stage.units
+        assert [u.strides for u in units] == [stage.strides] + [1] * (stage.units - 1)
+    names = {layer.name for layer in model.layers}
+    assert ("stem_pool" in names) == ("stem_bn" in names) == (net.name == "imagenet")
+    first = stages[0][0]
+    # The ImageNet stem already ends in BN-ReLU; the CIFAR stem does not.
+    assert (first.preact_bn is None) == (net.name == "imagenet")
+    assert first.preactivated_shortcut == (True if net.name == "cifar" else None)

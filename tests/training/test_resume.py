@@ -1,0 +1,271 @@
+"""Resumable training (keras_preact.training.resume) on the current backend.
+
+The reference for every interrupted run is the same run without
+interruption: same final weights, optimizer iterations, schedule position
+and epoch count. Interruptions are real `kill -9`s of a training subprocess
+(tests/resume_worker.py) at chosen points, and in-process exceptions.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+from keras_preact.training import TrainingBackup
+from keras_preact.training import compile_for_paper
+from keras_preact.training import fit_resumable
+from keras_preact.training import read_backup
+from keras_preact.training import resume
+
+from _checks import REPO
+
+WORKER = REPO / "tests" / "resume_worker.py"
+sys.path.insert(0, str(REPO / "tests"))
+import resume_worker  # noqa: E402
+
+TOTAL_STEPS = resume_worker.EPOCHS * resume_worker.STEPS_PER_EPOCH
+
+
+def run_worker(out, *flags):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(WORKER), str(out), *flags], env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def load_final(out):
+    with np.load(out / "final.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = run_worker(out)
+    assert result.returncode == 0, result.stderr
+    assert "no backup in" in result.stdout
+    return load_final(out)
+
+
+# (flags of the killed run, epochs the rerun still trains, what it prints).
+KILLS = {
+    # Step 2: before the first backup (every 3 steps): nothing to resume.
+    "before_first_backup": (["--kill-at-step", "2"], [0, 1, 2], "no backup in"),
+    # Global step 7 = epoch 2, step 3 (4 steps each), just backed up.
+    "mid_epoch": (["--kill-at-step", "7"], [1, 2], "epoch 2 of 3, step 3 of 4"),
+    # Backups at steps 3 and 4 (the epoch-1 end): dies in the second, after
+    # its weights file and before its metadata, so step 3 is restored.
+    "during_backup_write": (["--kill-in-backup", "2"], [0, 1, 2],
+                            "epoch 1 of 3, step 3 of 4"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(KILLS))
+def test_kill_9_then_rerun_equals_uninterrupted_run(case, uninterrupted, tmp_path):
+    flags, epochs_left, message = KILLS[case]
+    killed = run_worker(tmp_path, *flags)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = run_worker(tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert message in rerun.stdout, rerun.stdout
+    final = load_final(tmp_path)
+    assert int(final["iterations"]) == TOTAL_STEPS
+    assert final["epochs_trained"].tolist() == epochs_left
+    for key in uninterrupted:
+        if key.startswith("arr_"):
+            np.testing.assert_allclose(final[key], uninterrupted[key], rtol=1e-5,
+                                       atol=1e-6, err_msg=key)
+    backups = os.listdir(tmp_path / "backup")
+    assert sorted(backups)[-1] == "training_metadata.json" and len(backups) == 2
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="fc")])
+    compile_for_paper(model, 0.1)
+    return model
+
+
+def data_at(start_step):
+    x = np.arange(24, dtype="float32").reshape(8, 3) / 24
+    y = np.arange(8) % 4
+
+    def batches():
+        step = start_step
+        while True:
+            i = step % 4
+            yield x[2 * i: 2 * i + 2], y[2 * i: 2 * i + 2]
+            step += 1
+
+    return batches()
+
+
+class CrashAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(ops.convert_to_numpy(self.model.optimizer.iterations)) == self.step:
+            raise RuntimeError("simulated crash")
+
+
+# Crash after global step k; the last backup is at step k, except after an
+# epoch's last step, whose backup is the epoch-end one (after validation).
+@pytest.mark.parametrize("crash_step, backup_step", [(2, 2), (3, 2), (5, 5)])
+def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_step):
+    backup = str(tmp_path / "backup")
+    kwargs = dict(epochs=3, steps_per_epoch=3, backup_dir=backup, every_steps=1,
+                  every_seconds=None, verbose=0)
+    reference = tiny_model()
+    fit_resumable(reference, data_at, **dict(kwargs, backup_dir=str(tmp_path / "ref")))
+
+    model = tiny_model()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit_resumable(model, data_at, callbacks=[CrashAt(crash_step)], **kwargs)
+    state = read_backup(backup)
+    assert state.global_step == backup_step
+    assert (state.epoch, state.step) == divmod(backup_step, 3)
+
+    messages = []
+    resumed = tiny_model()
+    history = fit_resumable(resumed, data_at, log=messages.append, **kwargs)
+    assert messages[0].startswith(f"resuming from {state.weights_path}")
+    assert history.epoch == list(range(backup_step // 3, 3))
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == 9
+    np.testing.assert_allclose(ops.convert_to_numpy(resumed.get_layer("fc").kernel),
+                               ops.convert_to_numpy(reference.get_layer("fc").kernel),
+                               rtol=1e-6, atol=1e-7)
+    # Nothing stays on the model: a later plain fit trains what it is asked.
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    later = resumed.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    assert later.epoch == [0, 1]
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == 13
+
+
+def test_finished_run_trains_nothing_more(tmp_path):
+    backup = str(tmp_path / "backup")
+    kwargs = dict(epochs=2, steps_per_epoch=2, backup_dir=backup, verbose=0)
+    fit_resumable(tiny_model(), data_at, **kwargs)
+    messages = []
+    again = tiny_model()
+    history = fit_resumable(again, data_at, log=messages.append, **kwargs)
+    assert history.epoch == []
+    assert messages == [f"the backup in {backup} is at the end of the run (2 epochs, "
+                        "optimizer iterations 4): nothing to train. Move the folder "
+                        "away to train again."]
+    assert int(ops.convert_to_numpy(again.optimizer.iterations)) == 4
+
+
+def test_backup_by_wall_clock(tmp_path, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(resume.time, "monotonic", lambda: now[0])
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            now[0] += 40.0  # Each step "takes" 40 s; backups every 100 s.
+
+    saved, save = [], TrainingBackup.save
+
+    def record(self):
+        saved.append(self._step)
+        save(self)
+
+    monkeypatch.setattr(TrainingBackup, "save", record)
+    fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=9,
+                  backup_dir=str(tmp_path / "b"), every_seconds=100, callbacks=[Clock()],
+                  verbose=0)
+    # Due at steps 4 (t=120 s) and 7 (t=240 s), then the epoch end.
+    assert saved == [4, 7, 0]
+
+
+def test_plain_fit_refuses_to_overwrite_a_backup(tmp_path):
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError):
+        fit_resumable(tiny_model(), data_at, epochs=2, steps_per_epoch=2,
+                      backup_dir=backup, every_steps=1, callbacks=[CrashAt(3)], verbose=0)
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    with pytest.raises(ValueError, match="holds a backup at epoch 2, step 1 of 2"):
+        tiny_model().fit(x, y, batch_size=2, epochs=1, verbose=0,
+                         callbacks=[TrainingBackup(backup)])
+    assert read_backup(backup).global_step == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(epochs=0), r"Invalid epochs=0. Expected an int >= 1"),
+        (dict(steps_per_epoch=1.5), r"Invalid steps_per_epoch=1.5. Expected an int >= 1"),
+        (dict(initial_epoch=1), "chooses initial_epoch"),
+        (dict(every_seconds=0), r"Invalid every_seconds=0. Expected a number >= 0.001"),
+        (dict(every_seconds=float("nan")), r"Invalid every_seconds=nan"),
+        (dict(every_steps=-2), r"Invalid every_steps=-2. Expected an int >= 1"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, error):
+    args = dict(epochs=1, steps_per_epoch=2, backup_dir=str(tmp_path / "b"), verbose=0)
+    with pytest.raises(ValueError, match=error):
+        fit_resumable(tiny_model(), data_at, **dict(args, **kwargs))
+
+
+def test_other_steps_per_epoch_is_refused(tmp_path):
+    backup = str(tmp_path / "b")
+    fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=2, backup_dir=backup,
+                  verbose=0)
+    with pytest.raises(ValueError, match="steps_per_epoch=2; this run has steps_per_epoch=3"):
+        fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=3,
+                      backup_dir=backup, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "changed, error",
+    [
+        (dict(epochs=4), "epochs: backup 2, this run 4"),
+        (dict(run_config={"global_batch_size": 64}),
+         "global_batch_size: backup 32, this run 64"),
+    ],
+)
+def test_a_backup_of_another_run_is_refused(tmp_path, changed, error):
+    """Other epochs or batch size would silently change the schedule mid-run."""
+    args = dict(epochs=2, steps_per_epoch=2, backup_dir=str(tmp_path / "b"), verbose=0,
+                run_config={"global_batch_size": 32})
+    with pytest.raises(RuntimeError):
+        fit_resumable(tiny_model(), data_at, every_steps=1, callbacks=[CrashAt(3)], **args)
+    with pytest.raises(ValueError, match=error):
+        fit_resumable(tiny_model(), data_at, **dict(args, **changed))
+
+
+@pytest.mark.parametrize(
+    "metadata, error",
+    [
+        ("null", "holds None, not a backup position"),
+        # A position by "batch" (no "step", no "steps_per_epoch") is not one.
+        ('{"epoch": 1, "batch": 0, "counter": 3, "weights": "w.weights.h5"}',
+         "not a backup position"),
+        ('{"epoch": 0, "step": 5, "steps_per_epoch": 2, "weights": "w.weights.h5"}',
+         "expected ints with epoch >= 0 and 0 <= step < steps_per_epoch"),
+        ('{"epoch": "1", "step": 0, "steps_per_epoch": 2, "weights": "w.weights.h5"}',
+         "expected ints"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "gone.weights.h5"}',
+         "gone.weights.h5, which does not exist"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "w.weights.h5"',
+         "is not valid JSON"),
+        ('{"epoch": 0, "step": 1, "steps_per_epoch": 2, "weights": "truncated.weights.h5"}',
+         "Could not load the backup .*truncated.weights.h5.* move .* away"),
+    ],
+)
+def test_damaged_backups_give_clear_errors(tmp_path, metadata, error):
+    backup = tmp_path / "b"
+    backup.mkdir()
+    model = tiny_model()
+    model.save_weights(str(backup / "w.weights.h5"))
+    (backup / "truncated.weights.h5").write_bytes((backup / "w.weights.h5").read_bytes()[:500])
+    (backup / "training_metadata.json").write_text(metadata)
+    with pytest.raises(ValueError, match=error):
+        fit_resumable(tiny_model(), data_at, epochs=1, steps_per_epoch=2,
+                      backup_dir=str(backup), verbose=0)
