@@ -55,6 +55,7 @@ from keras_preact.training import PaperCIFARSchedule  # noqa: E402
 from keras_preact.training import compile_for_paper  # noqa: E402
 from keras_preact.training import fit_resumable  # noqa: E402
 from keras_preact.training import read_backup  # noqa: E402
+from keras_preact.training.callbacks import optimizer_iterations  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
@@ -119,8 +120,6 @@ class Recipe:
                      "steps_per_epoch", "base_width"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
-        if self.data_source != "tfds" and self.data_dir is None:
-            raise ValueError(f"--data-source {self.data_source} reads files: give --data-dir.")
         resolve_layout("cifar", self.depth, base_width=self.base_width)
         return self
 
@@ -128,11 +127,12 @@ class Recipe:
         """Fills `total_steps`, `steps_per_epoch`, `epochs` for `num_train` images.
 
         The paper's 64k iterations at batch 128, expressed at `batch_size`,
-        times `schedule_scale`, in whole epochs: an epoch is one pass over the
-        training images (or `steps_per_epoch` steps, capped at the run
-        length), evened out so that the run, `total_steps = epochs *
-        steps_per_epoch`, exceeds the scaled 64k by less than `epochs`
-        steps. The schedule spans `total_steps`.
+        times `schedule_scale`, is `total_steps`: the run trains exactly
+        that many iterations and the schedule spans them. An epoch is one
+        pass over the training images (or `steps_per_epoch` steps, capped at
+        the run length), evened out over the run; the last epoch stops at
+        `total_steps` (`epochs * steps_per_epoch` exceeds it by less than
+        `epochs`).
         """
         self.validate()
         total = max(
@@ -142,9 +142,9 @@ class Recipe:
         )
         per_pass = self.steps_per_epoch or max(1, math.ceil(num_train / self.batch_size))
         epochs = max(1, math.ceil(total / min(per_pass, total)))
+        self.total_steps = total
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(total / epochs)
-        self.total_steps = self.epochs * self.steps_per_epoch
         return self
 
     def as_dict(self):
@@ -162,8 +162,15 @@ def _log(msg):
 
 
 def load_data(recipe):
-    """(x_train, y_train, x_test, y_test) uint8/int arrays via keras_preact.data."""
+    """(x_train, y_train, x_test, y_test) uint8/int arrays via keras_preact.data.
+
+    Raises:
+        ValueError: a `data_source` that reads files, without `data_dir`.
+    """
     from keras_preact.data import load_cifar
+
+    if recipe.data_source != "tfds" and recipe.data_dir is None:
+        raise ValueError(f"--data-source {recipe.data_source} reads files: give --data-dir.")
 
     kwargs = {"source": recipe.data_source, "data_dir": recipe.data_dir}
     x_train, y_train = load_cifar(recipe.dataset, split="train", **kwargs)
@@ -201,6 +208,20 @@ def make_datasets(recipe, data):
 
 
 # --- one variant ---------------------------------------------------------------
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training once the optimizer has taken `steps` steps: the last
+    epoch of a run whose length is not a whole number of epochs is cut short
+    (and still evaluated)."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if optimizer_iterations(self.model) >= self.steps:
+            self.model.stop_training = True
 
 
 def make_schedule(recipe):
@@ -257,7 +278,8 @@ def train_variant(recipe, name, spec, out_dir, data, extra_callbacks=()):
     fit_resumable(
         model, train_data, epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
         backup_dir=backup_dir, validation_data=test_ds, verbose=2, log=_log,
-        callbacks=[writer, keras.callbacks.TerminateOnNaN(), *extra_callbacks],
+        callbacks=[StopAtStep(recipe.total_steps), writer, keras.callbacks.TerminateOnNaN(),
+                   *extra_callbacks],
     )
     wall = time.time() - start
     rows = read_rows(metrics_path)

@@ -37,8 +37,8 @@ class Statistics:
 
     Raises:
         ValueError: non-numbers, lengths that differ, a std <= 0, or means
-            or stds on the 0-1 scale (a mean in (0, 1], or every std <= 1;
-            the identity, zero means and unit stds, is allowed).
+            or stds on the 0-1 scale (a largest mean in (0, 1], a std below
+            1; zero means and unit stds, mean subtraction alone, pass).
 
     Example:
 
@@ -56,11 +56,11 @@ class Statistics:
                              f"{len(mean)} and {len(std)} values: mean={mean!r}, std={std!r}")
         if min(std) <= 0:
             raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
-        identity = set(mean) == {0.0} and set(std) == {1.0}
-        if 0 < max(mean) <= 1 or (max(std) <= 1 and not identity):
+        scaled = [name for name, low in (("mean", 0 < max(mean) <= 1), ("std", min(std) < 1)) if low]
+        if scaled:
             raise ValueError(f"Expected statistics on the 0-255 pixel scale; mean={mean!r}, "
-                             f"std={std!r} look like the 0-1 scale (the means, the stds or "
-                             "both): multiply those by 255.")
+                             f"std={std!r} look like the 0-1 scale: multiply "
+                             f"{'both' if len(scaled) == 2 else 'the ' + scaled[0]} by 255.")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
 

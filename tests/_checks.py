@@ -229,11 +229,13 @@ def random_images(n, seed=0, size=32):
 
 
 def dataset_arrays(ds):
-    """The images and labels of a tf.data dataset, each batch concatenated."""
+    """The images and labels of a tf.data dataset or a `keras.utils.PyDataset`,
+    each batch concatenated."""
     xs, ys = [], []
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
+    batches = (ds[i] for i in range(len(ds))) if isinstance(ds, keras.utils.PyDataset) else ds
+    for x, y in batches:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -320,6 +322,28 @@ def check_channels_first_is_the_transpose(build, mixup=False):
         np.testing.assert_array_equal(default, first)
     with pytest.raises(ValueError, match="Invalid data_format='NCHW'"):
         build(data_format="NCHW")
+
+
+def channels_first_model(size=32):
+    """A channels_first conv net on `size` x `size` RGB pixels that normalizes
+    its own input (CIFAR-10 statistics)."""
+    return keras.Sequential([
+        keras.Input((3, size, size)),
+        nz.input_normalization_layer("cifar10", data_format="channels_first"),
+        keras.layers.Conv2D(2, 3, data_format="channels_first"),
+    ])
+
+
+def check_a_model_gets_its_own_layout(build, size=32):
+    """`build(**kwargs)`: given a model as `normalization=` and no
+    `data_format`, a pipeline gives batches in the model's data format, not
+    in Keras' image data format (channels_last here)."""
+    keras.config.set_image_data_format("channels_last")
+    fed = dataset_arrays(build(normalization=channels_first_model(size)))[0]
+    assert fed.shape[1] == 3 and fed.shape[-1] == size
+    expected = dataset_arrays(build(normalization=channels_first_model(size),
+                                    data_format="channels_first"))[0]
+    np.testing.assert_array_equal(fed, expected)
 
 
 def check_batches_fit_a_keras_model(make_dataset, normalizing=False, one_hot=False):

@@ -68,6 +68,8 @@ RESOLVED = {
     "one-channel": (((33,), (78,)), 1, ((33.0,), (78.0,))),
     # Zero means and unit stds (inputs already normalized): not the 0-1 scale.
     "identity": (((0, 0, 0), (1, 1, 1)), 3, ((0.0,) * 3, (1.0,) * 3)),
+    # Mean subtraction alone (unit stds): the means are on the 0-255 scale.
+    "mean-only": (((125, 123, 114), (1, 1, 1)), 3, ((125.0, 123.0, 114.0), (1.0,) * 3)),
 }
 
 
@@ -97,6 +99,12 @@ BAD_STATISTICS = {
     "std-negative": (((0, 0, 0), (1.0, -1.0, 1.0)), r"Expected all std values > 0"),
     "zero-one-scale": (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                        "look like the 0-1 scale: multiply both by 255"),
+    "zero-one-std": (((125.3, 123.0, 113.9), (0.247, 0.243, 0.261)),
+                     "look like the 0-1 scale: multiply the std by 255"),
+    "zero-one-mean": (((0.49, 0.48, 0.45), (63.0, 62.1, 66.7)),
+                      "look like the 0-1 scale: multiply the mean by 255"),
+    "mapping": ({"mean": (125, 123, 114), "std": (63, 62, 67)},
+                r"Expected statistics to be one of .* Received: \{'mean'"),
     "not-numbers": ((("a", 0, 0), (1, 1, 1)),
                     r"Expected mean to be a sequence of numbers, one per channel. "
                     r"Received: mean=\('a', 0, 0\)"),
@@ -280,6 +288,39 @@ def test_pipeline_statistics(case):
     else:
         assert statistics == nz.resolve_statistics(expected)
     np.testing.assert_allclose(pad, pad_value, rtol=1e-6)
+
+
+def test_model_data_format():
+    from _checks import channels_first_model
+
+    assert nz.model_data_format(channels_first_model()) == "channels_first"
+    last = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+                             keras.layers.MaxPooling2D()])
+    assert nz.model_data_format(last) == "channels_last"
+    # No layer with a data format, or both formats: no answer.
+    assert nz.model_data_format(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])) \
+        is None
+    both = keras.Sequential([keras.Input((3, 8, 8)),
+                             keras.layers.Conv2D(2, 3, data_format="channels_first"),
+                             keras.layers.MaxPooling2D(1, data_format="channels_last")])
+    assert nz.model_data_format(both) is None
+
+
+@pytest.mark.parametrize("normalization, data_format, image_data_format, expected", [
+    ("model", None, "channels_last", "channels_first"),  # the model's layout wins
+    ("model", "channels_last", "channels_first", "channels_last"),  # data_format= wins
+    ("cifar10", None, "channels_first", "channels_first"),  # Keras' setting
+    (None, "channels_last", "channels_first", "channels_last"),
+])
+def test_pipeline_data_format(normalization, data_format, image_data_format, expected):
+    from _checks import channels_first_model
+
+    keras.config.set_image_data_format(image_data_format)
+    if normalization == "model":
+        normalization = channels_first_model()
+    assert nz.pipeline_data_format(normalization, data_format) == expected
+    with pytest.raises(ValueError, match="Invalid data_format='NCHW'"):
+        nz.pipeline_data_format(normalization, "NCHW")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from keras_preact import normalization as nz
 from keras_preact.data import CIFARBatches
 from keras_preact.data.array_pipeline import pad_crop_flip
 
+from _checks import check_a_model_gets_its_own_layout
 from _checks import random_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,12 @@ def test_data_format_defaults_to_keras_setting():
     keras.config.set_image_data_format("channels_last")
     last = CIFARBatches(random_images(4), np.arange(4), training=False, batch_size=4)
     np.testing.assert_array_equal(ds[0][0], last[0][0].transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+def test_a_model_gets_batches_in_its_data_format(training):
+    check_a_model_gets_its_own_layout(lambda **kw: CIFARBatches(
+        random_images(8), np.arange(8), training=training, batch_size=4, seed=0, **kw))
 
 
 # (pixel value, per-channel result) for the library's statistics tables:

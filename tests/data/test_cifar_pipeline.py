@@ -12,6 +12,7 @@ import keras  # noqa: E402
 from keras_preact import normalization as nz  # noqa: E402
 from keras_preact.data import cifar_dataset  # noqa: E402
 
+from _checks import check_a_model_gets_its_own_layout  # noqa: E402
 from _checks import check_batches_fit_a_keras_model  # noqa: E402
 from _checks import check_channels_first_is_the_transpose  # noqa: E402
 from _checks import check_pixels_for_a_self_normalizing_model  # noqa: E402
@@ -265,6 +266,11 @@ LAYOUT_PIPELINES = {
 @pytest.mark.parametrize("name", list(LAYOUT_PIPELINES))
 def test_channels_first_batches_are_the_transpose(name):
     check_channels_first_is_the_transpose(LAYOUT_PIPELINES[name], mixup="mixup" in name)
+
+
+@pytest.mark.parametrize("name", ["cifar training", "cifar evaluation"])
+def test_a_model_gets_batches_in_its_data_format(name):
+    check_a_model_gets_its_own_layout(LAYOUT_PIPELINES[name])
 
 
 # ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from keras_preact import normalization as nz  # noqa: E402
 from keras_preact.data import SkipCounter  # noqa: E402
 from keras_preact.data import imagenet_dataset  # noqa: E402
 
+from _checks import check_a_model_gets_its_own_layout  # noqa: E402
 from _checks import check_batches_fit_a_keras_model  # noqa: E402
 from _checks import check_channels_first_is_the_transpose  # noqa: E402
 from _checks import check_pixels_for_a_self_normalizing_model  # noqa: E402
@@ -235,6 +236,13 @@ def test_channels_first_batches_are_the_transpose(training, small_image_tree):
     check_channels_first_is_the_transpose(lambda **kw: imagenet_dataset(
         "folder", small_image_tree, "train", training=training, batch_size=2, image_size=16,
         seed=5, **kw))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+def test_a_model_gets_batches_in_its_data_format(training, small_image_tree):
+    check_a_model_gets_its_own_layout(lambda **kw: imagenet_dataset(
+        "folder", small_image_tree, "train", training=training, batch_size=2, image_size=16,
+        seed=5, **kw), size=16)
 
 
 def test_batches_fit_a_keras_model(small_image_tree):

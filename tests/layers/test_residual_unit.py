@@ -246,6 +246,13 @@ def test_config_round_trip(layer_cls):
         (ResidualUnit, {"shortcut_dropout_rate": -0.5}, "shortcut_dropout_rate=-0.5"),
         (ResidualUnit, {"data_format": "nhwc"}, "data_format='nhwc'"),
         (PreActBottleneckUnit, {"strides": 0}, "strides=0"),
+        (ResidualUnit, {"bottleneck": "no"}, r"bottleneck='no'\. Expected True or False"),
+        (ResidualUnit, {"remat": "yes"}, r"remat='yes'\. Expected True or False"),
+        (ResidualUnit, {"preactivate": 0}, r"preactivate=0\. Expected True or False"),
+        (ResidualUnit, {"preactivated_shortcut": "auto"}, r"preactivated_shortcut='auto'"),
+        (ResidualUnit, {"shortcut_scale": "0.5"}, r"shortcut_scale='0.5'\. Expected a number"),
+        (ResidualUnit, {"gate_bias": float("nan")}, r"gate_bias=nan"),
+        (ResidualUnit, {"bn_momentum": 1.5}, r"bn_momentum=1.5"),
     ],
 )
 def test_bad_arguments(layer_cls, kwargs, message):
