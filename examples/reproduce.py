@@ -55,7 +55,6 @@ from keras_preact.training import PaperCIFARSchedule  # noqa: E402
 from keras_preact.training import compile_for_paper  # noqa: E402
 from keras_preact.training import fit_resumable  # noqa: E402
 from keras_preact.training import read_backup  # noqa: E402
-from keras_preact.training.callbacks import optimizer_iterations  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
@@ -210,20 +209,6 @@ def make_datasets(recipe, data):
 # --- one variant ---------------------------------------------------------------
 
 
-class StopAtStep(keras.callbacks.Callback):
-    """Ends training once the optimizer has taken `steps` steps: the last
-    epoch of a run whose length is not a whole number of epochs is cut short
-    (and still evaluated)."""
-
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if optimizer_iterations(self.model) >= self.steps:
-            self.model.stop_training = True
-
-
 def make_schedule(recipe):
     """The paper's schedule at this run length: drops at 1/2 and 3/4 of the
     run, warm-up (at lr / 10) over 400/64000 of it; rate not batch-scaled."""
@@ -277,9 +262,9 @@ def train_variant(recipe, name, spec, out_dir, data, extra_callbacks=()):
     start = time.time()
     fit_resumable(
         model, train_data, epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
+        total_steps=recipe.total_steps,
         backup_dir=backup_dir, validation_data=test_ds, verbose=2, log=_log,
-        callbacks=[StopAtStep(recipe.total_steps), writer, keras.callbacks.TerminateOnNaN(),
-                   *extra_callbacks],
+        callbacks=[writer, keras.callbacks.TerminateOnNaN(), *extra_callbacks],
     )
     wall = time.time() - start
     rows = read_rows(metrics_path)
@@ -386,8 +371,10 @@ def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
     selected, data = plan(recipe, out_dir, variants, data)
     _log(
         f"table {recipe.table}, depth {recipe.depth}, {recipe.dataset}: "
-        f"{recipe.total_steps} iterations = {recipe.epochs} epochs x "
-        f"{recipe.steps_per_epoch} steps, batch {recipe.batch_size}, "
+        f"{recipe.total_steps} iterations: {recipe.epochs} epochs of "
+        f"{recipe.steps_per_epoch} steps (the last of "
+        f"{recipe.total_steps - (recipe.epochs - 1) * recipe.steps_per_epoch}), "
+        f"batch {recipe.batch_size}, "
         f"backend {keras.backend.backend()}"
     )
     results = {}

@@ -162,7 +162,7 @@ def main(argv=None):
         val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, classes)))
     label = args.model or f"PreActResNet-{args.depth}"
     run = training_cli.training_run(
-        args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
         run_config={"dataset": args.dataset, "model": label,
                     "train_examples": int(len(x_train)), "global_batch_size": batch,
                     "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,

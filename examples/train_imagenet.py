@@ -174,7 +174,7 @@ def main(argv=None):
                                          model)
     label = args.model or f"PreActResNet-{args.depth}"
     run = training_cli.training_run(
-        args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
         run_config={"model": label, "num_classes": args.num_classes,
                     "data_source": args.data_source, "global_batch_size": batch,
                     "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,

@@ -196,19 +196,21 @@ def run_length(args, num_examples, global_batch_size, *, default_total_steps=Non
     """(steps_per_epoch, epochs, total_steps) from --steps-per-epoch, --epochs, --steps.
 
     Without --epochs and --steps: `default_epochs`, else `default_total_steps`.
+    A run of steps trains exactly that many: its last epoch stops there.
     """
     steps_per_epoch = args.steps_per_epoch or math.ceil(num_examples / global_batch_size)
     epochs = args.epochs or (None if args.steps else default_epochs)
-    if epochs is None:
-        total = args.steps or default_total_steps
-        epochs = max(1, math.ceil(total / steps_per_epoch))
-    return steps_per_epoch, epochs, steps_per_epoch * epochs
+    if epochs is not None:
+        return steps_per_epoch, epochs, steps_per_epoch * epochs
+    total = args.steps or default_total_steps
+    return steps_per_epoch, max(1, math.ceil(total / steps_per_epoch)), total
 
 
-def training_run(args, setup, *, steps_per_epoch, epochs, **fields):
+def training_run(args, setup, *, steps_per_epoch, epochs, total_steps, **fields):
     """The `TrainingRun` of the arguments; `fields` gives its other fields."""
     return TrainingRun(
         output_dir=setup.output_dir, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
         validation_steps=args.validation_steps, resume=args.resume,
         backup_every_seconds=args.backup_every_seconds, backup_every_steps=args.backup_every,
         tensorboard=not args.no_tensorboard, verbose=args.verbose,

@@ -25,6 +25,7 @@ from keras_preact.training.schedules import WarmupCosineDecay
 from keras_preact.training.resume import BackupState
 from keras_preact.training.resume import TrainingBackup
 from keras_preact.training.resume import fit_resumable
+from keras_preact.training.resume import fit_run
 from keras_preact.training.resume import read_backup
 from keras_preact.training.resume import restore_backup
 from keras_preact.training.run import TrainingResult

@@ -316,7 +316,74 @@ def fit_inputs(data):
     return data, None, None
 
 
-def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
+def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epoch=0, step=0,
+            before_fit=None, **fit_kwargs):
+    """Trains a run from epoch `epoch`, step `step` of it to its end, in as
+    few `model.fit` calls as the position and the run's length allow.
+
+    A run of `total_steps` that is not a whole number of epochs ends with a
+    shorter last epoch (evaluated like the others); an interrupted epoch
+    runs its remaining steps only. Each part of the run that has its own
+    number of steps per epoch is one `model.fit` call.
+
+    Args:
+        model: compiled `keras.Model`.
+        train_data: data or a callable `start_step -> data` (see
+            `fit_resumable`); called with the run's step where each
+            `model.fit` call starts.
+        epochs: int > 0. Epochs of the whole run.
+        steps_per_epoch: int > 0.
+        total_steps: int or None. Training steps of the whole run, more than
+            `(epochs - 1) * steps_per_epoch` and at most `epochs *
+            steps_per_epoch`. Defaults to None (`epochs * steps_per_epoch`).
+        epoch, step: ints. Where the run is: completed epochs, and steps
+            done of the next one. Defaults to 0, 0 (its start).
+        before_fit: callable or None, called before each `model.fit` call.
+        **fit_kwargs: other `model.fit` arguments; not `initial_epoch`.
+
+    Returns:
+        `keras.callbacks.History` of the epochs trained.
+
+    Raises:
+        ValueError: bad `epochs`, `steps_per_epoch` or `total_steps`.
+    """
+    epochs = check_int("epochs", epochs, low=1)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
+    last = steps_per_epoch
+    if total_steps is not None:
+        total_steps = check_int("total_steps", total_steps, low=(epochs - 1) * steps_per_epoch + 1,
+                                high=epochs * steps_per_epoch)
+        last = total_steps - (epochs - 1) * steps_per_epoch
+    full_end = epochs if last == steps_per_epoch else epochs - 1
+    runs = []  # (first epoch, end epoch, steps per epoch of the call, steps done before it)
+    if step and epoch < epochs:
+        runs.append((epoch, epoch + 1, (last if epoch == full_end else steps_per_epoch) - step,
+                     step))
+        epoch += 1
+    if epoch < full_end:
+        runs.append((epoch, full_end, steps_per_epoch, 0))
+    if full_end < epochs and epoch <= full_end:
+        runs.append((full_end, epochs, last, 0))
+    history = keras.callbacks.History()
+    history.epoch, history.history = [], {}
+    for first_epoch, end_epoch, steps, done in runs:
+        if before_fit is not None:
+            before_fit()
+        data = train_data(first_epoch * steps_per_epoch + done) if callable(train_data) \
+            else train_data
+        x, y, sample_weight = fit_inputs(data)
+        h = model.fit(
+            x, y, sample_weight=sample_weight, initial_epoch=first_epoch, epochs=end_epoch,
+            steps_per_epoch=steps, **{"shuffle": isinstance(data, tuple), **fit_kwargs},
+        )
+        history.epoch += h.epoch
+        for key, values in h.history.items():
+            history.history.setdefault(key, []).extend(values)
+    history.set_model(model)
+    return history
+
+
+def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, total_steps=None,
                   every_seconds=DEFAULT_BACKUP_SECONDS, every_steps=None,
                   callbacks=None, log=print, run_config=None, **fit_kwargs):
     """`model.fit` that backs up as it goes and resumes where it stopped.
@@ -342,14 +409,17 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         epochs: int > 0. Total epochs of the run.
         steps_per_epoch: int > 0.
         backup_dir: str. Folder of the backup (kept after training).
+        total_steps: int or None. Training steps of the whole run: the last
+            epoch stops there (see `fit_run`). Defaults to None (`epochs *
+            steps_per_epoch`).
         every_seconds, every_steps: backup intervals (see `TrainingBackup`).
         callbacks: list of `keras.callbacks.Callback` or None.
         log: callable taking a str, for the resume messages. Defaults to
             `print`.
         run_config: JSON-serializable dict or None. What else defines the
             run (batch size, model, schedule, ...): a backup made with other
-            values, or with other `epochs`, is refused instead of silently
-            continued with another schedule.
+            values, or with other `epochs` or `total_steps`, is refused
+            instead of silently continued with another schedule.
         **fit_kwargs: other `model.fit` arguments (`validation_data`,
             `verbose`, ...); not `initial_epoch`.
 
@@ -357,15 +427,16 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         `keras.callbacks.History` of the epochs trained by this call.
 
     Raises:
-        ValueError: bad `epochs` / `steps_per_epoch`, `initial_epoch` given,
-            a backup of another run (other `steps_per_epoch`, `epochs` or
-            `run_config`), or a damaged backup.
+        ValueError: bad `epochs` / `steps_per_epoch` / `total_steps`,
+            `initial_epoch` given, a backup of another run (other
+            `steps_per_epoch`, `epochs`, `total_steps` or `run_config`), or
+            a damaged backup.
 
     Example:
 
     >>> history = fit_resumable(model, lambda step: cifar_dataset(
     ...     x, y, training=True, batch_size=128, seed=0, repeat=True,
-    ...     start_batch=step), epochs=164, steps_per_epoch=391,
+    ...     start_batch=step), epochs=164, steps_per_epoch=391, total_steps=64000,
     ...     backup_dir="runs/c100/backup")
     """
     epochs = check_int("epochs", epochs, low=1)
@@ -373,7 +444,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
     if "initial_epoch" in fit_kwargs:
         raise ValueError("fit_resumable chooses initial_epoch from the backup; "
                          f"received initial_epoch={fit_kwargs['initial_epoch']!r}.")
-    run = json.loads(json.dumps({"epochs": epochs, **(run_config or {})}))
+    length = {} if total_steps is None else {"total_steps": total_steps}
+    run = json.loads(json.dumps({"epochs": epochs, **length, **(run_config or {})}))
     _check_same_run(read_backup(backup_dir), run, backup_dir)
     state = restore_backup(model, backup_dir, steps_per_epoch)
     if state is None:
@@ -388,36 +460,18 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir,
         log(f"resuming from {state.weights_path}: {state.describe(epochs)}")
         epoch, step = state.epoch, state.step
         if step:
-            log(f"epoch {epoch + 1} runs its remaining {steps_per_epoch - step} of "
-                f"{steps_per_epoch} steps; its logged training metrics cover those only")
+            steps = steps_per_epoch if total_steps is None or epoch < epochs - 1 \
+                else total_steps - epoch * steps_per_epoch
+            log(f"epoch {epoch + 1} runs its remaining {steps - step} of {steps} steps; its "
+                "logged training metrics cover those only")
     backup = TrainingBackup(backup_dir, every_seconds=every_seconds,
                             every_steps=every_steps, run=run)
-    callbacks = [backup, *(callbacks or [])]
+    starts = [state]
 
-    def data_at(global_step):
-        return train_data(global_step) if callable(train_data) else train_data
+    def before_fit():
+        # The first fit starts at the restored position, the others at their epoch's start.
+        backup.start_at(starts.pop() if starts else None, steps_per_epoch)
 
-    history = keras.callbacks.History()
-    history.epoch, history.history = [], {}
-    if epoch >= epochs:
-        return history
-    # The interrupted epoch runs its remaining steps in a fit of its own;
-    # the remaining epochs follow in a second one.
-    runs = [(epoch, epoch + 1, steps_per_epoch - step)] if step else []
-    if (epoch + 1 if step else epoch) < epochs:
-        runs.append((epoch + 1 if step else epoch, epochs, steps_per_epoch))
-    for first_epoch, end_epoch, steps in runs:
-        backup.start_at(state, steps_per_epoch)
-        data = data_at(first_epoch * steps_per_epoch + (steps_per_epoch - steps))
-        x, y, sample_weight = fit_inputs(data)
-        h = model.fit(
-            x, y, sample_weight=sample_weight, initial_epoch=first_epoch, epochs=end_epoch,
-            steps_per_epoch=steps, callbacks=callbacks,
-            **{"shuffle": isinstance(data, tuple), **fit_kwargs},
-        )
-        history.epoch += h.epoch
-        for key, values in h.history.items():
-            history.history.setdefault(key, []).extend(values)
-        state = None
-    history.set_model(model)
-    return history
+    return fit_run(model, train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                   total_steps=total_steps, epoch=epoch, step=step, before_fit=before_fit,
+                   callbacks=[backup, *(callbacks or [])], **fit_kwargs)

@@ -32,6 +32,7 @@ from keras_preact.training.distribute import DistributionSetup
 from keras_preact.training.resume import DEFAULT_BACKUP_SECONDS
 from keras_preact.training.resume import fit_inputs
 from keras_preact.training.resume import fit_resumable
+from keras_preact.training.resume import fit_run
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
@@ -45,6 +46,9 @@ class TrainingRun:
         output_dir: str. Where the run writes (see `keras_preact.training.run`).
         epochs: int > 0. Epochs of the whole run.
         steps_per_epoch: int > 0. Training steps per epoch.
+        total_steps: int > 0 or None. Training steps of the whole run: the
+            last epoch stops there. Defaults to None (`epochs *
+            steps_per_epoch`).
         validation_steps: int > 0 or None. Batches of each validation and
             of the final evaluation; None: all. Defaults to None.
         resume: bool. Back up while training and continue from the last
@@ -89,6 +93,7 @@ class TrainingRun:
     global_batch_size: int | None = None
     jit_compile: bool | str | None = None
     quick_look: str | None = None
+    total_steps: int | None = None
 
     def __post_init__(self):
         check_int("epochs", self.epochs, low=1)
@@ -96,9 +101,18 @@ class TrainingRun:
         for name in ("validation_steps", "backup_every_steps", "global_batch_size"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
+        if self.total_steps is not None:
+            check_int("total_steps", self.total_steps,
+                      low=(self.epochs - 1) * self.steps_per_epoch + 1,
+                      high=self.epochs * self.steps_per_epoch)
         check_real("backup_every_seconds", self.backup_every_seconds, low=1e-3)
         check_choice("verbose", self.verbose, (0, 1, 2))
         check_choice("jit_compile", self.jit_compile, (None, True, False, "auto"))
+
+    @property
+    def steps(self):
+        """Training steps of the whole run."""
+        return self.total_steps or self.epochs * self.steps_per_epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +191,9 @@ def train_and_evaluate(
     callbacks = [*make_callbacks(run.output_dir, tensorboard=run.tensorboard,
                                  run_info=run.run_config), *callbacks]
     if run.verbose:
-        callbacks.append(RunTimeEstimate(run.epochs * run.steps_per_epoch))
+        callbacks.append(RunTimeEstimate(run.steps))
     fit_kwargs = dict(epochs=run.epochs, steps_per_epoch=run.steps_per_epoch,
+                      total_steps=run.total_steps,
                       validation_data=validation_data, validation_steps=run.validation_steps,
                       callbacks=callbacks, verbose=run.verbose)
     start = time.monotonic()
@@ -189,10 +204,7 @@ def train_and_evaluate(
             run_config=run.run_config, log=print if run.verbose else (lambda text: None),
             **fit_kwargs)
     else:
-        data = train_data(0) if callable(train_data) else train_data
-        x, y, sample_weight = fit_inputs(data)
-        history = model.fit(x, y, sample_weight=sample_weight,
-                            shuffle=isinstance(data, tuple), **fit_kwargs)
+        history = fit_run(model, train_data, **fit_kwargs)
     train_seconds = round(time.monotonic() - start, 2)
     metrics = {}
     if validation_data is not None:

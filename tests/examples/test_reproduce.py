@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from _checks import check_bad_arguments_exit
 from _checks import load_example
 
 reproduce = load_example("reproduce")
@@ -84,6 +85,32 @@ def test_crashed_run_resumes_and_skips_finished(tmp_path, cifar_subset):
     assert "| n/a |" in table  # no paper figure for ResNet-8 on CIFAR-100
     with open(tmp_path / "curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_trains_exactly_its_iterations(tmp_path, cifar_subset, capsys):
+    """3 iterations in epochs of 2 steps: the second epoch stops at 3, as the
+    schedule and the report say."""
+    recipe = tiny_recipe()
+    recipe.total_steps, recipe.steps_per_epoch, recipe.epochs = 3, 2, 2
+    result = reproduce.run(recipe, tmp_path, variants=["full_preact"],
+                           data=cifar_subset)["full_preact"]
+    assert result["iterations"] == 3
+    assert [row["iterations"] for row in result["curves"]] == [2, 3]
+    assert result["schedule"]["total_steps"] == 3
+    assert "3 iterations: 2 epochs of 2 steps (the last of 1)" in capsys.readouterr().out
+    assert "ResNet-8, cifar100, 3 iterations at batch 16" in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--depth", "21"], "Invalid depth=21"),
+    (["--variants", "identity"], "Unknown variants"),
+    (["--data-source", "npz"], "--data-source npz reads files: give --data-dir."),
+    (["--batch-size", "0"], "Invalid batch_size=0"),
+])
+def test_bad_arguments_are_usage_errors_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    check_bad_arguments_exit(reproduce, ["--output-dir", str(out), *argv], message, capsys)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("table", ["1", "2"])

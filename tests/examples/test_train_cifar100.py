@@ -14,6 +14,7 @@ import keras
 import pytest
 
 from keras_preact.normalization import model_statistics
+from keras_preact.training import PaperCIFARSchedule
 
 from _checks import EXAMPLES
 from _checks import REPO
@@ -63,7 +64,8 @@ def test_cifar_script_arguments():
 def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     script = load_example("train_cifar100")
     out = tmp_path / "run"
-    script.main(tiny_cifar_args(shared_data, out, "--epochs", "2",
+    # --steps 5: 2 epochs of 3 steps, the last stopped at 5.
+    script.main(tiny_cifar_args(shared_data, out, "--steps", "5",
                                 "--steps-per-epoch", "3", "--export"))
     printed = capsys.readouterr().out
     assert "Final evaluation: loss=" in printed
@@ -71,19 +73,24 @@ def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     assert f"backend    {BACKEND}, devices: " in printed
     assert "83,700 trainable parameters, 480 non-trainable" in printed
     assert "backups    none (the run is not resumable)" in printed
+    assert "run        5 steps: 2 epochs of 3 steps (the last of 2), global batch 16" in printed
     for path in ("checkpoints/last.keras", "metrics.csv", "curves.png",
                  "final_metrics.json", "logs"):
         assert printed.count(str(out / path)) == 2, path  # At the start and the end.
     rows = read_csv(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert [r["iterations"] for r in rows] == ["3", "6"]
+    assert [r["iterations"] for r in rows] == ["3", "5"]
     assert {"loss", "top1", "top5", "val_loss", "val_top1", "val_top5",
             "learning_rate"} <= set(rows[0])
-    # PaperCIFARSchedule.for_run(16, total_steps=6): 0.1 * 16/128, drops at 3 and 4.
-    assert float(rows[0]["learning_rate"]) == pytest.approx(0.00125)
-    assert float(rows[1]["learning_rate"]) == pytest.approx(0.000125)
+    # The schedule spans the 5 steps trained: PaperCIFARSchedule.for_run(16,
+    # total_steps=5), 0.1 * 16/128, drops at 1/2 and 3/4 of the run.
+    schedule = PaperCIFARSchedule.for_run(batch_size=16, total_steps=5)
+    assert schedule.total_steps == 5
+    for row in rows:
+        assert float(row["learning_rate"]) == pytest.approx(
+            float(schedule(int(row["iterations"]))))
     summary = json.loads((out / "final_metrics.json").read_text())
-    assert summary["iterations"] == 6 and set(summary["final"]) >= {"top1", "top5"}
+    assert summary["iterations"] == 5 and set(summary["final"]) >= {"top1", "top5"}
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     # The checkpoint normalizes its own 0-255 pixels with CIFAR-100's
     # statistics, so it exports without a dataset argument.
@@ -91,6 +98,9 @@ def test_cifar_script_tiny_run_with_export(shared_data, tmp_path, capsys):
     assert model_statistics(checkpoint).isclose("cifar100", rtol=1e-6)
     exported = list((out / "export").glob("*/*/saved_model.pb"))
     assert len(exported) == 1, list((out / "export").rglob("*"))
+    # The version folder it reports, and nothing else (torch exports through a .keras file).
+    assert f"Exported SavedModel: {exported[0].parent}\n" in printed
+    assert not list((out / "export").rglob("*.keras"))
 
 
 def script_env():

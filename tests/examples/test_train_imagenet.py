@@ -19,8 +19,9 @@ def test_imagenet_script_arguments(capsys):
     assert parser.parse_args([]).boundary_epochs == (30, 60, 90)
     # The paper's 90 epochs unless --epochs or --steps says otherwise.
     assert training_cli.run_length(args, 1000, 100, default_epochs=90) == (10, 90, 900)
+    # --steps 25 trains 25 steps: 3 epochs, the last of 5.
     steps = parser.parse_args(["--steps", "25"])
-    assert training_cli.run_length(steps, 1000, 100, default_epochs=90) == (10, 3, 30)
+    assert training_cli.run_length(steps, 1000, 100, default_epochs=90) == (10, 3, 25)
     with pytest.raises(SystemExit):
         parser.parse_args(["--depth", "42"])
     with pytest.raises(SystemExit):

@@ -7,6 +7,7 @@ import pytest
 from keras_preact.training import DistributionSetup
 from keras_preact.training.banner import describe_start
 
+from _checks import check_bad_arguments_exit
 from _checks import load_example
 
 training_cli = load_example("training_cli")
@@ -45,12 +46,12 @@ def test_banner_names_the_papers_count_only_for_the_papers_network(case):
     quick = training_cli.quick_look_command(f"examples/{name}.py", argv, {
         "--epochs": "1", "--steps-per-epoch": "10", "--output-dir": "runs/quick_look"})
     run = training_cli.training_run(args, setup, steps_per_epoch=391, epochs=164,
-                                    quick_look=quick)
+                                    total_steps=64000, quick_look=quick)
     text = describe_start(script.build_model(args), run)
     assert counts in text
     assert "jit_compile=auto (Keras' default, resolved to " in text
     assert "steps_per_execution=1 (Keras' default)" in text
-    assert "164 epochs x 391 steps = 64,124 steps, global batch " in text
+    assert "64,000 steps: 164 epochs of 391 steps (the last of 267), global batch " in text
     if args.resume:
         assert f"{args.output_dir}/backup (every 300 s and at each epoch end)" in text
     if "No GPU or TPU found" in text:
@@ -74,3 +75,44 @@ def test_global_batch_size_flag(monkeypatch, global_batch, per_replica):
     setup = training_cli.prepare(args)
     assert setup.global_batch_size == global_batch and setup.output_dir == args.output_dir
     assert (args.batch_size, args.global_batch_size) == (128, global_batch)
+
+
+SCRIPTS = ["train_cifar100", "train_imagenet", "reproduce"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_option_has_a_help_that_shows_its_default_once(name):
+    parser = load_example(name).build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{name}: {action.option_strings} has no help"
+            shown = parser._get_formatter()._format_action(action)
+            assert shown.lower().count("default") <= 1, shown
+    assert "default: None" not in text and "default: False" not in text
+
+
+# (script, arguments, the usage error): values the library refuses, caught
+# before anything is built, loaded or written.
+USAGE_ERRORS = {
+    "cifar-imagenet-model": ("train_cifar100", ["--model", "PreActResNet50"],
+                             "Unknown --model='PreActResNet50' for the cifar layout"),
+    "cifar-depth": ("train_cifar100", ["--depth", "21"], "Invalid depth=21"),
+    "cifar-npz-without-folder": ("train_cifar100", ["--data-source", "npz"],
+                                 "--data-source npz reads files: give --data-dir."),
+    "cifar-missing-folder": ("train_cifar100", ["--data-source", "npz", "--data-dir",
+                                                "/no/such/folder"], "/no/such/folder"),
+    "imagenet-cifar-model": ("train_imagenet", ["--model", "PreActResNet20"],
+                             "Unknown --model='PreActResNet20' for the imagenet layout"),
+    "imagenet-folder-without-folder": ("train_imagenet", ["--data-source", "folder"],
+                                       "--data-source folder reads files: give --data-dir."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
+def test_refused_values_are_usage_errors(case, capsys, tmp_path):
+    name, argv, message = USAGE_ERRORS[case]
+    out = tmp_path / "run"
+    check_bad_arguments_exit(load_example(name), [*argv, "--output-dir", str(out)], message,
+                             capsys)
+    assert not out.exists()

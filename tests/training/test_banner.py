@@ -55,7 +55,7 @@ def test_opening_lines_say_what_the_run_uses(run_kwargs, compile_kwargs, words):
                       **run_kwargs)
     distribution = DistributionSetup("mirrored", num_replicas=2)
     text = describe_start(tiny_model(**compile_kwargs), run, distribution)
-    for word in words + ["run        3 epochs x 5 steps = 15 steps",
+    for word in words + ["run        15 steps: 3 epochs of 5 steps,",
                          "backups    out/backup (every 300 s, every 2 steps and at each "
                          "epoch end)"]:
         assert word in text

@@ -117,13 +117,19 @@ class CrashAt(keras.callbacks.Callback):
 
 # Crash after global step k; the last backup is at step k, except after an
 # epoch's last step, whose backup is the epoch-end one (after validation).
-@pytest.mark.parametrize("crash_step, backup_step", [(2, 2), (3, 2), (5, 5)])
-def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_step):
+# Runs of 3 epochs of 3 steps, or of 8 steps (the last epoch has 2).
+@pytest.mark.parametrize("crash_step, backup_step, total_steps", [
+    (2, 2, None), (3, 2, None), (5, 5, None),
+    (4, 4, 8), (7, 7, 8),  # in the full epochs, then in the short last one
+])
+def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_step,
+                                                total_steps):
     backup = str(tmp_path / "backup")
-    kwargs = dict(epochs=3, steps_per_epoch=3, backup_dir=backup, every_steps=1,
-                  every_seconds=None, verbose=0)
+    kwargs = dict(epochs=3, steps_per_epoch=3, total_steps=total_steps, backup_dir=backup,
+                  every_steps=1, every_seconds=None, verbose=0)
     reference = tiny_model()
     fit_resumable(reference, data_at, **dict(kwargs, backup_dir=str(tmp_path / "ref")))
+    assert int(ops.convert_to_numpy(reference.optimizer.iterations)) == (total_steps or 9)
 
     model = tiny_model()
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -136,8 +142,12 @@ def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_ste
     resumed = tiny_model()
     history = fit_resumable(resumed, data_at, log=messages.append, **kwargs)
     assert messages[0].startswith(f"resuming from {state.weights_path}")
+    if state.step:
+        epoch_steps = 3 if total_steps is None or state.epoch < 2 else total_steps - 6
+        assert messages[1].startswith(f"epoch {state.epoch + 1} runs its remaining "
+                                      f"{epoch_steps - state.step} of {epoch_steps} steps")
     assert history.epoch == list(range(backup_step // 3, 3))
-    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == 9
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9)
     np.testing.assert_allclose(ops.convert_to_numpy(resumed.get_layer("fc").kernel),
                                ops.convert_to_numpy(reference.get_layer("fc").kernel),
                                rtol=1e-6, atol=1e-7)
@@ -145,7 +155,34 @@ def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_ste
     x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
     later = resumed.fit(x, y, batch_size=2, epochs=2, verbose=0)
     assert later.epoch == [0, 1]
-    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == 13
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9) + 4
+
+
+@pytest.mark.parametrize("epochs, steps_per_epoch, total_steps, fits", [
+    (3, 3, None, [(0, 3, 3)]),
+    (3, 3, 9, [(0, 3, 3)]),
+    (3, 3, 7, [(0, 2, 3), (2, 3, 1)]),
+    (1, 5, 2, [(0, 1, 2)]),
+])
+def test_a_run_of_steps_ends_with_a_shorter_epoch(epochs, steps_per_epoch, total_steps, fits):
+    """fit_run: the model.fit calls (first epoch, end epoch, steps per epoch)
+    and the data each starts at."""
+    model, calls, starts = tiny_model(), [], []
+    fit = model.fit
+
+    def recording_fit(*args, **kwargs):
+        calls.append((kwargs["initial_epoch"], kwargs["epochs"], kwargs["steps_per_epoch"]))
+        return fit(*args, **kwargs)
+
+    model.fit = recording_fit
+    history = resume.fit_run(model, lambda step: starts.append(step) or data_at(step),
+                             epochs=epochs, steps_per_epoch=steps_per_epoch,
+                             total_steps=total_steps, verbose=0)
+    assert calls == fits
+    assert starts == [first * steps_per_epoch for first, _, _ in fits]
+    assert history.epoch == list(range(epochs))
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == (
+        total_steps or epochs * steps_per_epoch)
 
 
 def test_finished_run_trains_nothing_more(tmp_path):
@@ -205,6 +242,8 @@ def test_plain_fit_refuses_to_overwrite_a_backup(tmp_path):
         (dict(every_seconds=0), r"Invalid every_seconds=0. Expected a number >= 0.001"),
         (dict(every_seconds=float("nan")), r"Invalid every_seconds=nan"),
         (dict(every_steps=-2), r"Invalid every_steps=-2. Expected an int >= 1"),
+        (dict(total_steps=3), r"Invalid total_steps=3. Expected an int in \[1, 2\]"),
+        (dict(epochs=2, total_steps=2), r"Invalid total_steps=2. Expected an int in \[3, 4\]"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, error):
@@ -226,6 +265,7 @@ def test_other_steps_per_epoch_is_refused(tmp_path):
     "changed, error",
     [
         (dict(epochs=4), "epochs: backup 2, this run 4"),
+        (dict(total_steps=3), "total_steps: backup None, this run 3"),
         (dict(run_config={"global_batch_size": 64}),
          "global_batch_size: backup 32, this run 64"),
     ],
