@@ -56,7 +56,7 @@ class Statistics:
                              f"{len(mean)} and {len(std)} values: mean={mean!r}, std={std!r}")
         if min(std) <= 0:
             raise ValueError(f"Expected all std values > 0. Received: std={std!r}")
-        scaled = [name for name, low in (("mean", 0 < max(mean) <= 1), ("std", min(std) < 1)) if low]
+        scaled = [n for n, low in (("mean", 0 < max(mean) <= 1), ("std", min(std) < 1)) if low]
         if scaled:
             raise ValueError(f"Expected statistics on the 0-255 pixel scale; mean={mean!r}, "
                              f"std={std!r} look like the 0-1 scale: multiply "
@@ -256,14 +256,10 @@ def model_data_format(model):
 
 
 def pipeline_data_format(normalization, data_format=None):
-    """The image layout a pipeline gives: `data_format` when given, else the
-    model's when `normalization` is a `keras.Model` (the pipeline feeds that
-    model), else `keras.config.image_data_format()`.
-
-    Raises:
-        ValueError: `data_format` is none of "channels_last",
-            "channels_first" and `None`.
-    """
+    """The image layout a pipeline gives: `data_format` (a ValueError unless
+    "channels_last", "channels_first" or None) when given, else the model's
+    when `normalization` is a `keras.Model` (the pipeline feeds that model),
+    else `keras.config.image_data_format()`."""
     if data_format is None and isinstance(normalization, keras.Model):
         data_format = model_data_format(normalization)
     return standardize_data_format(data_format)

@@ -28,13 +28,6 @@ def _output_paths(run):
     return paths
 
 
-def _epochs(run):
-    """"164 epochs of 391 steps", with the last one's steps where it is shorter."""
-    text = f"{run.epochs} epochs of {run.steps_per_epoch} steps"
-    last = run.steps - (run.epochs - 1) * run.steps_per_epoch
-    return text + (f" (the last of {last})" if last != run.steps_per_epoch else "")
-
-
 def describe_start(model: keras.Model, run: "TrainingRun",
                    distribution: DistributionSetup | None = None) -> str:
     """The run's opening lines: what trains where, with what, and where results go.
@@ -53,6 +46,8 @@ def describe_start(model: keras.Model, run: "TrainingRun",
     batch = "" if run.global_batch_size is None else (
         f", global batch {run.global_batch_size} ({run.global_batch_size // replicas} x "
         f"{replicas} replicas)")
+    last = run.steps - (run.epochs - 1) * run.steps_per_epoch
+    last = f" (the last of {last})" if last != run.steps_per_epoch else ""
     jit = f"jit_compile={model.jit_compile}"
     if run.jit_compile == "auto":
         jit = f"jit_compile=auto (Keras' default, resolved to {model.jit_compile})"
@@ -66,7 +61,8 @@ def describe_start(model: keras.Model, run: "TrainingRun",
         f"  backend    {keras.backend.backend()}, devices: {', '.join(devices)}",
         f"  model      {model.name}: {trainable:,} trainable parameters{paper}, "
         f"{frozen:,} non-trainable",
-        f"  run        {run.steps:,} steps: {_epochs(run)}{batch}, dtype policy "
+        f"  run        {run.steps:,} steps: {run.epochs} epochs of {run.steps_per_epoch} steps"
+        f"{last}{batch}, dtype policy "
         f"{model.dtype_policy.name}, distribute {distribute}",
         f"  compile    {jit}, steps_per_execution={spe}{spe_default}, image data format "
         f"{keras.config.image_data_format()} (keras.config)",

@@ -316,66 +316,62 @@ def fit_inputs(data):
     return data, None, None
 
 
+def last_epoch_steps(epochs, steps_per_epoch, total_steps=None):
+    """The steps of a run's last epoch: `total_steps` (None: `epochs *
+    steps_per_epoch`) less those of the epochs before it.
+
+    Raises:
+        ValueError: `total_steps` not in `((epochs - 1) * steps_per_epoch,
+            epochs * steps_per_epoch]`.
+    """
+    full = (check_int("epochs", epochs, low=1) - 1) * check_int(
+        "steps_per_epoch", steps_per_epoch, low=1)
+    if total_steps is None:
+        return steps_per_epoch
+    return check_int("total_steps", total_steps, low=full + 1, high=full + steps_per_epoch) - full
+
+
 def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epoch=0, step=0,
             before_fit=None, **fit_kwargs):
-    """Trains a run from epoch `epoch`, step `step` of it to its end, in as
-    few `model.fit` calls as the position and the run's length allow.
+    """Trains a run from its epoch `epoch`, step `step` to its end.
 
-    A run of `total_steps` that is not a whole number of epochs ends with a
-    shorter last epoch (evaluated like the others); an interrupted epoch
-    runs its remaining steps only. Each part of the run that has its own
-    number of steps per epoch is one `model.fit` call.
+    Each stretch of epochs of one length is one `model.fit` call: the rest of
+    an interrupted epoch, the full epochs, and a last epoch cut at
+    `total_steps` (evaluated like the others).
 
     Args:
         model: compiled `keras.Model`.
-        train_data: data or a callable `start_step -> data` (see
-            `fit_resumable`); called with the run's step where each
-            `model.fit` call starts.
-        epochs: int > 0. Epochs of the whole run.
-        steps_per_epoch: int > 0.
-        total_steps: int or None. Training steps of the whole run, more than
-            `(epochs - 1) * steps_per_epoch` and at most `epochs *
-            steps_per_epoch`. Defaults to None (`epochs * steps_per_epoch`).
-        epoch, step: ints. Where the run is: completed epochs, and steps
-            done of the next one. Defaults to 0, 0 (its start).
-        before_fit: callable or None, called before each `model.fit` call.
+        train_data: data, or a callable `start_step -> data` (see
+            `fit_resumable`) called with the step each `model.fit` starts at.
+        epochs, steps_per_epoch: ints > 0.
+        total_steps: int or None. Steps of the whole run (see
+            `last_epoch_steps`). Defaults to None (`epochs * steps_per_epoch`).
+        epoch, step: ints. Where the run is: epochs done, and steps done of
+            the next one. Defaults to 0, 0 (its start).
+        before_fit: callable or None, called before each `model.fit`.
         **fit_kwargs: other `model.fit` arguments; not `initial_epoch`.
 
     Returns:
         `keras.callbacks.History` of the epochs trained.
-
-    Raises:
-        ValueError: bad `epochs`, `steps_per_epoch` or `total_steps`.
     """
-    epochs = check_int("epochs", epochs, low=1)
-    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
-    last = steps_per_epoch
-    if total_steps is not None:
-        total_steps = check_int("total_steps", total_steps, low=(epochs - 1) * steps_per_epoch + 1,
-                                high=epochs * steps_per_epoch)
-        last = total_steps - (epochs - 1) * steps_per_epoch
+    last = last_epoch_steps(epochs, steps_per_epoch, total_steps)
     full_end = epochs if last == steps_per_epoch else epochs - 1
-    runs = []  # (first epoch, end epoch, steps per epoch of the call, steps done before it)
+    runs = []  # (first epoch, end epoch, steps of its first epoch already done)
     if step and epoch < epochs:
-        runs.append((epoch, epoch + 1, (last if epoch == full_end else steps_per_epoch) - step,
-                     step))
-        epoch += 1
-    if epoch < full_end:
-        runs.append((epoch, full_end, steps_per_epoch, 0))
-    if full_end < epochs and epoch <= full_end:
-        runs.append((full_end, epochs, last, 0))
+        runs, epoch = [(epoch, epoch + 1, step)], epoch + 1
+    runs += [(epoch, full_end, 0)] if epoch < full_end else []
+    runs += [(full_end, epochs, 0)] if epoch <= full_end < epochs else []
     history = keras.callbacks.History()
     history.epoch, history.history = [], {}
-    for first_epoch, end_epoch, steps, done in runs:
+    for first, end, done in runs:
         if before_fit is not None:
             before_fit()
-        data = train_data(first_epoch * steps_per_epoch + done) if callable(train_data) \
-            else train_data
+        start = first * steps_per_epoch + done
+        data = train_data(start) if callable(train_data) else train_data
         x, y, sample_weight = fit_inputs(data)
-        h = model.fit(
-            x, y, sample_weight=sample_weight, initial_epoch=first_epoch, epochs=end_epoch,
-            steps_per_epoch=steps, **{"shuffle": isinstance(data, tuple), **fit_kwargs},
-        )
+        h = model.fit(x, y, sample_weight=sample_weight, initial_epoch=first, epochs=end,
+                      steps_per_epoch=(last if first == epochs - 1 else steps_per_epoch) - done,
+                      **{"shuffle": isinstance(data, tuple), **fit_kwargs})
         history.epoch += h.epoch
         for key, values in h.history.items():
             history.history.setdefault(key, []).extend(values)
@@ -439,8 +435,7 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
     ...     start_batch=step), epochs=164, steps_per_epoch=391, total_steps=64000,
     ...     backup_dir="runs/c100/backup")
     """
-    epochs = check_int("epochs", epochs, low=1)
-    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
+    last_epoch_steps(epochs, steps_per_epoch, total_steps)
     if "initial_epoch" in fit_kwargs:
         raise ValueError("fit_resumable chooses initial_epoch from the backup; "
                          f"received initial_epoch={fit_kwargs['initial_epoch']!r}.")
@@ -460,8 +455,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
         log(f"resuming from {state.weights_path}: {state.describe(epochs)}")
         epoch, step = state.epoch, state.step
         if step:
-            steps = steps_per_epoch if total_steps is None or epoch < epochs - 1 \
-                else total_steps - epoch * steps_per_epoch
+            steps = last_epoch_steps(epochs, steps_per_epoch, total_steps) \
+                if epoch == epochs - 1 else steps_per_epoch
             log(f"epoch {epoch + 1} runs its remaining {steps - step} of {steps} steps; its "
                 "logged training metrics cover those only")
     backup = TrainingBackup(backup_dir, every_seconds=every_seconds,

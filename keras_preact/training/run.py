@@ -33,6 +33,7 @@ from keras_preact.training.resume import DEFAULT_BACKUP_SECONDS
 from keras_preact.training.resume import fit_inputs
 from keras_preact.training.resume import fit_resumable
 from keras_preact.training.resume import fit_run
+from keras_preact.training.resume import last_epoch_steps
 from keras_preact.validation import check_choice
 from keras_preact.validation import check_int
 from keras_preact.validation import check_real
@@ -96,15 +97,10 @@ class TrainingRun:
     total_steps: int | None = None
 
     def __post_init__(self):
-        check_int("epochs", self.epochs, low=1)
-        check_int("steps_per_epoch", self.steps_per_epoch, low=1)
         for name in ("validation_steps", "backup_every_steps", "global_batch_size"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
-        if self.total_steps is not None:
-            check_int("total_steps", self.total_steps,
-                      low=(self.epochs - 1) * self.steps_per_epoch + 1,
-                      high=self.epochs * self.steps_per_epoch)
+        last_epoch_steps(self.epochs, self.steps_per_epoch, self.total_steps)
         check_real("backup_every_seconds", self.backup_every_seconds, low=1e-3)
         check_choice("verbose", self.verbose, (0, 1, 2))
         check_choice("jit_compile", self.jit_compile, (None, True, False, "auto"))
@@ -155,10 +151,10 @@ def train_and_evaluate(
     Args:
         model: compiled `keras.Model` (built and compiled in
             `distribution.scope()` when distributed).
-        train_data: the training batches, repeated for at least the whole
-            run (a `tf.data.Dataset`, `keras.utils.PyDataset` or generator),
-            an `(x, y[, sample_weight])` tuple of arrays, or a function `start_step -> such data` that starts the stream
-            at a training step (see `fit_resumable`).
+        train_data: the training batches, repeated for the whole run (a
+            `tf.data.Dataset`, `keras.utils.PyDataset` or generator), an `(x,
+            y[, sample_weight])` tuple of arrays, or a function `start_step ->
+            such data` starting at a training step (see `fit_resumable`).
         run: `TrainingRun`.
         validation_data: what `model.fit` takes as `validation_data`, or
             None. Defaults to None.
