@@ -62,7 +62,6 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
     return images
 
 
-
 def in_data_format(ds, data_format):
     """`ds`, a dataset of channels-last `(images, labels)` batches, in `data_format`."""
     if data_format == "channels_last":
