@@ -87,7 +87,7 @@ def add_arguments(parser, *, default_batch_size, default_output_dir):
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive(int), default=None, help="Number of epochs.")
     length.add_argument("--steps", type=positive(int), default=None,
-                        help="Total training iterations (rounded up to whole epochs).")
+                        help="Total training iterations, exactly: the last epoch stops there.")
     g.add_argument("--steps-per-epoch", type=positive(int), default=None,
                    help="Iterations per epoch (default: one pass over the training set). "
                         "Small values give quick runs.")
