@@ -346,6 +346,18 @@ def check_a_model_gets_its_own_layout(build, size=32):
     np.testing.assert_array_equal(fed, expected)
 
 
+def check_every_iteration_is_the_same_stream(dataset, batches):
+    """A seeded training `dataset`, iterated twice, gives the same first
+    `batches` batches (Keras' JAX and torch trainers iterate a dataset once to
+    build the model, then again to train)."""
+    def first():
+        return [tuple(np.asarray(t) for t in batch) for _, batch in zip(range(batches), dataset)]
+
+    for (x1, y1), (x2, y2) in zip(first(), first(), strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
 def check_batches_fit_a_keras_model(make_dataset, normalizing=False, one_hot=False):
     """`make_dataset(model)`'s batches feed `model.fit` on the suite's backend:
     a small conv net, normalizing its own input (CIFAR-10 statistics) where

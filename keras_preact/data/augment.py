@@ -62,6 +62,16 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
     return images
 
 
+def one_stream(make_dataset, same):
+    """`make_dataset()`, made anew on every iteration when `same`, so that its
+    random ops (shuffle orders, random seeds) restart: every iteration is the
+    same stream. Keras' JAX and torch trainers iterate a dataset once to
+    build the model, then again to train."""
+    if not same:
+        return make_dataset()
+    return tf.data.Dataset.range(1).flat_map(lambda _: make_dataset())
+
+
 def in_data_format(ds, data_format):
     """`ds`, a dataset of channels-last `(images, labels)` batches, in `data_format`."""
     if data_format == "channels_last":

@@ -93,7 +93,8 @@ def cifar_dataset(
         num_classes: number of classes; defaults to 100 if any label >= 10,
             else 10. Needed for one-hot labels; picks the `"auto"` statistics.
         seed: int for a reproducible pipeline (shuffle order and
-            augmentation still change from pass to pass), or `None`.
+            augmentation change from pass to pass; with `repeat`, every
+            iteration is the same stream, MixUp and CutMix aside), or `None`.
         normalization: as `keras_preact.normalization.pipeline_statistics`;
             `"auto"`: `"cifar100"` if `num_classes` is 100, else `"cifar10"`.
         pad: pixels padded per side before the random crop.
@@ -162,12 +163,16 @@ def cifar_dataset(
     # Reader: shuffled indices, not images (a full shuffle costs 8 bytes per
     # image). Batches are consecutive runs of batch_size indices, so skipping
     # indices (and the matching augmentation seeds) skips whole batches.
-    ds = tf.data.Dataset.range(len(images))
-    if training:
-        ds = ds.shuffle(shuffle_buffer or len(images), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.skip(start_batch * batch_size)
+    same = repeat and seed is not None  # see `augment.one_stream`
+
+    def indices():
+        ds = tf.data.Dataset.range(len(images))
+        if training:
+            ds = ds.shuffle(shuffle_buffer or len(images), seed=seed,
+                            reshuffle_each_iteration=True)
+        return ds.repeat() if repeat else ds
+
+    ds = aug.one_stream(indices, same).skip(start_batch * batch_size)
     if not training:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(
@@ -183,7 +188,8 @@ def cifar_dataset(
         )
     crop_flip = dict(pad=pad, pad_mode=pad_mode, pad_value=pad_value) if augment != "none" else None
     # One (2,) stateless seed per element; differs on every pass.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    seeds = aug.one_stream(lambda: tf.data.Dataset.random(
+        seed=seed, rerandomize_each_iteration=True).batch(2), same)
     seeds = seeds.skip(start_batch if vectorized else start_batch * batch_size)
     deterministic = seed is not None
     ds = _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output,

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_preact import image_ops
 from keras_preact.data.augment import in_data_format
+from keras_preact.data.augment import one_stream
 from keras_preact.normalization import pipeline_data_format
 from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
@@ -349,29 +350,34 @@ def imagenet_dataset(
     counter = SkipCounter() if counter is None else counter
     deterministic = not training or seed is not None
     # 1. Read (encoded bytes or path, label) records.
-    class_names = None
-    if source == "tfrecord":
-        pattern = file_pattern or os.path.join(os.fspath(data_dir), f"{split}-*")
-        ds = _tfrecord_records(pattern, training, seed, input_context, cycle_length, deterministic)
-    elif source == "folder":
-        ds, class_names, count = _folder_records(os.fspath(data_dir), split, input_context, counter)
+    class_names = listed = None
+    pattern = file_pattern or os.path.join(os.fspath(data_dir or ""), f"{split}-*")
+    if source == "folder":
+        listed, class_names, count = _folder_records(os.fspath(data_dir), split, input_context,
+                                                     counter)
         shuffle_buffer = shuffle_buffer or count  # all paths: small, listed by class
-    else:
-        ds = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
-    # 2. Shuffle the small records (bytes or paths), not decoded images, so
-    # the buffer stays cheap; reshuffled every epoch.
-    if training:
-        ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
-    # 3. Repeat before batching, so batches span epoch boundaries and are
-    # always full.
-    if repeat:
-        ds = ds.repeat()
+    elif source == "tfds":
+        listed = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
+
+    def stream():
+        ds = listed if listed is not None else _tfrecord_records(
+            pattern, training, seed, input_context, cycle_length, deterministic)
+        # 2. Shuffle the small records (bytes or paths), not decoded images,
+        # so the buffer stays cheap; reshuffled every epoch.
+        if training:
+            ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
+        # 3. Repeat before batching, so batches span epoch boundaries and are
+        # always full.
+        return ds.repeat() if repeat else ds
+
+    same = repeat and seed is not None  # see `one_stream`
+    ds = one_stream(stream, same)
     # 4. Decode the crop window, resize, flip, normalize; skip failures.
     window = _window_fn(training, augment, image_size, eval_resize, scale_range, area_range,
                         aspect_ratio_range)
     ds = _decode_step(
         ds, window, image_size, training and flip, statistics,
-        label_offset, source == "folder", seed, counter, num_parallel_calls, deterministic,
+        label_offset, source == "folder", seed, same, counter, num_parallel_calls, deterministic,
     )
     # 5. Batch; training drops the last partial batch (static shapes).
     ds = in_data_format(ds.batch(batch_size, drop_remainder=drop_remainder), data_format)
@@ -406,15 +412,17 @@ def _check_arguments(source, data_dir, file_pattern, augment, batch_size, image_
     return image_size
 
 
-def _decode_step(ds, window, image_size, flip, statistics, label_offset, is_path, seed,
+def _decode_step(ds, window, image_size, flip, statistics, label_offset, is_path, seed, same,
                  counter, num_parallel_calls, deterministic):
     """(bytes or path, label) records -> (image, label), failures skipped.
 
-    Every element gets its own stateless seed, different on every pass.
+    Every element gets its own stateless seed, different on every pass
+    (unless `same`: see `one_stream`).
     Images that fail to decode (corrupt, truncated, not an image) are
     dropped instead of stopping training; `counter` records how many.
     """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    seeds = one_stream(lambda: tf.data.Dataset.random(
+        seed=seed, rerandomize_each_iteration=True).batch(2), same)
     ds = tf.data.Dataset.zip((ds, seeds))
     if counter:
         ds = _counted(ds, counter._seen)

@@ -14,6 +14,7 @@ from keras_preact.data import cifar_dataset  # noqa: E402
 
 from _checks import check_a_model_gets_its_own_layout  # noqa: E402
 from _checks import check_batches_fit_a_keras_model  # noqa: E402
+from _checks import check_every_iteration_is_the_same_stream  # noqa: E402
 from _checks import check_channels_first_is_the_transpose  # noqa: E402
 from _checks import check_pixels_for_a_self_normalizing_model  # noqa: E402
 from _checks import dataset_arrays  # noqa: E402
@@ -266,6 +267,24 @@ LAYOUT_PIPELINES = {
 @pytest.mark.parametrize("name", list(LAYOUT_PIPELINES))
 def test_channels_first_batches_are_the_transpose(name):
     check_channels_first_is_the_transpose(LAYOUT_PIPELINES[name], mixup="mixup" in name)
+
+
+@pytest.mark.parametrize("vectorized", [True, False], ids=["per-batch", "per-image"])
+def test_every_iteration_of_a_seeded_pipeline_is_the_same_stream(vectorized):
+    """Over 3 epochs of 4 batches (each epoch in its own order), and from any
+    start batch."""
+    x, y = random_images(32), np.arange(32) % 10
+
+    def stream(start_batch=0):
+        return cifar_dataset(x, y, training=True, batch_size=8, seed=3, repeat=True,
+                             vectorized=vectorized, start_batch=start_batch)
+
+    check_every_iteration_is_the_same_stream(stream(), batches=12)
+    labels = dataset_arrays(stream().take(8))[1].reshape(2, 32)
+    assert not np.array_equal(*labels)  # epoch 2 is another order
+    check_every_iteration_is_the_same_stream(stream(5), batches=7)
+    np.testing.assert_array_equal(dataset_arrays(stream(5).take(7))[0],
+                                  dataset_arrays(stream().take(12))[0][5 * 8:])
 
 
 @pytest.mark.parametrize("name", ["cifar training", "cifar evaluation"])

@@ -16,6 +16,7 @@ from keras_preact.data import imagenet_dataset  # noqa: E402
 
 from _checks import check_a_model_gets_its_own_layout  # noqa: E402
 from _checks import check_batches_fit_a_keras_model  # noqa: E402
+from _checks import check_every_iteration_is_the_same_stream  # noqa: E402
 from _checks import check_channels_first_is_the_transpose  # noqa: E402
 from _checks import check_pixels_for_a_self_normalizing_model  # noqa: E402
 from _checks import dataset_arrays  # noqa: E402
@@ -243,6 +244,12 @@ def test_a_model_gets_batches_in_its_data_format(training, small_image_tree):
     check_a_model_gets_its_own_layout(lambda **kw: imagenet_dataset(
         "folder", small_image_tree, "train", training=training, batch_size=2, image_size=16,
         seed=5, **kw), size=16)
+
+
+def test_every_iteration_of_a_seeded_pipeline_is_the_same_stream(small_image_tree):
+    check_every_iteration_is_the_same_stream(imagenet_dataset(
+        "folder", small_image_tree, "train", training=True, batch_size=2, image_size=16,
+        repeat=True, seed=5), batches=6)
 
 
 def test_batches_fit_a_keras_model(small_image_tree):

@@ -23,6 +23,7 @@ from keras_preact.training import read_backup
 from keras_preact.training import resume
 
 from _checks import REPO
+from _checks import random_images
 
 WORKER = REPO / "tests" / "resume_worker.py"
 sys.path.insert(0, str(REPO / "tests"))
@@ -84,11 +85,25 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(case, uninterrupted, tmp_pat
     assert sorted(backups)[-1] == "training_metadata.json" and len(backups) == 2
 
 
-def tiny_model():
+def tiny_model(images=False):
+    """A dense layer on 3 features, or (`images`) a conv net on 8x8 RGB images."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="fc")])
+    layers = [keras.Input((3,)), keras.layers.Dense(4, name="fc")]
+    if images:
+        layers = [keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+                  keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
+                  keras.layers.Dense(4, name="fc")]
+    model = keras.Sequential(layers)
     compile_for_paper(model, 0.1)
     return model
+
+
+def cifar_data_at(start_step):
+    """A seeded, augmented tf.data pipeline positioned at `start_step`."""
+    from keras_preact.data import cifar_dataset
+
+    return cifar_dataset(random_images(12, size=8), np.arange(12) % 4, training=True,
+                         batch_size=2, seed=0, repeat=True, start_batch=start_step, pad=2)
 
 
 def data_at(start_step):
@@ -118,29 +133,34 @@ class CrashAt(keras.callbacks.Callback):
 # Crash after global step k; the last backup is at step k, except after an
 # epoch's last step, whose backup is the epoch-end one (after validation).
 # Runs of 3 epochs of 3 steps, or of 8 steps (the last epoch has 2).
-@pytest.mark.parametrize("crash_step, backup_step, total_steps", [
-    (2, 2, None), (3, 2, None), (5, 5, None),
-    (4, 4, 8), (7, 7, 8),  # in the full epochs, then in the short last one
+# A generator, or a tf.data pipeline (which Keras' JAX and torch trainers
+# iterate once to build the model, then again to train).
+@pytest.mark.parametrize("crash_step, backup_step, total_steps, data", [
+    (2, 2, None, "generator"), (3, 2, None, "generator"), (5, 5, None, "generator"),
+    (4, 4, 8, "generator"), (7, 7, 8, "generator"),  # full epochs, then the short last one
+    (4, 4, None, "tf.data"), (7, 7, 8, "tf.data"),
 ])
 def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_step,
-                                                total_steps):
+                                                total_steps, data):
     backup = str(tmp_path / "backup")
+    images = data == "tf.data"
+    stream_at = cifar_data_at if images else data_at
     kwargs = dict(epochs=3, steps_per_epoch=3, total_steps=total_steps, backup_dir=backup,
                   every_steps=1, every_seconds=None, verbose=0)
-    reference = tiny_model()
-    fit_resumable(reference, data_at, **dict(kwargs, backup_dir=str(tmp_path / "ref")))
+    reference = tiny_model(images)
+    fit_resumable(reference, stream_at, **dict(kwargs, backup_dir=str(tmp_path / "ref")))
     assert int(ops.convert_to_numpy(reference.optimizer.iterations)) == (total_steps or 9)
 
-    model = tiny_model()
+    model = tiny_model(images)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        fit_resumable(model, data_at, callbacks=[CrashAt(crash_step)], **kwargs)
+        fit_resumable(model, stream_at, callbacks=[CrashAt(crash_step)], **kwargs)
     state = read_backup(backup)
     assert state.global_step == backup_step
     assert (state.epoch, state.step) == divmod(backup_step, 3)
 
     messages = []
-    resumed = tiny_model()
-    history = fit_resumable(resumed, data_at, log=messages.append, **kwargs)
+    resumed = tiny_model(images)
+    history = fit_resumable(resumed, stream_at, log=messages.append, **kwargs)
     assert messages[0].startswith(f"resuming from {state.weights_path}")
     if state.step:
         epoch_steps = 3 if total_steps is None or state.epoch < 2 else total_steps - 6
@@ -148,11 +168,12 @@ def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_ste
                                       f"{epoch_steps - state.step} of {epoch_steps} steps")
     assert history.epoch == list(range(backup_step // 3, 3))
     assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9)
-    np.testing.assert_allclose(ops.convert_to_numpy(resumed.get_layer("fc").kernel),
-                               ops.convert_to_numpy(reference.get_layer("fc").kernel),
-                               rtol=1e-6, atol=1e-7)
+    for got, want in zip(resumed.weights, reference.weights, strict=True):
+        np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(want),
+                                   rtol=1e-6, atol=1e-7, err_msg=got.path)
     # Nothing stays on the model: a later plain fit trains what it is asked.
-    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    x = np.zeros((4, 8, 8, 3) if images else (4, 3), "float32")
+    y = np.zeros(4, "int64")
     later = resumed.fit(x, y, batch_size=2, epochs=2, verbose=0)
     assert later.epoch == [0, 1]
     assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9) + 4
