@@ -161,17 +161,23 @@ def check_arguments(args):
 
 
 def main(argv=None):
-    args = training_cli.parse_arguments(build_parser(), argv, check_arguments)
+    parser = build_parser()
+    args = training_cli.parse_arguments(parser, argv, check_arguments)
     setup = training_cli.prepare(args)
     batch = setup.global_batch_size
     steps_per_epoch, epochs, total_steps = training_cli.run_length(
         args, args.train_examples, batch, default_epochs=DEFAULT_EPOCHS)
     schedule = make_schedule(args, batch, steps_per_epoch, total_steps)
-    with setup.distribution.scope():
-        model = build_model(args)
-        compile_for_paper(model, schedule, **training_cli.compile_arguments(args))
-    train_data, val_data = make_datasets(args, batch, setup.distribution.needs_static_batches,
-                                         model)
+    try:  # a model or data folder the library refuses is a usage error
+        with setup.distribution.scope():
+            model = build_model(args)
+            compile_for_paper(model, schedule, **training_cli.compile_arguments(args))
+        train_data, val_data = make_datasets(
+            args, batch, setup.distribution.needs_static_batches, model)
+        if callable(train_data):
+            train_data(0)  # reads the training folder or files now, not in the first fit
+    except ValueError as e:
+        parser.error(str(e))
     label = args.model or f"PreActResNet-{args.depth}"
     run = training_cli.training_run(
         args, setup, steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,

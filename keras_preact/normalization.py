@@ -36,9 +36,8 @@ class Statistics:
         std: sequence of per-channel standard deviations, as many as `mean`.
 
     Raises:
-        ValueError: non-numbers, lengths that differ, a std <= 0, or means
-            or stds on the 0-1 scale (a largest mean in (0, 1], a std below
-            1; zero means and unit stds, mean subtraction alone, pass).
+        ValueError: non-numbers, lengths that differ, a std <= 0, or the 0-1
+            scale (a largest mean in (0, 1] or a std below 1).
 
     Example:
 
@@ -89,7 +88,8 @@ def resolve_statistics(value, channels=3):
         value: a name in `STATISTICS` (`"cifar10"`, `"cifar100"`,
             `"imagenet"`), a `(mean, std)` pair on the 0-255 scale, or a
             `Statistics`.
-        channels: int. Number of channels expected. Defaults to `3`.
+        channels: int, or None for any number. Number of channels
+            expected. Defaults to `3`.
 
     Returns:
         A `Statistics` of `channels` values each.
@@ -118,7 +118,7 @@ def resolve_statistics(value, channels=3):
             raise ValueError(f"Expected statistics to be one of {sorted(STATISTICS)}, a (mean, "
                              f"std) pair or a Statistics. Received: {value!r}") from None
         statistics = Statistics(mean, std)
-    if len(statistics.mean) != channels:
+    if channels is not None and len(statistics.mean) != channels:
         raise ValueError(f"Expected one value per channel ({channels}). Received "
                          f"{len(statistics.mean)} values: {statistics}")
     return statistics
@@ -172,11 +172,12 @@ def input_normalization_layer(statistics, data_format=None):
     save and load) and it adds no weights.
 
     Args:
-        statistics: anything `resolve_statistics` takes.
+        statistics: anything `resolve_statistics` takes, with one value per
+            channel of the images.
         data_format: `"channels_last"`, `"channels_first"` or `None`
             (`keras.config.image_data_format()`). Defaults to `None`.
     """
-    statistics = resolve_statistics(statistics)
+    statistics = resolve_statistics(statistics, channels=None)
     first = standardize_data_format(data_format) == "channels_first"
     return keras.layers.Normalization(
         axis=1 if first else -1, mean=list(statistics.mean),

@@ -210,6 +210,13 @@ RECORDED = {
     "pair": (dict(input_normalization=((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))),
              Statistics((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))),
     "statistics": (dict(input_normalization=Statistics(*PAIR)), Statistics(*PAIR)),
+    # Not RGB: as many values as the input's channels.
+    "one-channel": (dict(input_normalization=((120.0,), (60.0,)), input_shape=(32, 32, 1)),
+                    Statistics((120.0,), (60.0,))),
+    "four-channels-first": (
+        dict(input_normalization=((10.0, 20.0, 30.0, 40.0), (2.0, 3.0, 4.0, 5.0)),
+             data_format="channels_first", input_shape=(4, 32, 32)),
+        Statistics((10.0, 20.0, 30.0, 40.0), (2.0, 3.0, 4.0, 5.0))),
 }
 
 

@@ -63,10 +63,9 @@ def random_pad_crop_flip_batch(images, seed, pad=4, pad_mode="constant", flip=Tr
 
 
 def one_stream(make_dataset, same):
-    """`make_dataset()`, made anew on every iteration when `same`, so that its
-    random ops (shuffle orders, random seeds) restart: every iteration is the
-    same stream. Keras' JAX and torch trainers iterate a dataset once to
-    build the model, then again to train."""
+    """`make_dataset()`, made anew on every iteration when `same`: its random
+    ops restart, so every iteration is the same stream (Keras' JAX and torch
+    trainers iterate a dataset once to build the model, then to train)."""
     if not same:
         return make_dataset()
     return tf.data.Dataset.range(1).flat_map(lambda _: make_dataset())

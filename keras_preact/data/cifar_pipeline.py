@@ -163,16 +163,14 @@ def cifar_dataset(
     # Reader: shuffled indices, not images (a full shuffle costs 8 bytes per
     # image). Batches are consecutive runs of batch_size indices, so skipping
     # indices (and the matching augmentation seeds) skips whole batches.
-    same = repeat and seed is not None  # see `augment.one_stream`
-
     def indices():
         ds = tf.data.Dataset.range(len(images))
         if training:
-            ds = ds.shuffle(shuffle_buffer or len(images), seed=seed,
-                            reshuffle_each_iteration=True)
+            ds = ds.shuffle(shuffle_buffer or len(images), seed=seed)
         return ds.repeat() if repeat else ds
 
-    ds = aug.one_stream(indices, same).skip(start_batch * batch_size)
+    ds = aug.one_stream(indices, same := repeat and seed is not None)
+    ds = ds.skip(start_batch * batch_size)
     if not training:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(
@@ -188,8 +186,7 @@ def cifar_dataset(
         )
     crop_flip = dict(pad=pad, pad_mode=pad_mode, pad_value=pad_value) if augment != "none" else None
     # One (2,) stateless seed per element; differs on every pass.
-    seeds = aug.one_stream(lambda: tf.data.Dataset.random(
-        seed=seed, rerandomize_each_iteration=True).batch(2), same)
+    seeds = aug.one_stream(lambda: tf.data.Dataset.random(seed, True).batch(2), same)
     seeds = seeds.skip(start_batch if vectorized else start_batch * batch_size)
     deterministic = seed is not None
     ds = _augment(ds, images_t, labels_t, seeds, batch_size, drop_remainder, to_output,

@@ -363,15 +363,13 @@ def imagenet_dataset(
         ds = listed if listed is not None else _tfrecord_records(
             pattern, training, seed, input_context, cycle_length, deterministic)
         # 2. Shuffle the small records (bytes or paths), not decoded images,
-        # so the buffer stays cheap; reshuffled every epoch.
+        # so the buffer stays cheap (a new order every epoch). 3. Repeat
+        # before batching, so batches span epoch boundaries and are full.
         if training:
-            ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
-        # 3. Repeat before batching, so batches span epoch boundaries and are
-        # always full.
+            ds = ds.shuffle(shuffle_buffer or 10_000, seed=seed)
         return ds.repeat() if repeat else ds
 
-    same = repeat and seed is not None  # see `one_stream`
-    ds = one_stream(stream, same)
+    ds = one_stream(stream, same := repeat and seed is not None)
     # 4. Decode the crop window, resize, flip, normalize; skip failures.
     window = _window_fn(training, augment, image_size, eval_resize, scale_range, area_range,
                         aspect_ratio_range)
@@ -416,13 +414,11 @@ def _decode_step(ds, window, image_size, flip, statistics, label_offset, is_path
                  counter, num_parallel_calls, deterministic):
     """(bytes or path, label) records -> (image, label), failures skipped.
 
-    Every element gets its own stateless seed, different on every pass
-    (unless `same`: see `one_stream`).
+    Every element gets its own stateless seed, new on every pass unless `same`.
     Images that fail to decode (corrupt, truncated, not an image) are
     dropped instead of stopping training; `counter` records how many.
     """
-    seeds = one_stream(lambda: tf.data.Dataset.random(
-        seed=seed, rerandomize_each_iteration=True).batch(2), same)
+    seeds = one_stream(lambda: tf.data.Dataset.random(seed, True).batch(2), same)
     ds = tf.data.Dataset.zip((ds, seeds))
     if counter:
         ds = _counted(ds, counter._seen)

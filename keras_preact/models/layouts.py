@@ -87,8 +87,8 @@ def resolve_layout(
 ):
     """Turns the builder's arguments into a validated `Layout`.
 
-    CIFAR nets have three stages of `n` units: basic units for depth `6n+2`
-    (default below depth 164) and bottleneck units for depth `9n+2`. ImageNet
+    CIFAR nets have three stages of `n` units: basic units for depth `6n+2`,
+    bottleneck units for `9n+2` (both forms: basic below 164). ImageNet
     nets take the depths of the paper's Table 5, or any `stage_units`.
 
     Returns:
@@ -143,23 +143,18 @@ def resolve_layout(
 
 
 def _cifar_units(depth, block_type):
+    forms = "6n+2 (basic units, e.g. 8, 20, 56, 110) or 9n+2 (bottleneck units, e.g. 11, 29, 164)"
     if not isinstance(depth, int) or isinstance(depth, bool):
-        raise ValueError(
-            f"Invalid depth={depth!r}. Expected an int: 6n+2 for basic units "
-            "(20, 32, 44, 56, 110) or 9n+2 for bottleneck units (164, 1001)."
-        )
-    if block_type is None:
-        block_type = "bottleneck" if depth >= 164 else "basic"
-    convs = 9 if block_type == "bottleneck" else 6
-    if depth < convs + 2 or (depth - 2) % convs:
-        form, examples = ("9n+2", "11, 164, 1001") if convs == 9 else (
-            "6n+2", "8, 20, 56, 110"
-        )
-        raise ValueError(
-            f"Invalid depth={depth} for the CIFAR layout with {block_type} "
-            f"units: depth must be {form} with n >= 1 (e.g. {examples})."
-        )
-    n = (depth - 2) // convs
+        raise ValueError(f"Invalid depth={depth!r}. Expected an int: {forms}.")
+    fits = [kind for kind, c in (("bottleneck", 9), ("basic", 6))
+            if depth >= c + 2 and (depth - 2) % c == 0]
+    if block_type is None and fits:  # a depth of both forms: the paper's choice at that depth
+        block_type = fits[0] if depth >= 164 else fits[-1]
+    if block_type not in fits:
+        units = f" with {block_type} units" if block_type else ""
+        raise ValueError(f"Invalid depth={depth} for the CIFAR layout{units}: depth must be "
+                         f"{forms}, n >= 1.")
+    n = (depth - 2) // (9 if block_type == "bottleneck" else 6)
     return block_type, (n, n, n)
 
 

@@ -47,7 +47,9 @@ def describe_start(model: keras.Model, run: "TrainingRun",
         f", global batch {run.global_batch_size} ({run.global_batch_size // replicas} x "
         f"{replicas} replicas)")
     last = run.steps - (run.epochs - 1) * run.steps_per_epoch
-    last = f" (the last of {last})" if last != run.steps_per_epoch else ""
+    epochs = f"1 epoch of {last} steps" if run.epochs == 1 else (
+        f"{run.epochs} epochs of {run.steps_per_epoch} steps"
+        + (f" (the last of {last})" if last != run.steps_per_epoch else ""))
     jit = f"jit_compile={model.jit_compile}"
     if run.jit_compile == "auto":
         jit = f"jit_compile=auto (Keras' default, resolved to {model.jit_compile})"
@@ -61,8 +63,7 @@ def describe_start(model: keras.Model, run: "TrainingRun",
         f"  backend    {keras.backend.backend()}, devices: {', '.join(devices)}",
         f"  model      {model.name}: {trainable:,} trainable parameters{paper}, "
         f"{frozen:,} non-trainable",
-        f"  run        {run.steps:,} steps: {run.epochs} epochs of {run.steps_per_epoch} steps"
-        f"{last}{batch}, dtype policy "
+        f"  run        {run.steps:,} steps: {epochs}{batch}, dtype policy "
         f"{model.dtype_policy.name}, distribute {distribute}",
         f"  compile    {jit}, steps_per_execution={spe}{spe_default}, image data format "
         f"{keras.config.image_data_format()} (keras.config)",

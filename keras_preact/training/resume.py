@@ -318,12 +318,8 @@ def fit_inputs(data):
 
 def last_epoch_steps(epochs, steps_per_epoch, total_steps=None):
     """The steps of a run's last epoch: `total_steps` (None: `epochs *
-    steps_per_epoch`) less those of the epochs before it.
-
-    Raises:
-        ValueError: `total_steps` not in `((epochs - 1) * steps_per_epoch,
-            epochs * steps_per_epoch]`.
-    """
+    steps_per_epoch`) less those of the others; a ValueError unless in
+    `[1, steps_per_epoch]`."""
     full = (check_int("epochs", epochs, low=1) - 1) * check_int(
         "steps_per_epoch", steps_per_epoch, low=1)
     if total_steps is None:
@@ -340,12 +336,8 @@ def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epo
     `total_steps` (evaluated like the others).
 
     Args:
-        model: compiled `keras.Model`.
-        train_data: data, or a callable `start_step -> data` (see
-            `fit_resumable`) called with the step each `model.fit` starts at.
-        epochs, steps_per_epoch: ints > 0.
-        total_steps: int or None. Steps of the whole run (see
-            `last_epoch_steps`). Defaults to None (`epochs * steps_per_epoch`).
+        model, train_data, epochs, steps_per_epoch, total_steps: as in
+            `fit_resumable` (without a backup).
         epoch, step: ints. Where the run is: epochs done, and steps done of
             the next one. Defaults to 0, 0 (its start).
         before_fit: callable or None, called before each `model.fit`.
@@ -366,8 +358,7 @@ def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epo
     for first, end, done in runs:
         if before_fit is not None:
             before_fit()
-        start = first * steps_per_epoch + done
-        data = train_data(start) if callable(train_data) else train_data
+        data = train_data(first * steps_per_epoch + done) if callable(train_data) else train_data
         x, y, sample_weight = fit_inputs(data)
         h = model.fit(x, y, sample_weight=sample_weight, initial_epoch=first, epochs=end,
                       steps_per_epoch=(last if first == epochs - 1 else steps_per_epoch) - done,
@@ -405,9 +396,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
         epochs: int > 0. Total epochs of the run.
         steps_per_epoch: int > 0.
         backup_dir: str. Folder of the backup (kept after training).
-        total_steps: int or None. Training steps of the whole run: the last
-            epoch stops there (see `fit_run`). Defaults to None (`epochs *
-            steps_per_epoch`).
+        total_steps: int or None. Steps of the whole run: the last epoch
+            stops there. Defaults to None (`epochs * steps_per_epoch`).
         every_seconds, every_steps: backup intervals (see `TrainingBackup`).
         callbacks: list of `keras.callbacks.Callback` or None.
         log: callable taking a str, for the resume messages. Defaults to

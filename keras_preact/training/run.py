@@ -47,9 +47,8 @@ class TrainingRun:
         output_dir: str. Where the run writes (see `keras_preact.training.run`).
         epochs: int > 0. Epochs of the whole run.
         steps_per_epoch: int > 0. Training steps per epoch.
-        total_steps: int > 0 or None. Training steps of the whole run: the
-            last epoch stops there. Defaults to None (`epochs *
-            steps_per_epoch`).
+        total_steps: int > 0 or None. Steps of the whole run: the last epoch
+            stops there. Defaults to None (`epochs * steps_per_epoch`).
         validation_steps: int > 0 or None. Batches of each validation and
             of the final evaluation; None: all. Defaults to None.
         resume: bool. Back up while training and continue from the last

@@ -106,6 +106,10 @@ USAGE_ERRORS = {
                              "Unknown --model='PreActResNet20' for the imagenet layout"),
     "imagenet-folder-without-folder": ("train_imagenet", ["--data-source", "folder"],
                                        "--data-source folder reads files: give --data-dir."),
+    "imagenet-missing-folder": ("train_imagenet", ["--data-source", "folder", "--data-dir",
+                                                   "/no/such/folder"], "/no/such/folder"),
+    "imagenet-small-images": ("train_imagenet", ["--data-source", "synthetic", "--image-size",
+                                                 "16"], "Invalid input_shape=(16, 16, 3)"),
 }
 
 

@@ -45,3 +45,31 @@ def test_units_follow_the_stages(kwargs, widths, strides):
     # The ImageNet stem already ends in BN-ReLU; the CIFAR stem does not.
     assert (first.preact_bn is None) == (net.name == "imagenet")
     assert first.preactivated_shortcut == (True if net.name == "cifar" else None)
+
+
+# (depth, block type given, the block type and units per stage it gives)
+CIFAR_DEPTHS = [
+    (20, None, "basic", 3),  # 6n+2 and 9n+2: basic below 164, as in the paper
+    (110, None, "basic", 18),
+    (164, None, "bottleneck", 18),  # both forms: bottleneck from 164
+    (29, None, "bottleneck", 3),  # 9n+2 only
+    (170, None, "basic", 28),  # 6n+2 only
+    (20, "bottleneck", "bottleneck", 2),
+]
+
+
+@pytest.mark.parametrize("depth, block_type, expected, units", CIFAR_DEPTHS)
+def test_a_cifar_depth_gives_its_block_type(depth, block_type, expected, units):
+    layout = resolve_layout("cifar", depth, block_type=block_type)
+    assert layout.bottleneck == (expected == "bottleneck")
+    assert [stage.units for stage in layout.stages] == [units] * 3
+
+
+@pytest.mark.parametrize("depth, block_type, message", [
+    (21, None, r"Invalid depth=21 for the CIFAR layout: depth must be 6n\+2 \(basic units, "
+               r"e.g. 8, 20, 56, 110\) or 9n\+2 \(bottleneck units"),
+    (29, "basic", r"Invalid depth=29 for the CIFAR layout with basic units: depth must be 6n\+2"),
+])
+def test_a_depth_of_neither_form_is_refused(depth, block_type, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_layout("cifar", depth, block_type=block_type)

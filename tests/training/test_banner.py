@@ -59,3 +59,13 @@ def test_opening_lines_say_what_the_run_uses(run_kwargs, compile_kwargs, words):
                          "backups    out/backup (every 300 s, every 2 steps and at each "
                          "epoch end)"]:
         assert word in text
+
+
+@pytest.mark.parametrize("length, words", [
+    (dict(epochs=3, steps_per_epoch=5), "run        15 steps: 3 epochs of 5 steps,"),
+    (dict(epochs=3, steps_per_epoch=5, total_steps=12),
+     "run        12 steps: 3 epochs of 5 steps (the last of 2),"),
+    (dict(epochs=1, steps_per_epoch=30, total_steps=5), "run        5 steps: 1 epoch of 5 steps,"),
+])
+def test_opening_lines_give_the_run_length(length, words):
+    assert words in describe_start(tiny_model(), TrainingRun("out", **length))
