@@ -45,11 +45,12 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=training_cli.HelpFormatter)
     g = parser.add_argument_group("model and data")
-    g.add_argument("--depth", type=int, default=164,
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--depth", type=int, default=164,
                    help="CIFAR depth: 6n+2 (basic units, e.g. 20, 56, 110) or 9n+2 "
                         "(bottleneck, 164, 1001).")
-    g.add_argument("--model", default=None,
-                   help="A named model instead of --depth, e.g. PreActResNet164.")
+    which.add_argument("--model", default=None,
+                   help="A named model, e.g. PreActResNet164 (instead of --depth).")
     g.add_argument("--dataset", choices=sorted(NUM_CLASSES), default="cifar100",
                    help="The dataset, and the statistics the model normalizes with.")
     g.add_argument("--data-source", choices=("tfds", "archive", "npz"), default="tfds",

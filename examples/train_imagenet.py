@@ -55,9 +55,10 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=training_cli.HelpFormatter)
     g = parser.add_argument_group("model and data")
-    g.add_argument("--depth", type=int, default=50, choices=IMAGENET_DEPTHS,
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--depth", type=int, default=50, choices=IMAGENET_DEPTHS,
                    help="The paper's ImageNet depths (Table 5).")
-    g.add_argument("--model", default=None,
+    which.add_argument("--model", default=None,
                    help="A named model instead of --depth, e.g. PreActResNet200.")
     g.add_argument("--num-classes", type=training_cli.positive(int), default=1000,
                    help="Classes of the classifier.")

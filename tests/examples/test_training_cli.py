@@ -102,6 +102,8 @@ USAGE_ERRORS = {
                                  "--data-source npz reads files: give --data-dir."),
     "cifar-missing-folder": ("train_cifar100", ["--data-source", "npz", "--data-dir",
                                                 "/no/such/folder"], "/no/such/folder"),
+    "cifar-model-and-depth": ("train_cifar100", ["--depth", "20", "--model", "PreActResNet56"],
+                              "argument --model: not allowed with argument --depth"),
     "imagenet-cifar-model": ("train_imagenet", ["--model", "PreActResNet20"],
                              "Unknown --model='PreActResNet20' for the imagenet layout"),
     "imagenet-folder-without-folder": ("train_imagenet", ["--data-source", "folder"],
