@@ -250,8 +250,7 @@ def pipeline_statistics(normalization, default):
 
 
 def model_data_format(model):
-    """The image data format every layer of `model` that has one uses, or
-    `None` (no such layer, or both formats)."""
+    """The image data format of `model`'s layers that have one (None: none or both)."""
     formats = {getattr(layer, "data_format", None) for layer in model.layers} - {None}
     return formats.pop() if len(formats) == 1 else None
 

@@ -11,15 +11,12 @@ optimizer iterations and learning-rate schedule as an uninterrupted run:
   names that file and the position (epoch, step of the epoch), is replaced
   atomically.
 - `fit_resumable` restores the last backup and continues *inside* the
-  interrupted epoch: its completed steps are not run again (with a data
-  factory, the data stream continues where it stopped too).
-- Nothing is left on the model after a `fit`: a later plain `model.fit`
-  trains the epochs it is asked for.
+  interrupted epoch (with a data factory, the data stream too), through
+  `fit_run`, which also ends a run at its `total_steps`. A later plain
+  `model.fit` trains the epochs it is asked for.
 
 Keras' own `keras.callbacks.BackupAndRestore` restarts an interrupted epoch
-from its first step (so a resumed run takes more optimizer steps than
-planned) and leaves the restored start epoch on the model; this module uses
-only public Keras APIs instead.
+from its first step (a resumed run takes more optimizer steps than planned).
 """
 
 import contextlib
@@ -327,6 +324,17 @@ def last_epoch_steps(epochs, steps_per_epoch, total_steps=None):
     return check_int("total_steps", total_steps, low=full + 1, high=full + steps_per_epoch) - full
 
 
+class _RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting the epochs of the run, not of one `fit`."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.run_epochs})
+
+
 def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epoch=0, step=0,
             before_fit=None, **fit_kwargs):
     """Trains a run from its epoch `epoch`, step `step` to its end.
@@ -348,6 +356,9 @@ def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epo
     """
     last = last_epoch_steps(epochs, steps_per_epoch, total_steps)
     full_end = epochs if last == steps_per_epoch else epochs - 1
+    callbacks = list(fit_kwargs.pop("callbacks", None) or [])
+    if not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
+        callbacks.append(_RunProgbar(epochs))  # silent with verbose=0, as Keras' own
     runs = []  # (first epoch, end epoch, steps of its first epoch already done)
     if step and epoch < epochs:
         runs, epoch = [(epoch, epoch + 1, step)], epoch + 1
@@ -362,7 +373,7 @@ def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epo
         x, y, sample_weight = fit_inputs(data)
         h = model.fit(x, y, sample_weight=sample_weight, initial_epoch=first, epochs=end,
                       steps_per_epoch=(last if first == epochs - 1 else steps_per_epoch) - done,
-                      **{"shuffle": isinstance(data, tuple), **fit_kwargs})
+                      callbacks=callbacks, **{"shuffle": isinstance(data, tuple), **fit_kwargs})
         history.epoch += h.epoch
         for key, values in h.history.items():
             history.history.setdefault(key, []).extend(values)
@@ -375,33 +386,25 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
                   callbacks=None, log=print, run_config=None, **fit_kwargs):
     """`model.fit` that backs up as it goes and resumes where it stopped.
 
-    On start it restores the last backup in `backup_dir` (or says there is
-    none), then trains the rest of the interrupted epoch (its remaining
-    steps only) and the remaining epochs, taking backups with
-    `TrainingBackup`. An interrupted-and-resumed run ends with exactly the
-    epochs, optimizer iterations and schedule of an uninterrupted one.
-    Rerunning a finished run trains nothing.
+    It restores the last backup in `backup_dir`, then trains the rest of the
+    interrupted epoch and the remaining epochs (`fit_run`) with
+    `TrainingBackup`: it ends with exactly the epochs, optimizer iterations
+    and schedule of an uninterrupted run. A finished run trains nothing.
 
     Args:
         model: compiled `keras.Model`.
-        train_data: what `model.fit` takes, repeated forever (a
-            `tf.data.Dataset`, `keras.utils.PyDataset`, generator) or an
-            `(x, y[, sample_weight])` tuple of arrays, or a
-            callable `start_step -> data` that returns the data stream
-            positioned at training step `start_step` (0-based, counted over
-            the whole run). With a callable (as `keras_preact.data.
-            cifar_dataset(..., start_batch=...)` gives), the resumed run also
-            sees the very batches the uninterrupted one would have; with
-            plain data, the stream starts again from its beginning.
-        epochs: int > 0. Total epochs of the run.
-        steps_per_epoch: int > 0.
+        train_data: what `model.fit` takes, repeated forever (a dataset,
+            `PyDataset`, generator, or an `(x, y[, sample_weight])` tuple of
+            arrays), or a callable `start_step -> data` positioned at that
+            step of the run (as `cifar_dataset(..., start_batch=...)`): then
+            a resumed run sees the very batches an uninterrupted one would.
+        epochs, steps_per_epoch: ints > 0.
         backup_dir: str. Folder of the backup (kept after training).
         total_steps: int or None. Steps of the whole run: the last epoch
             stops there. Defaults to None (`epochs * steps_per_epoch`).
         every_seconds, every_steps: backup intervals (see `TrainingBackup`).
         callbacks: list of `keras.callbacks.Callback` or None.
-        log: callable taking a str, for the resume messages. Defaults to
-            `print`.
+        log: callable taking a str, for the resume messages (`print`).
         run_config: JSON-serializable dict or None. What else defines the
             run (batch size, model, schedule, ...): a backup made with other
             values, or with other `epochs` or `total_steps`, is refused
@@ -413,10 +416,8 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
         `keras.callbacks.History` of the epochs trained by this call.
 
     Raises:
-        ValueError: bad `epochs` / `steps_per_epoch` / `total_steps`,
-            `initial_epoch` given, a backup of another run (other
-            `steps_per_epoch`, `epochs`, `total_steps` or `run_config`), or
-            a damaged backup.
+        ValueError: a bad run length, `initial_epoch` given, a backup of
+            another run (other length or `run_config`), or a damaged backup.
 
     Example:
 

@@ -206,6 +206,14 @@ def test_a_run_of_steps_ends_with_a_shorter_epoch(epochs, steps_per_epoch, total
         total_steps or epochs * steps_per_epoch)
 
 
+def test_progress_lines_count_the_runs_epochs(capsys):
+    """Two model.fit calls (2 epochs of 3 steps, a last one of 1), one count."""
+    resume.fit_run(tiny_model(), data_at, epochs=3, steps_per_epoch=3, total_steps=7, verbose=2)
+    printed = capsys.readouterr().out
+    assert [line[:9] for line in printed.splitlines() if line.startswith("Epoch ")] == [
+        "Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+
+
 def test_finished_run_trains_nothing_more(tmp_path):
     backup = str(tmp_path / "backup")
     kwargs = dict(epochs=2, steps_per_epoch=2, backup_dir=backup, verbose=0)
