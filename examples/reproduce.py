@@ -55,6 +55,7 @@ from keras_preact.training import PaperCIFARSchedule  # noqa: E402
 from keras_preact.training import compile_for_paper  # noqa: E402
 from keras_preact.training import fit_resumable  # noqa: E402
 from keras_preact.training import read_backup  # noqa: E402
+from keras_preact.training.resume import last_epoch_steps  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_BATCH_SIZE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_LEARNING_RATE  # noqa: E402
 from keras_preact.training.schedules import PAPER_CIFAR_TOTAL_STEPS  # noqa: E402
@@ -373,7 +374,7 @@ def run(recipe, out_dir, variants=None, data=None, extra_callbacks=()):
         f"table {recipe.table}, depth {recipe.depth}, {recipe.dataset}: "
         f"{recipe.total_steps} iterations: {recipe.epochs} epochs of "
         f"{recipe.steps_per_epoch} steps (the last of "
-        f"{recipe.total_steps - (recipe.epochs - 1) * recipe.steps_per_epoch}), "
+        f"{last_epoch_steps(recipe.epochs, recipe.steps_per_epoch, recipe.total_steps)}), "
         f"batch {recipe.batch_size}, "
         f"backend {keras.backend.backend()}"
     )

@@ -175,8 +175,9 @@ def main(argv=None):
             compile_for_paper(model, schedule, **training_cli.compile_arguments(args))
         train_data, val_data = make_datasets(
             args, batch, setup.distribution.needs_static_batches, model)
-        if callable(train_data):
-            train_data(0)  # reads the training folder or files now, not in the first fit
+        if callable(train_data):  # read the training folder or files now, once
+            first, make_train = train_data(0), train_data
+            train_data = lambda step: first if step == 0 else make_train(step)  # noqa: E731
     except ValueError as e:
         parser.error(str(e))
     label = args.model or f"PreActResNet-{args.depth}"

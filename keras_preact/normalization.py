@@ -88,8 +88,7 @@ def resolve_statistics(value, channels=3):
         value: a name in `STATISTICS` (`"cifar10"`, `"cifar100"`,
             `"imagenet"`), a `(mean, std)` pair on the 0-255 scale, or a
             `Statistics`.
-        channels: int, or None for any number. Number of channels
-            expected. Defaults to `3`.
+        channels: int, or None for any. Channels expected. Defaults to `3`.
 
     Returns:
         A `Statistics` of `channels` values each.

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,21 @@ def check_bad_arguments_exit(module, argv, message, capsys):
         module.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def wait_for_mid_epoch_backup(proc, metadata_path, timeout):
+    """The backup position (a dict) once `proc`'s run has backed up inside
+    its second epoch, or None when it ends or `timeout` s pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (OSError, ValueError):
+            metadata = None
+        if metadata and metadata["epoch"] == 1 and metadata["step"] > 0:
+            return metadata
+        time.sleep(0.05)
+    return None
 
 
 def read_csv(path):

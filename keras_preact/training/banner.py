@@ -9,6 +9,7 @@ import keras
 from keras_preact.paper_results import paper_network
 from keras_preact.training.distribute import DistributionSetup
 from keras_preact.training.precision import list_devices
+from keras_preact.training.resume import last_epoch_steps
 
 if TYPE_CHECKING:
     from keras_preact.training.run import TrainingResult
@@ -46,7 +47,7 @@ def describe_start(model: keras.Model, run: "TrainingRun",
     batch = "" if run.global_batch_size is None else (
         f", global batch {run.global_batch_size} ({run.global_batch_size // replicas} x "
         f"{replicas} replicas)")
-    last = run.steps - (run.epochs - 1) * run.steps_per_epoch
+    last = last_epoch_steps(run.epochs, run.steps_per_epoch, run.total_steps)
     epochs = f"1 epoch of {last} steps" if run.epochs == 1 else (
         f"{run.epochs} epochs of {run.steps_per_epoch} steps"
         + (f" (the last of {last})" if last != run.steps_per_epoch else ""))

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
@@ -20,6 +19,7 @@ from _checks import EXAMPLES
 from _checks import REPO
 from _checks import load_example
 from _checks import read_csv
+from _checks import wait_for_mid_epoch_backup
 from conftest import BACKEND
 
 training_cli = load_example("training_cli")
@@ -123,19 +123,10 @@ def test_cifar_script_resumes_after_kill_9(shared_data, tmp_path):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, env=script_env(), cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
-        killed_at = None
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                metadata = json.loads(metadata_path.read_text())
-            except (OSError, ValueError):
-                metadata = None
-            # Kill during the second epoch, after a mid-epoch backup.
-            if metadata and metadata["epoch"] == 1 and metadata["step"] > 0:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_at = metadata
-                break
-            time.sleep(0.05)
+        # Kill during the second epoch, after a mid-epoch backup.
+        killed_at = wait_for_mid_epoch_backup(proc, metadata_path, 240)
+        if killed_at:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     first = log_path.read_text()
     assert killed_at is not None, first

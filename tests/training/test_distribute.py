@@ -41,6 +41,7 @@ from keras_preact.training.distribute import DistributionSetup
 from _checks import REPO
 from _checks import command_env
 from _checks import run_command
+from _checks import wait_for_mid_epoch_backup
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 MULTI_PROCESS = BACKEND in launch.VALID_BACKENDS
@@ -512,21 +513,12 @@ def test_example_two_workers_chief_writes_and_relaunch_resumes(shared_data, tmp_
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
-        killed_at = None
         try:
-            deadline = time.monotonic() + RUN_TIMEOUT
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    metadata = json.loads(metadata_path.read_text())
-                except (OSError, ValueError):
-                    metadata = None
-                if metadata and metadata["epoch"] == 1 and metadata["step"] > 0:
-                    pid = int(re.search(r"^\[launch\] worker 1: pid (\d+)$",
-                                        log_path.read_text(), re.M).group(1))
-                    os.kill(pid, signal.SIGKILL)
-                    killed_at = metadata
-                    break
-                time.sleep(0.05)
+            killed_at = wait_for_mid_epoch_backup(proc, metadata_path, RUN_TIMEOUT)
+            if killed_at:
+                pid = int(re.search(r"^\[launch\] worker 1: pid (\d+)$",
+                                    log_path.read_text(), re.M).group(1))
+                os.kill(pid, signal.SIGKILL)
             code = proc.wait(timeout=PEER_TIMEOUT + 60)
         finally:
             if proc.poll() is None:
