@@ -137,8 +137,11 @@ def main(argv=None):
     batch = setup.global_batch_size
     one_hot = args.mixup_alpha > 0 or args.cutmix_alpha > 0
     default_total = max(1, round(PAPER_CIFAR_TOTAL_STEPS * PAPER_CIFAR_BATCH_SIZE / batch))
-    steps_per_epoch, epochs, total_steps = training_cli.run_length(
-        args, len(x_train), batch, default_total_steps=default_total)
+    try:  # --steps-per-execution must divide every epoch
+        steps_per_epoch, epochs, total_steps = training_cli.run_length(
+            args, len(x_train), batch, default_total_steps=default_total)
+    except ValueError as e:
+        parser.error(str(e))
     schedule = make_schedule(args, batch, total_steps)
     with setup.distribution.scope():
         model = build_model(args)

@@ -166,8 +166,11 @@ def main(argv=None):
     args = training_cli.parse_arguments(parser, argv, check_arguments)
     setup = training_cli.prepare(args)
     batch = setup.global_batch_size
-    steps_per_epoch, epochs, total_steps = training_cli.run_length(
-        args, args.train_examples, batch, default_epochs=DEFAULT_EPOCHS)
+    try:  # --steps-per-execution must divide every epoch
+        steps_per_epoch, epochs, total_steps = training_cli.run_length(
+            args, args.train_examples, batch, default_epochs=DEFAULT_EPOCHS)
+    except ValueError as e:
+        parser.error(str(e))
     schedule = make_schedule(args, batch, steps_per_epoch, total_steps)
     try:  # a model or data folder the library refuses is a usage error
         with setup.distribution.scope():

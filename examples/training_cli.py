@@ -15,6 +15,7 @@ import keras
 
 from keras_preact.training import DistributionSetup
 from keras_preact.training import TrainingRun
+from keras_preact.training import check_whole_executions
 from keras_preact.training import set_precision
 from keras_preact.training import setup_distribution
 from keras_preact.training.distribute import VALID_DISTRIBUTE
@@ -197,13 +198,16 @@ def run_length(args, num_examples, global_batch_size, *, default_total_steps=Non
 
     Without --epochs and --steps: `default_epochs`, else `default_total_steps`.
     A run of steps trains exactly that many: its last epoch stops there.
+
+    Raises:
+        ValueError: epochs that are not whole executions of --steps-per-execution.
     """
     steps_per_epoch = args.steps_per_epoch or math.ceil(num_examples / global_batch_size)
     epochs = args.epochs or (None if args.steps else default_epochs)
-    if epochs is not None:
-        return steps_per_epoch, epochs, steps_per_epoch * epochs
-    total = args.steps or default_total_steps
-    return steps_per_epoch, max(1, math.ceil(total / steps_per_epoch)), total
+    total = steps_per_epoch * epochs if epochs else args.steps or default_total_steps
+    epochs = epochs or max(1, math.ceil(total / steps_per_epoch))
+    check_whole_executions(args.steps_per_execution, epochs, steps_per_epoch, total)
+    return steps_per_epoch, epochs, total
 
 
 def training_run(args, setup, *, steps_per_epoch, epochs, total_steps, **fields):

@@ -235,6 +235,12 @@ def train_one_step(model, x, y, **compile_args):
     return model.train_on_batch(x, y)
 
 
+def skip_unless_multi_step(steps_per_execution):
+    """Skips on backends where Keras refuses `steps_per_execution` > 1."""
+    if steps_per_execution > 1 and BACKEND == "torch":
+        pytest.skip("Keras' torch backend takes steps_per_execution=1 only")
+
+
 # === Data: images, tf.data batches and CIFAR archives (tests/data/) ===
 
 
@@ -414,6 +420,7 @@ def signal_batch(n=4, seed=0):
 
 # SavedModel export runs on these backends.
 CAN_EXPORT = BACKEND in ("tensorflow", "jax")
+
 needs_export_backend = pytest.mark.skipif(
     not CAN_EXPORT, reason=f"SavedModel export needs tensorflow/jax, not {BACKEND}"
 )

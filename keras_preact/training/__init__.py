@@ -24,6 +24,7 @@ from keras_preact.training.schedules import PaperCIFARSchedule
 from keras_preact.training.schedules import WarmupCosineDecay
 from keras_preact.training.resume import BackupState
 from keras_preact.training.resume import TrainingBackup
+from keras_preact.training.resume import check_whole_executions
 from keras_preact.training.resume import fit_resumable
 from keras_preact.training.resume import fit_run
 from keras_preact.training.resume import read_backup

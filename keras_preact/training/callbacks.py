@@ -185,15 +185,21 @@ class RunTimeEstimate(keras.callbacks.Callback):
         self.log = log or _print_below_progress_bar
 
     def on_train_begin(self, logs=None):
-        self._done = 0
+        self._first = optimizer_iterations(self.model)
         self._t0 = time.perf_counter() if self.skip_steps == 0 else None
+        self._timed_from = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._done += 1
-        if self._done == self.skip_steps:
-            self._t0 = time.perf_counter()
-        elif self._done == self.skip_steps + self.measure_steps and self._t0 is not None:
-            per_step = (time.perf_counter() - self._t0) / self.measure_steps
+        if self._first is None:
+            return
+        # Steps by the optimizer's counter: one call may be several steps
+        # (steps_per_execution > 1).
+        done = optimizer_iterations(self.model) - self._first
+        if self._t0 is None and done >= self.skip_steps:
+            self._t0, self._timed_from = time.perf_counter(), done
+        elif self._t0 is not None and done - self._timed_from >= self.measure_steps:
+            per_step = (time.perf_counter() - self._t0) / (done - self._timed_from)
+            self._first = None
             left = max(0, self.total_steps - optimizer_iterations(self.model))
             self.log(
                 f"measured {per_step:.3g} s/step: the full run ({self.total_steps:,} "

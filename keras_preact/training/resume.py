@@ -164,7 +164,7 @@ class TrainingBackup(keras.callbacks.Callback):
     def _reset(self):
         self._steps_per_epoch = None
         self._epoch = 0
-        self._step = 0
+        self._step = self._epoch_offset = 0
         self._first_step = 0
         self._steps_since_save = 0
         self._last_save = time.monotonic()
@@ -204,14 +204,18 @@ class TrainingBackup(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._step, self._first_step = self._first_step, 0
+        self._epoch_offset = self._step
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        self._steps_since_save += 1
+        # `batch` is the last step of the call: with steps_per_execution > 1,
+        # Keras calls this once per execution of several steps.
+        step = self._epoch_offset + batch + 1
+        self._steps_since_save += step - self._step
+        self._step = step
         due_steps = self.every_steps and self._steps_since_save >= self.every_steps
         due_time = (self.every_seconds is not None
                     and time.monotonic() - self._last_save >= self.every_seconds)
-        if (due_steps or due_time) and self._step < self._steps_per_epoch:
+        if (due_steps or due_time) and batch + 1 < self.params["steps"]:
             self.save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -335,6 +339,29 @@ class _RunProgbar(keras.callbacks.ProgbarLogger):
         super().set_params({**params, "epochs": self.run_epochs})
 
 
+def check_whole_executions(steps_per_execution, epochs, steps_per_epoch, total_steps=None,
+                           epoch=0, step=0):
+    """Refuses a run whose epochs (full, last, or the rest of the interrupted
+    one at `epoch`, `step`) are not whole executions of `steps_per_execution`
+    steps: Keras runs an epoch's last execution whole, past the epoch's end.
+
+    Raises:
+        ValueError: naming the epoch, its steps and the values that divide all.
+    """
+    last = last_epoch_steps(epochs, steps_per_epoch, total_steps)
+    fits = {"an epoch": steps_per_epoch, "the last epoch": last,
+            "the interrupted epoch": (steps_per_epoch if epoch < epochs - 1 else last) - step}
+    for what, steps in fits.items():
+        if steps % steps_per_execution:
+            divisors = [d for d in range(1, steps + 1)
+                        if all(s % d == 0 for s in fits.values() if s > 0)]
+            raise ValueError(
+                f"{what.capitalize()} of this run has {steps} steps, not a multiple of "
+                f"steps_per_execution={steps_per_execution}: Keras would train "
+                f"{-(-steps // steps_per_execution) * steps_per_execution}. Use a "
+                f"steps_per_execution that divides every epoch's steps: {divisors}.")
+
+
 def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epoch=0, step=0,
             before_fit=None, **fit_kwargs):
     """Trains a run from its epoch `epoch`, step `step` to its end.
@@ -353,9 +380,15 @@ def fit_run(model, train_data, *, epochs, steps_per_epoch, total_steps=None, epo
 
     Returns:
         `keras.callbacks.History` of the epochs trained.
+
+    Raises:
+        ValueError: a bad run length, or an epoch (full, last or interrupted)
+            that is not whole executions of the model's `steps_per_execution`.
     """
     last = last_epoch_steps(epochs, steps_per_epoch, total_steps)
     full_end = epochs if last == steps_per_epoch else epochs - 1
+    check_whole_executions(getattr(model, "steps_per_execution", 1) or 1, epochs,
+                           steps_per_epoch, total_steps, epoch, step)
     callbacks = list(fit_kwargs.pop("callbacks", None) or [])
     if not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
         callbacks.append(_RunProgbar(epochs))  # silent with verbose=0, as Keras' own
@@ -416,8 +449,10 @@ def fit_resumable(model, train_data, *, epochs, steps_per_epoch, backup_dir, tot
         `keras.callbacks.History` of the epochs trained by this call.
 
     Raises:
-        ValueError: a bad run length, `initial_epoch` given, a backup of
-            another run (other length or `run_config`), or a damaged backup.
+        ValueError: a bad run length, an epoch that is not whole executions
+            of the model's `steps_per_execution`, `initial_epoch` given, a
+            backup of another run (other length or `run_config`), or a
+            damaged backup.
 
     Example:
 

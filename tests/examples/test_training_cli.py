@@ -110,6 +110,12 @@ USAGE_ERRORS = {
                                        "--data-source folder reads files: give --data-dir."),
     "imagenet-missing-folder": ("train_imagenet", ["--data-source", "folder", "--data-dir",
                                                    "/no/such/folder"], "/no/such/folder"),
+    "imagenet-steps-per-execution": (
+        "train_imagenet", ["--data-source", "synthetic", "--train-examples", "100",
+                           "--batch-size", "10", "--steps-per-execution", "3"],
+        "An epoch of this run has 10 steps, not a multiple of steps_per_execution=3: Keras "
+        "would train 12. Use a steps_per_execution that divides every epoch's steps: "
+        "[1, 2, 5, 10]."),
     "imagenet-small-images": ("train_imagenet", ["--data-source", "synthetic", "--image-size",
                                                  "16"], "Invalid input_shape=(16, 16, 3)"),
 }

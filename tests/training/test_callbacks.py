@@ -10,12 +10,14 @@ import pytest
 from keras_preact.training import MetricsWriter
 from keras_preact.training import compile_for_paper
 
+from _checks import skip_unless_multi_step
 
-def tiny_compiled_model():
+
+def tiny_compiled_model(steps_per_execution=1):
     model = keras.Sequential(
         [keras.Input((3,)), keras.layers.Dense(6, activation="softmax", name="fc")]
     )
-    compile_for_paper(model, 0.1)
+    compile_for_paper(model, 0.1, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -46,18 +48,23 @@ def test_metrics_writer_resume_replaces_redone_epochs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "skip, total, expected",
+    "skip, total, per_execution, expected",
     [
         # 2 s per timed step; measured after step 4 (skip 1 + 3), 6 remain.
-        (1, 10, "measured 2 s/step: the full run (10 steps) takes about 20 s on "
-                "this machine; 6 steps (12 s) remain"),
-        (0, 200_000, "measured 2 s/step: the full run (200,000 steps) takes about "
-                     "4.6 days on this machine; 199,997 steps (4.6 days) remain"),
+        (1, 10, 1, "measured 2 s/step: the full run (10 steps) takes about 20 s on "
+                   "this machine; 6 steps (12 s) remain"),
+        (0, 200_000, 1, "measured 2 s/step: the full run (200,000 steps) takes about "
+                        "4.6 days on this machine; 199,997 steps (4.6 days) remain"),
+        # 2 s per call of 2 steps: timed from step 2 to step 6.
+        (1, 10, 2, "measured 1 s/step: the full run (10 steps) takes about 10 s on "
+                   "this machine; 4 steps (4 s) remain"),
     ],
 )
-def test_run_time_estimate(monkeypatch, skip, total, expected):
+def test_run_time_estimate(monkeypatch, skip, total, per_execution, expected):
     from keras_preact.training import RunTimeEstimate
     from keras_preact.training import callbacks as callbacks_module
+
+    skip_unless_multi_step(per_execution)
 
     clock = [0.0]
     monkeypatch.setattr(callbacks_module.time, "perf_counter", lambda: clock[0])
@@ -67,9 +74,9 @@ def test_run_time_estimate(monkeypatch, skip, total, expected):
             clock[0] += 2.0
 
     messages = []
-    model = tiny_compiled_model()
+    model = tiny_compiled_model(per_execution)
     model.fit(np.zeros((8, 3), "float32"), np.zeros(8, "int64"), batch_size=1,
-              epochs=1, steps_per_epoch=5, verbose=0,
+              epochs=1, steps_per_epoch=6, verbose=0,
               callbacks=[Tick(), RunTimeEstimate(total, skip_steps=skip, measure_steps=3,
                                                  log=messages.append)])
     assert messages == [expected]

@@ -24,6 +24,7 @@ from keras_preact.training import resume
 
 from _checks import REPO
 from _checks import random_images
+from _checks import skip_unless_multi_step
 
 WORKER = REPO / "tests" / "resume_worker.py"
 sys.path.insert(0, str(REPO / "tests"))
@@ -85,7 +86,7 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(case, uninterrupted, tmp_pat
     assert sorted(backups)[-1] == "training_metadata.json" and len(backups) == 2
 
 
-def tiny_model(images=False):
+def tiny_model(images=False, steps_per_execution=1):
     """A dense layer on 3 features, or (`images`) a conv net on 8x8 RGB images."""
     keras.utils.set_random_seed(0)
     layers = [keras.Input((3,)), keras.layers.Dense(4, name="fc")]
@@ -94,7 +95,7 @@ def tiny_model(images=False):
                   keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
                   keras.layers.Dense(4, name="fc")]
     model = keras.Sequential(layers)
-    compile_for_paper(model, 0.1)
+    compile_for_paper(model, 0.1, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -126,7 +127,7 @@ class CrashAt(keras.callbacks.Callback):
         self.step = step
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(ops.convert_to_numpy(self.model.optimizer.iterations)) == self.step:
+        if int(ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.step:
             raise RuntimeError("simulated crash")
 
 
@@ -135,39 +136,48 @@ class CrashAt(keras.callbacks.Callback):
 # Runs of 3 epochs of 3 steps, or of 8 steps (the last epoch has 2).
 # A generator, or a tf.data pipeline (which Keras' JAX and torch trainers
 # iterate once to build the model, then again to train).
-@pytest.mark.parametrize("crash_step, backup_step, total_steps, data", [
-    (2, 2, None, "generator"), (3, 2, None, "generator"), (5, 5, None, "generator"),
-    (4, 4, 8, "generator"), (7, 7, 8, "generator"),  # full epochs, then the short last one
-    (4, 4, None, "tf.data"), (7, 7, 8, "tf.data"),
+# Runs of 3 epochs of n steps (the last cut at total_steps). With
+# steps_per_execution=2, Keras calls on_train_batch_end once per execution
+# of 2 steps, and backups follow the executions.
+@pytest.mark.parametrize("crash_step, backup_step, total_steps, data, per_execution, n", [
+    (2, 2, None, "generator", 1, 3), (3, 2, None, "generator", 1, 3),
+    (5, 5, None, "generator", 1, 3),
+    (4, 4, 8, "generator", 1, 3), (7, 7, 8, "generator", 1, 3),  # the short last epoch
+    (8, 7, 8, "generator", 1, 3),
+    (4, 4, None, "tf.data", 1, 3), (7, 7, 8, "tf.data", 1, 3),
+    (2, 2, None, "generator", 2, 4), (6, 6, None, "generator", 2, 4),
+    (9, 8, 10, "generator", 2, 4), (6, 6, None, "tf.data", 2, 4),
 ])
 def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_step,
-                                                total_steps, data):
+                                                total_steps, data, per_execution, n):
+    skip_unless_multi_step(per_execution)
     backup = str(tmp_path / "backup")
     images = data == "tf.data"
     stream_at = cifar_data_at if images else data_at
-    kwargs = dict(epochs=3, steps_per_epoch=3, total_steps=total_steps, backup_dir=backup,
+    kwargs = dict(epochs=3, steps_per_epoch=n, total_steps=total_steps, backup_dir=backup,
                   every_steps=1, every_seconds=None, verbose=0)
-    reference = tiny_model(images)
+    run_steps = total_steps or 3 * n
+    reference = tiny_model(images, per_execution)
     fit_resumable(reference, stream_at, **dict(kwargs, backup_dir=str(tmp_path / "ref")))
-    assert int(ops.convert_to_numpy(reference.optimizer.iterations)) == (total_steps or 9)
+    assert int(ops.convert_to_numpy(reference.optimizer.iterations)) == run_steps
 
-    model = tiny_model(images)
+    model = tiny_model(images, per_execution)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_resumable(model, stream_at, callbacks=[CrashAt(crash_step)], **kwargs)
     state = read_backup(backup)
-    assert state.global_step == backup_step
-    assert (state.epoch, state.step) == divmod(backup_step, 3)
+    assert state.global_step == backup_step == state.iterations
+    assert (state.epoch, state.step) == divmod(backup_step, n)
 
     messages = []
-    resumed = tiny_model(images)
+    resumed = tiny_model(images, per_execution)
     history = fit_resumable(resumed, stream_at, log=messages.append, **kwargs)
     assert messages[0].startswith(f"resuming from {state.weights_path}")
     if state.step:
-        epoch_steps = 3 if total_steps is None or state.epoch < 2 else total_steps - 6
+        epoch_steps = n if state.epoch < 2 else run_steps - 2 * n
         assert messages[1].startswith(f"epoch {state.epoch + 1} runs its remaining "
                                       f"{epoch_steps - state.step} of {epoch_steps} steps")
-    assert history.epoch == list(range(backup_step // 3, 3))
-    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9)
+    assert history.epoch == list(range(backup_step // n, 3))
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == run_steps
     for got, want in zip(resumed.weights, reference.weights, strict=True):
         np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(want),
                                    rtol=1e-6, atol=1e-7, err_msg=got.path)
@@ -176,7 +186,25 @@ def test_resumed_fit_continues_inside_the_epoch(tmp_path, crash_step, backup_ste
     y = np.zeros(4, "int64")
     later = resumed.fit(x, y, batch_size=2, epochs=2, verbose=0)
     assert later.epoch == [0, 1]
-    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == (total_steps or 9) + 4
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == run_steps + 4
+
+
+# Keras runs an execution whole, past the end of an epoch: a 3-step epoch
+# with steps_per_execution=2 would train 4 steps.
+@pytest.mark.parametrize("steps_per_epoch, total_steps, position, error", [
+    (3, None, (0, 0), "An epoch of this run has 3 steps, not a multiple of "
+                      "steps_per_execution=2: Keras would train 4. Use a "
+                      r"steps_per_execution that divides every epoch's steps: \[1, 3\]"),
+    (4, 11, (0, 0), r"The last epoch of this run has 3 steps.*: \[1\]"),
+    (4, None, (1, 1), "The interrupted epoch of this run has 3 steps"),
+])
+def test_epochs_must_be_whole_executions(steps_per_epoch, total_steps, position, error):
+    skip_unless_multi_step(2)
+    model = tiny_model(steps_per_execution=2)
+    with pytest.raises(ValueError, match=error):
+        resume.fit_run(model, data_at, epochs=3, steps_per_epoch=steps_per_epoch,
+                       total_steps=total_steps, epoch=position[0], step=position[1])
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0
 
 
 @pytest.mark.parametrize("epochs, steps_per_epoch, total_steps, fits", [
