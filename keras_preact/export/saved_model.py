@@ -379,14 +379,6 @@ def _write_archive(model, path, serve, info, max_image_bytes, verbose):
             lambda: {k: tf.zeros((0, *v.shape[1:]), v.dtype) for k, v in outputs.items()},
         )
 
-    @tf.function(input_signature=[pixels])
-    def serving_default(images):
-        return answer(images)
-
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
-    def serving_uint8(images):
-        return answer(images)
-
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
     def serving_bytes(images):
         def decode(encoded):
@@ -396,11 +388,12 @@ def _write_archive(model, path, serve, info, max_image_bytes, verbose):
         image = tf.TensorSpec(shape[1:], tf.float32)
         return answer(tf.map_fn(decode, images, fn_output_signature=image))
 
+    uint8 = tf.TensorSpec(shape, tf.uint8, name="images")
+    functions = {SIGNATURE_FLOAT: tf.function(answer, input_signature=[pixels]),
+                 SIGNATURE_UINT8: tf.function(answer, input_signature=[uint8]),
+                 SIGNATURE_BYTES: serving_bytes}
     archive = keras.export.ExportArchive()
-    endpoints = ((SIGNATURE_FLOAT, serving_default), (SIGNATURE_UINT8, serving_uint8),
-                 (SIGNATURE_BYTES, serving_bytes))
-    for name, fn in endpoints:
-        if name in info["signatures"]:
-            fn.get_concrete_function()  # ExportArchive takes traced tf.functions
-            archive.add_endpoint(name, fn)
+    for name in info["signatures"]:
+        functions[name].get_concrete_function()  # ExportArchive takes traced tf.functions
+        archive.add_endpoint(name, functions[name])
     archive.write_out(path, verbose=verbose)
