@@ -547,8 +547,9 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
 loaded = tf.saved_model.load(path)
 for name, kind, sizes in spec["v2_calls"]:
     fn = loaded.signatures[name]
+    dtype = fn.structured_input_signature[1]["images"].dtype  # for an empty list of bytes
     for n in sizes:
-        res = fn(images=tf.constant(feed_value(kind)[:n]))
+        res = fn(images=tf.constant(feed_value(kind)[:n], dtype))
         for k, v in res.items():
             out[f"v2/{name}/{kind}/{n}/{k}"] = v.numpy()
 for label, name, kind, dtype in spec["v2_errors"]:

@@ -179,10 +179,10 @@ def export_saved_model(
     watches) through a hidden temporary folder renamed when complete, so a
     server never sees a half-written version; an existing one is never
     overwritten. Every signature takes RGB pixels on 0-255, channels last,
-    any batch size, whatever the model's data format (a `channels_first`
-    model gets its transpose in the graph), and normalizes as the model
-    records (`keras_preact.normalization.serving_statistics`); see
-    docs/serving.md:
+    any batch size (zero images give empty outputs), whatever the model's
+    data format (a `channels_first` model gets its transpose in the graph),
+    and normalizes as the model records
+    (`keras_preact.normalization.serving_statistics`); see docs/serving.md:
     - `serving_default`: `images` float32 `(None, H, W, 3)`.
     - `serving_uint8`: `images` uint8 `(None, H, W, 3)`.
     - `serving_bytes`: `images` string `(None,)` of encoded JPEG/PNG/GIF/BMP,
@@ -355,25 +355,29 @@ def _write_archive(model, path, serve, info, max_image_bytes, verbose):
 
     height, width = info["image_size"]
     shape = (None, height, width, 3)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    pixels = tf.TensorSpec(shape, tf.float32, name="images")
+    # ExportArchive makes each endpoint a signature: this archive only turns
+    # the model call into a tf.function (jax2tf on JAX, batch polymorphic)
+    # for the signatures below to call; it is never written.
+    converter = keras.export.ExportArchive()
+    converter.track(model)
+    kwargs = {}
     if keras.backend.backend() == "jax":
-        # Batch is polymorphic; a request of another shape fails jax2tf's
-        # shape assertion (InvalidArgumentError).
         kwargs = {"jax2tf_kwargs": {"polymorphic_shapes": [f"(batch, {height}, {width}, 3)"]}}
-        fn = serve
-    else:
-        # Checked before the model: a request of another rank reaches the
-        # oneDNN convolution, whose failed check aborts the server process.
-        kwargs = {}
-        fn = lambda images: serve(tf.ensure_shape(images, shape))  # noqa: E731
-    core = archive.add_endpoint(
-        SIGNATURE_FLOAT, fn, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")], **kwargs
-    )
+    model_fn = converter.add_endpoint("model", serve, input_signature=[pixels], **kwargs)
+    outputs = model_fn.get_concrete_function().structured_outputs
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
-    def serving_uint8(images):
-        return core(tf.cast(tf.ensure_shape(images, shape), tf.float32))
+    def answer(images):
+        # The shape is checked before the model: a request of another rank
+        # reaches TF's oneDNN convolution, whose failed check aborts the server.
+        images = tf.cast(tf.ensure_shape(images, shape), tf.float32)
+        # Zero images get empty outputs: neither TF's Conv2D nor jax2tf
+        # (batch >= 1) runs the model on an empty batch.
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: model_fn(images),
+            lambda: {k: tf.zeros((0, *v.shape[1:]), v.dtype) for k, v in outputs.items()},
+        )
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
     def serving_bytes(images):
@@ -381,11 +385,15 @@ def _write_archive(model, path, serve, info, max_image_bytes, verbose):
             return image_ops.decode_and_resize(encoded, (height, width), info["eval_resize"],
                                                max_image_bytes)
 
-        pixels = tf.TensorSpec(shape[1:], tf.float32)
-        return core(tf.map_fn(decode, images, fn_output_signature=pixels))
+        image = tf.TensorSpec(shape[1:], tf.float32)
+        return answer(tf.map_fn(decode, images, fn_output_signature=image))
 
-    for name, fn in ((SIGNATURE_UINT8, serving_uint8), (SIGNATURE_BYTES, serving_bytes)):
-        if name in info["signatures"]:
-            fn.get_concrete_function()  # ExportArchive takes traced tf.functions
-            archive.add_endpoint(name, fn)
+    uint8 = tf.TensorSpec(shape, tf.uint8, name="images")
+    functions = {SIGNATURE_FLOAT: tf.function(answer, input_signature=[pixels]),
+                 SIGNATURE_UINT8: tf.function(answer, input_signature=[uint8]),
+                 SIGNATURE_BYTES: serving_bytes}
+    archive = keras.export.ExportArchive()
+    for name in info["signatures"]:
+        functions[name].get_concrete_function()  # ExportArchive takes traced tf.functions
+        archive.add_endpoint(name, functions[name])
     archive.write_out(path, verbose=verbose)

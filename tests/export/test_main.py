@@ -64,8 +64,9 @@ def test_cli_exports_a_keras_file_from_any_backend(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == path
     if BACKEND == "torch":
         assert "re-running with KERAS_BACKEND=tensorflow" in proc.stderr
-    out, _, _ = run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [3]]])
+    out, _, _ = run_checker(tmp_path, path, {"u8": pixels}, {}, [["serving_uint8", "u8", [0, 3]]])
     np.testing.assert_allclose(out["v1/serving_uint8/u8/3/probabilities"], ref, atol=ATOL, rtol=0)
+    assert out["v1/serving_uint8/u8/0/probabilities"].shape == (0, 10)  # zero images: empty
     # Same version again: refused with a clear message and exit status 2
     # (statistics that contradict the file go the same way: test_bad_arguments in
     # tests/export/test_saved_model.py).
