@@ -227,8 +227,9 @@ def _replica_mean_state(next_creator, **kwargs):
     """A `tf.variable_creator_scope` creator: replica-averaged layer state."""
     import tensorflow as tf
 
-    if (not kwargs.get("trainable", True)
-            and tf.as_dtype(kwargs.get("dtype") or "float32").is_floating
+    dtype = kwargs.get("dtype")
+    if (not kwargs.get("trainable", True) and dtype is not None
+            and tf.as_dtype(dtype).is_floating
             and kwargs.get("aggregation") in (None, tf.VariableAggregation.NONE)
             and kwargs.get("synchronization") != tf.VariableSynchronization.ON_READ):
         kwargs["aggregation"] = tf.VariableAggregation.MEAN
