@@ -128,15 +128,13 @@ def fix_tf_multiworker_fit():
 def fix_tf_empty_replica_conv():
     """Lets a replica that is given no examples run a convolution (TensorFlow).
 
-    `tf.distribute` splits a batch smaller than the replica count into
-    empty batches for some replicas, and Keras counts each replica's
-    examples, so loss and metrics stay exact; but TensorFlow's oneDNN
-    (CPU) convolution answers an empty batch with its input's shape, not
-    the output's, and the next layer fails ("input depth must be evenly
-    divisible by filter depth"). Replaces Keras' TensorFlow `conv`, once,
-    when a multi-replica strategy is created (`setup_distribution`): under
-    more than one replica and a batch size unknown when traced, an empty
-    batch gets the empty output of one example's convolution.
+    `tf.distribute` gives some replicas an empty part of a batch smaller
+    than the replica count (Keras counts each replica's examples, so the
+    metrics stay exact), but TensorFlow's oneDNN (CPU) convolution answers
+    an empty batch with its input's shape, and the next layer fails. Keras'
+    TensorFlow `conv` is replaced once (`setup_distribution`): under several
+    replicas and a batch size unknown when traced, an empty batch gets the
+    empty output of one example's convolution.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import nn as tf_nn
@@ -164,14 +162,12 @@ def fix_tf_empty_replica_conv():
 def fix_jax_uneven_batches():
     """Lets a single-process JAX `DataParallel` take a batch the devices cannot split.
 
-    Keras lays every batch out sharded over the devices, which needs a batch
-    size divisible by their count: a last batch of 3 on 2 devices raises
-    jax's `IndivisibleError` (keras-team/keras#21167). Replaces Keras'
-    `distribute_data_input`, once, when a single-process `DataParallel` is
-    created (`setup_distribution`): such a batch is laid out replicated,
-    every device computes it whole and Keras counts it once, as one device
-    would. Multi-process runs keep Keras' layout (each process holds only
-    its part of the batch; see `DistributionSetup.needs_static_batches`).
+    Keras shards every batch over the devices: a last batch of 3 on 2
+    devices raises jax's `IndivisibleError` (keras-team/keras#21167). Keras'
+    `distribute_data_input` is replaced once (`setup_distribution`, one
+    process): such a batch is laid out replicated, every device computes it
+    whole and Keras counts it once, as one device would. (Each process of a
+    multi-process run holds only its part of a batch.)
     """
     import jax
     from keras.src.backend.jax import distribution_lib as jax_lib

@@ -120,14 +120,11 @@ class DistributionSetup:
         """Context manager to build and compile the model in.
 
         TensorFlow: the strategy's scope, in which every non-trainable
-        floating-point variable (the state a layer updates in its forward
-        pass, such as batch normalization's moving statistics) is created
-        with `aggregation=MEAN`: each replica's update is averaged over the
-        replicas and written to all, so the replicas keep one value, the
-        one saved. (With Keras' default, `NONE`, each replica keeps the
-        average of its own batches, and evaluation under the strategy
-        scores another model than the saved one.) The forward pass is
-        unchanged: per-replica batch statistics in training.
+        floating-point variable (layer state such as batch normalization's
+        moving statistics) is created with `aggregation=MEAN`: each
+        replica's update is averaged over the replicas and written to all,
+        so they keep one value, the one saved (with Keras' `NONE`, each
+        replica averages its own batches). The forward pass is unchanged.
         """
         if self.strategy is None:
             return contextlib.nullcontext()
@@ -605,13 +602,13 @@ def setup_distribution(kind="none", tpu=None):
 def _tensorflow_setup(kind, tpu):
     import tensorflow as tf
 
+    keras_compat.fix_tf_empty_replica_conv()
     if kind == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
     elif kind == "multiworker":
         cluster = parse_tf_config()
         with _startup_watchdog(cluster):
             strategy = _tf_multiworker_strategy(tf)
-            keras_compat.fix_tf_empty_replica_conv()
             setup = DistributionSetup(kind, strategy.num_replicas_in_sync, strategy=strategy,
                                       num_workers=cluster.num_workers,
                                       worker_index=cluster.index)
@@ -624,7 +621,6 @@ def _tensorflow_setup(kind, tpu):
         strategy = tf.distribute.TPUStrategy(resolver)
     else:
         raise _unsupported(kind, "tensorflow", 'On TensorFlow use distribute="mirrored".')
-    keras_compat.fix_tf_empty_replica_conv()
     return DistributionSetup(kind, strategy.num_replicas_in_sync, strategy=strategy)
 
 
