@@ -179,7 +179,8 @@ def fix_jax_uneven_batches():
     def distribute_data_input(per_process_batch, layout, batch_dim_name):
         sharding = getattr(layout, "backend_layout", layout)
         try:
-            sharding.shard_shape(per_process_batch.shape)
+            if sharding is not None:
+                sharding.shard_shape(per_process_batch.shape)
         except ValueError:
             if jax.process_count() == 1:
                 layout = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
