@@ -12,6 +12,8 @@ Used only where Keras has no public mechanism that does the job;
   layer that made a tensor, the inputs a layer was called on), which
   `keras.Model` does with `_keras_history` and `_inbound_nodes`; Keras has
   no public graph walk. `call_count`: how often a layer is called in graphs.
+- `fix_tf_empty_replica_conv` and `fix_jax_uneven_batches`: a last batch
+  that does not split evenly over the replicas, see their docstrings.
 - `jax_initialize_rng`: one global seed on every JAX process when none was
   set, as `keras.distribution.initialize` does (which cannot be used: it
   starts `jax.distributed` without timeouts).
@@ -27,6 +29,8 @@ PRIVATE_APIS = (
     ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
     ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
     ("keras.src.backend.jax.distribution_lib", "initialize_rng"),
+    ("keras.src.backend.jax.distribution_lib", "distribute_data_input"),
+    ("keras.src.backend.tensorflow.nn", "conv"),
 )
 #: Private attributes of Keras objects: symbolic tensors and layers.
 PRIVATE_ATTRIBUTES = ("KerasTensor._keras_history", "Layer._inbound_nodes")
@@ -119,3 +123,68 @@ def fix_tf_multiworker_fit():
         return original_reduce(values, strategy, reduction)
 
     tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def fix_tf_empty_replica_conv():
+    """Lets a replica that is given no examples run a convolution (TensorFlow).
+
+    `tf.distribute` gives some replicas an empty part of a batch smaller
+    than the replica count (Keras counts each replica's examples, so the
+    metrics stay exact), but TensorFlow's oneDNN (CPU) convolution answers
+    an empty batch with its input's shape, and the next layer fails. Keras'
+    TensorFlow `conv` is replaced once (`setup_distribution`): under several
+    replicas and a batch size unknown when traced, an empty batch gets the
+    empty output of one example's convolution.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    if getattr(tf_nn.conv, "_keras_preact_fix", False):
+        return
+    original = tf_nn.conv
+
+    def conv(inputs, kernel, *args, **kwargs):
+        inputs = tf.convert_to_tensor(inputs)
+        if inputs.shape[0] is not None or tf.distribute.get_strategy().num_replicas_in_sync < 2:
+            return original(inputs, kernel, *args, **kwargs)
+
+        def on_one_example():
+            one = tf.zeros(tf.concat([[1], tf.shape(inputs)[1:]], 0), inputs.dtype)
+            return original(one, kernel, *args, **kwargs)[:0]
+
+        return tf.cond(tf.shape(inputs)[0] > 0,
+                       lambda: original(inputs, kernel, *args, **kwargs), on_one_example)
+
+    conv._keras_preact_fix = True
+    tf_nn.conv = conv
+
+
+def fix_jax_uneven_batches():
+    """Lets a single-process JAX `DataParallel` take a batch the devices cannot split.
+
+    Keras shards every batch over the devices: a last batch of 3 on 2
+    devices raises jax's `IndivisibleError` (keras-team/keras#21167). Keras'
+    `distribute_data_input` is replaced once (`setup_distribution`, one
+    process): such a batch is laid out replicated, every device computes it
+    whole and Keras counts it once, as one device would. (Each process of a
+    multi-process run holds only its part of a batch.)
+    """
+    import jax
+    from keras.src.backend.jax import distribution_lib as jax_lib
+
+    if getattr(jax_lib.distribute_data_input, "_keras_preact_fix", False):
+        return
+    original = jax_lib.distribute_data_input
+
+    def distribute_data_input(per_process_batch, layout, batch_dim_name):
+        sharding = getattr(layout, "backend_layout", layout)
+        try:
+            if sharding is not None:
+                sharding.shard_shape(per_process_batch.shape)
+        except ValueError:
+            if jax.process_count() == 1:
+                layout = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return original(per_process_batch, layout, batch_dim_name)
+
+    distribute_data_input._keras_preact_fix = True
+    jax_lib.distribute_data_input = distribute_data_input

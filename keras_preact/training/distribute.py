@@ -117,10 +117,18 @@ class DistributionSetup:
     worker_index: int = 0
 
     def scope(self):
-        """Context manager to build and compile the model in."""
-        if self.strategy is not None:
-            return self.strategy.scope()
-        return contextlib.nullcontext()
+        """Context manager to build and compile the model in.
+
+        TensorFlow: the strategy's scope, in which every non-trainable
+        floating-point variable (layer state such as batch normalization's
+        moving statistics) is created with `aggregation=MEAN`: each
+        replica's update is averaged over the replicas and written to all,
+        so they keep one value, the one saved (with Keras' `NONE`, each
+        replica averages its own batches). The forward pass is unchanged.
+        """
+        if self.strategy is None:
+            return contextlib.nullcontext()
+        return _strategy_scope(self.strategy)
 
     @property
     def needs_static_batches(self):
@@ -130,7 +138,8 @@ class DistributionSetup:
         processes with `rebatch`, which needs a batch size known in the
         dataset's `element_spec`; build finite (evaluation) pipelines with
         `drop_remainder=True` then (the last `N mod global_batch` examples
-        are not evaluated).
+        are not evaluated). In one process, a last batch of any size is
+        evaluated on either engine (`setup_distribution`).
         """
         return self.distribution is not None and self.num_workers > 1
 
@@ -201,6 +210,27 @@ class DistributionSetup:
         workers = (f", num_workers={self.num_workers}, worker_index={self.worker_index}"
                    if self.num_workers > 1 else "")
         return f"DistributionSetup(kind={self.kind!r}, num_replicas={self.num_replicas}{workers})"
+
+
+@contextlib.contextmanager
+def _strategy_scope(strategy):
+    import tensorflow as tf
+
+    with strategy.scope(), tf.variable_creator_scope(_replica_mean_state):
+        yield
+
+
+def _replica_mean_state(next_creator, **kwargs):
+    """A `tf.variable_creator_scope` creator: replica-averaged layer state."""
+    import tensorflow as tf
+
+    dtype = kwargs.get("dtype")
+    if (not kwargs.get("trainable", True) and dtype is not None
+            and tf.as_dtype(dtype).is_floating
+            and kwargs.get("aggregation") in (None, tf.VariableAggregation.NONE)
+            and kwargs.get("synchronization") != tf.VariableSynchronization.ON_READ):
+        kwargs["aggregation"] = tf.VariableAggregation.MEAN
+    return next_creator(**kwargs)
 
 
 def _remove_folders_of_dead_workers():
@@ -572,6 +602,7 @@ def setup_distribution(kind="none", tpu=None):
 def _tensorflow_setup(kind, tpu):
     import tensorflow as tf
 
+    keras_compat.fix_tf_empty_replica_conv()
     if kind == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
     elif kind == "multiworker":
@@ -601,6 +632,7 @@ def _jax_setup(kind):
     distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     if cluster is None:
+        keras_compat.fix_jax_uneven_batches()
         return DistributionSetup(kind, len(devices), distribution=distribution)
     setup = DistributionSetup(kind, len(devices), distribution=distribution,
                               num_workers=cluster.num_workers, worker_index=cluster.index)

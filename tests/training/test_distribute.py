@@ -241,6 +241,108 @@ def test_jax_data_parallel_two_host_devices():
     )
 
 
+# One process, two replicas: after training, the model evaluated under the
+# strategy is the model saved. The runner trains a small convolutional
+# network with keras_preact's and Keras' batch normalization (8x8 images)
+# under the strategy and evaluates it; then the replicas' non-trainable
+# variables are compared, and
+# evaluations under the strategy with last batches of 8, 1 (one replica
+# gets none) and 3 images and with sample weights are compared with the
+# runner's checkpoint loaded and evaluated on one device.
+SAVED_MODEL_EVALUATION = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    BACKEND = os.environ["KERAS_BACKEND"]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import tensorflow as tf
+    import keras
+    from keras_preact.layers import BatchNormalization
+    from keras_preact.training import (TrainingRun, compile_for_paper, setup_distribution,
+                                       train_and_evaluate)
+
+    keras.utils.set_random_seed(0)
+    setup = setup_distribution(sys.argv[1])
+    assert setup.num_replicas == 2, setup
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, size=64)
+    w = rng.uniform(0.1, 2.0, size=64).astype("float32")
+    CASES = {"full last batch": (16, False), "1 image over 2 replicas": (17, False),
+             "3 images over 2 replicas": (19, False), "sample weights": (17, True)}
+
+    def evaluate(model, data):
+        try:
+            return model.evaluate(data, verbose=0, return_dict=True)
+        except Exception as error:
+            return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+    def case_data(n, weighted):
+        data = (x[:n], y[:n], w[:n]) if weighted else (x[:n], y[:n])
+        return tf.data.Dataset.from_tensor_slices(data).batch(8)
+
+    with setup.scope():
+        model = keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, use_bias=False),
+            BatchNormalization(activation="relu"),
+            keras.layers.Conv2D(4, 3, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4, activation="softmax")])
+        compile_for_paper(model, 0.1)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(8).repeat()
+    result = train_and_evaluate(
+        model, train, TrainingRun(sys.argv[2], epochs=1, steps_per_epoch=6, verbose=0,
+                                  tensorboard=False),
+        validation_data=case_data(16, False), distribution=setup)
+
+    def replica_values(variable):
+        if setup.strategy is not None:
+            return [np.asarray(v) for v in
+                    setup.strategy.experimental_local_results(variable.value)]
+        return [np.asarray(shard.data) for shard in variable.value.addressable_shards]
+
+    spread = max(float(np.max(np.abs(value - values[0])))
+                 for values in map(replica_values, model.non_trainable_variables)
+                 for value in values)
+    under = {name: evaluate(model, case_data(*case)) for name, case in CASES.items()}
+    if setup.distribution is not None:
+        keras.distribution.set_distribution(None)
+    saved = keras.saving.load_model(os.path.join(sys.argv[2], "checkpoints", "last.keras"))
+    one = {name: evaluate(saved, case_data(*case)) for name, case in CASES.items()}
+    print("RESULT", json.dumps({"spread": spread, "runner": result.metrics,
+                                "runner saved": one["full last batch"],
+                                "under strategy": under, "one device": one}))
+    """
+)
+
+ENGINES = {"tensorflow": ("mirrored", {}),
+           "jax": ("data_parallel", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                                     "JAX_PLATFORMS": "cpu"})}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND not in ENGINES, reason=f"Keras has no data-parallel fit on {BACKEND}")
+def test_evaluation_under_two_replicas_scores_the_saved_model(tmp_path):
+    kind, env = ENGINES[BACKEND]
+    code, output = run_command([sys.executable, "-c", SAVED_MODEL_EVALUATION, kind,
+                                str(tmp_path)], **env)
+    assert code == 0, output
+    result = json.loads(output.split("RESULT ", 1)[1].splitlines()[0])
+    pairs = {"the runner's final evaluation": (result["runner"], result["runner saved"]),
+             **{name: (result["under strategy"][name], reference)
+                for name, reference in result["one device"].items()}}
+    differ = [f"{name}: {under} under the strategy, {saved} saved"
+              for name, (under, saved) in pairs.items()
+              if not isinstance(under, dict) or under != pytest.approx(saved, rel=1e-5)]
+    if result["spread"]:
+        differ.append(f"the replicas' non-trainable variables differ by {result['spread']}")
+    assert not differ, "\n".join(differ)
+
+
 # --- Validation of the cluster settings --------------------------------------
 
 
