@@ -338,9 +338,9 @@ def imagenet_dataset(
         ValueError: an unknown `source`, `augment`, `normalization` or
             `data_format`; a bad
             `batch_size`, `image_size`, `eval_resize < image_size`,
-            `scale_range`, `area_range`, `num_classes` or `counter`; no `data_dir` where
-            needed; no folder or images for `split`; no TFRecord file
-            matching.
+            `scale_range`, `area_range`, `num_classes` or `counter`; no
+            `data_dir` where needed; no folder or images for `split`; no
+            TFRecord file matching.
 
     Example:
 
@@ -392,7 +392,7 @@ def imagenet_dataset(
         label_offset, source == "folder", seed, same, counter, num_parallel_calls, deterministic,
     )
     # 5. Batch; training drops the last partial batch (static shapes). Check
-    # the labels of every batch (after ignore_errors, which would skip them).
+    # each batch's labels here: in the decode step, ignore_errors would skip them.
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     hint = MODEL_GARDEN_HINT if source == "tfrecord" and label_offset == 0 else ""
     ds = ds.map(lambda x, y: (x, assert_labels(y, num_classes or IMAGENET_CLASSES, hint=hint)))

@@ -15,21 +15,20 @@ MODEL_GARDEN_HINT = (
 )
 
 
-def out_of_range_template(num_classes, owner, hint=""):
-    """The message for a label outside `[0, num_classes)`, with `{}` for the label.
-
-    The one placeholder suits both `str.format` and `tf.strings.format`.
+def out_of_range_template(num_classes, owner=None, hint=""):
+    """The message for a label outside `[0, num_classes)`, `{}` standing for the label.
 
     Args:
         num_classes: int. The class count.
-        owner: str. What the count belongs to, e.g. `"num_classes=10"` or
-            `"a model with 10 classes"`.
-        hint: str. A sentence appended to the message (e.g.
-            `MODEL_GARDEN_HINT`), or `""`.
+        owner: str or None. What the count belongs to, e.g. `"a model with 10
+            classes"`; None: `"num_classes={num_classes}"`.
+        hint: str. A sentence to append (e.g. `MODEL_GARDEN_HINT`), or `""`.
 
     Returns:
-        str, e.g. `"Label {} is outside [0, 10) for num_classes=10."`.
+        str for `str.format` and `tf.strings.format`, e.g.
+        `"Label {} is outside [0, 10) for num_classes=10."`.
     """
+    owner = owner or f"num_classes={num_classes}"
     return f"Label {{}} is outside [0, {num_classes}) for {owner}." + (f" {hint}" if hint else "")
 
 
@@ -38,10 +37,7 @@ def check_labels(labels, num_classes, owner=None, hint=""):
 
     Args:
         labels: array-like of class ids.
-        num_classes: int. The class count.
-        owner: str or None. As in `out_of_range_template`; None:
-            `"num_classes={num_classes}"`.
-        hint: str. As in `out_of_range_template`.
+        num_classes, owner, hint: as in `out_of_range_template`.
 
     Raises:
         ValueError: a label < 0 or >= `num_classes`.
@@ -49,7 +45,6 @@ def check_labels(labels, num_classes, owner=None, hint=""):
     labels = np.asarray(labels).reshape(-1)
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
-        owner = owner or f"num_classes={num_classes}"
         raise ValueError(out_of_range_template(num_classes, owner, hint).format(bad[0]))
 
 
@@ -63,8 +58,7 @@ def assert_labels(labels, num_classes, owner=None, hint="", ignore_class=None):
 
     Args:
         labels: tensor of class ids (integer or float).
-        num_classes: int. The class count.
-        owner, hint: as in `check_labels`.
+        num_classes, owner, hint: as in `out_of_range_template`.
         ignore_class: int or None. A label value that is always valid.
 
     Returns:
@@ -79,11 +73,11 @@ def assert_labels(labels, num_classes, owner=None, hint="", ignore_class=None):
 
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return labels  # XLA compiles Assert ops away and has no string ops.
-    flat = tf.reshape(labels, [-1])
+    flat = tf.cast(tf.reshape(labels, [-1]), tf.int64)  # As the cross-entropy reads them.
     valid = (flat >= 0) & (flat < num_classes)
     if ignore_class is not None:
-        valid |= tf.equal(flat, tf.cast(ignore_class, flat.dtype))
-    template = out_of_range_template(num_classes, owner or f"num_classes={num_classes}", hint)
+        valid |= tf.equal(flat, ignore_class)
+    template = out_of_range_template(num_classes, owner, hint)
 
     def fail():  # Only run when a label is out of range.
         first_bad = tf.boolean_mask(flat, ~valid)[0]

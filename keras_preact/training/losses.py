@@ -38,7 +38,7 @@ class CheckedSparseCategoricalCrossentropy(keras.losses.SparseCategoricalCrossen
     Example:
 
     >>> model.compile("sgd", CheckedSparseCategoricalCrossentropy(from_logits=True))
-    >>> model.fit(x, np.array([0, 1, 2, 3]))  # a model with 3 classes
+    >>> model.fit(x, np.array([0, 1, 2, 3]))  # a model with 3 classes, on torch
     Traceback (most recent call last):
     ...
     ValueError: Label 3 is outside [0, 3) for a model with 3 classes.
@@ -55,7 +55,7 @@ def check_class_ids(labels, num_classes, ignore_class=None):
 
     Args:
         labels: tensor of class ids.
-        num_classes: int. The class count.
+        num_classes: int, or None (no check).
         ignore_class: int or None. A label value that is always valid.
 
     Returns:
@@ -64,6 +64,8 @@ def check_class_ids(labels, num_classes, ignore_class=None):
     Raises:
         As `CheckedSparseCategoricalCrossentropy`.
     """
+    if num_classes is None:  # A class axis of unknown size: nothing to check against.
+        return labels
     owner = f"a model with {num_classes} classes"
     backend = keras.backend.backend()
     if backend == "tensorflow":
