@@ -119,6 +119,7 @@ def make_datasets(args, batch, static_batches=False, model=None):
         return train, val
     # A model that normalizes itself gets pixels (normalization=model).
     common = dict(image_size=args.image_size, label_offset=args.label_offset,
+                  num_classes=args.num_classes,
                   normalization="imagenet" if model is None else model)
 
     def train(start_step):

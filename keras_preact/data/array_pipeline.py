@@ -19,6 +19,7 @@ import threading
 import keras
 import numpy as np
 
+from keras_preact.data.labels import check_labels
 from keras_preact.normalization import cifar_statistics
 from keras_preact.normalization import normalize
 from keras_preact.normalization import pipeline_data_format
@@ -83,11 +84,7 @@ def check_arrays(images, labels, num_classes=None):
     if num_classes is None:
         num_classes = 100 if labels.max() >= 10 else 10
     num_classes = check_int("num_classes", num_classes, low=1)
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"Labels range over [{labels.min()}, {labels.max()}], outside "
-            f"[0, {num_classes - 1}] for num_classes={num_classes}."
-        )
+    check_labels(labels, num_classes)
     return images, labels.astype(np.int64), num_classes
 
 

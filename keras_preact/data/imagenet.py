@@ -17,6 +17,8 @@ import tensorflow as tf
 from keras_preact import image_ops
 from keras_preact.data.augment import in_data_format
 from keras_preact.data.augment import one_stream
+from keras_preact.data.labels import MODEL_GARDEN_HINT
+from keras_preact.data.labels import assert_labels
 from keras_preact.normalization import pipeline_data_format
 from keras_preact.normalization import pipeline_statistics
 from keras_preact.validation import check_choice
@@ -26,6 +28,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 VALID_SOURCES = ("tfds", "tfrecord", "folder")
 VALID_AUGMENTS = ("inception", "scale", "none")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
+IMAGENET_CLASSES = 1000  # ILSVRC-2012: the class count of tfds and TFRecord sources.
 
 
 class SkipCounter:
@@ -235,6 +238,7 @@ def imagenet_dataset(
     flip=True,
     normalization="imagenet",
     label_offset=0,
+    num_classes=None,
     file_pattern=None,
     manual_dir=None,
     shuffle_buffer=None,
@@ -290,6 +294,10 @@ def imagenet_dataset(
             `imagenet_to_gcs.py` TFRecords store labels 1..1000 (0 is
             "background"): pass `label_offset=-1` to get 0..999. tfds and
             folder labels are already 0-based.
+        num_classes: int >= 1 or None. Labels (after `label_offset`) must
+            lie in `[0, num_classes)`; iterating the dataset raises at the
+            first batch with one outside. None: the number of class folders
+            (`"folder"`), else 1000.
         file_pattern: `"tfrecord"` only: a glob overriding
             `data_dir/{split}-*`.
         manual_dir: `"tfds"` only: folder holding the manually downloaded
@@ -319,7 +327,10 @@ def imagenet_dataset(
         A `tf.data.Dataset` of `(images, labels)`: float32
         `(B, image_size, image_size, 3)` images (or `(B, 3, image_size,
         image_size)` for `"channels_first"`), normalized or (see
-        `normalization`) 0-255 pixels, and int64 `(B,)` labels. It has
+        `normalization`) 0-255 pixels, and int64 `(B,)` labels. Iterating
+        it raises `tf.errors.InvalidArgumentError` naming the first label
+        outside `[0, num_classes)` (for `"tfrecord"` with `label_offset=0`,
+        the message suggests `label_offset=-1`). It has
         attributes `skip_counter` (the `SkipCounter`) and, for `"folder"`,
         `class_names`.
 
@@ -327,9 +338,9 @@ def imagenet_dataset(
         ValueError: an unknown `source`, `augment`, `normalization` or
             `data_format`; a bad
             `batch_size`, `image_size`, `eval_resize < image_size`,
-            `scale_range`, `area_range` or `counter`; no `data_dir` where
-            needed; no folder or images for `split`; no TFRecord file
-            matching.
+            `scale_range`, `area_range`, `num_classes` or `counter`; no
+            `data_dir` where needed; no folder or images for `split`; no
+            TFRecord file matching.
 
     Example:
 
@@ -344,6 +355,8 @@ def imagenet_dataset(
         source, data_dir, file_pattern, augment, batch_size, image_size, eval_resize,
         scale_range, area_range, counter,
     )
+    if num_classes is not None:
+        check_int("num_classes", num_classes, low=1)
     statistics, _ = pipeline_statistics(normalization, "imagenet")
     data_format = pipeline_data_format(normalization, data_format)
     drop_remainder = bool(training) if drop_remainder is None else drop_remainder
@@ -356,6 +369,7 @@ def imagenet_dataset(
         listed, class_names, count = _folder_records(os.fspath(data_dir), split, input_context,
                                                      counter)
         shuffle_buffer = shuffle_buffer or count  # all paths: small, listed by class
+        num_classes = num_classes or len(class_names)
     elif source == "tfds":
         listed = _tfds_records(split, data_dir, manual_dir, training, seed, input_context)
 
@@ -377,8 +391,12 @@ def imagenet_dataset(
         ds, window, image_size, training and flip, statistics,
         label_offset, source == "folder", seed, same, counter, num_parallel_calls, deterministic,
     )
-    # 5. Batch; training drops the last partial batch (static shapes).
-    ds = in_data_format(ds.batch(batch_size, drop_remainder=drop_remainder), data_format)
+    # 5. Batch; training drops the last partial batch (static shapes). Check
+    # each batch's labels here: in the decode step, ignore_errors would skip them.
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    hint = MODEL_GARDEN_HINT if source == "tfrecord" and label_offset == 0 else ""
+    ds = ds.map(lambda x, y: (x, assert_labels(y, num_classes or IMAGENET_CLASSES, hint=hint)))
+    ds = in_data_format(ds, data_format)
     # 6. Prefetch so decoding overlaps the training step.
     ds = ds.prefetch(AUTOTUNE)
     ds.skip_counter = counter or None

@@ -13,6 +13,7 @@ from keras_preact.training.callbacks import make_callbacks
 from keras_preact.training.compile import accuracy_metrics
 from keras_preact.training.compile import compile_for_paper
 from keras_preact.training.distribute import DistributionSetup
+from keras_preact.training.losses import CheckedSparseCategoricalCrossentropy
 from keras_preact.training.distribute import setup_distribution
 from keras_preact.training.optimizers import PaperSGD
 from keras_preact.training.optimizers import decayed_variables

@@ -3,6 +3,7 @@
 import keras
 
 from keras_preact.models.outputs import outputs_logits
+from keras_preact.training.losses import CheckedSparseCategoricalCrossentropy
 from keras_preact.training.optimizers import PaperSGD
 
 
@@ -42,6 +43,9 @@ def compile_for_paper(model, learning_rate=0.1, *, optimizer=None, momentum=0.9,
     SGD, momentum 0.9, coupled L2 weight decay 1e-4 on every trainable
     variable, as the authors' Torch code (`PaperSGD`: Torch7 `optim.sgd`),
     cross-entropy, top-1 and top-5 accuracy ("top1", "top5" in the logs).
+    Class-id labels outside the model's classes raise an error
+    (`CheckedSparseCategoricalCrossentropy`) instead of training on a wrong
+    loss.
     Under a "mixed_float16" policy, Keras wraps the optimizer in a
     `LossScaleOptimizer`.
 
@@ -103,7 +107,7 @@ def compile_for_paper(model, learning_rate=0.1, *, optimizer=None, momentum=0.9,
         loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                     label_smoothing=label_smoothing)
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        loss = CheckedSparseCategoricalCrossentropy(from_logits=from_logits)
     model.compile(optimizer=optimizer, loss=loss,
                   metrics=accuracy_metrics(one_hot=one_hot, top_k=top_k),
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)

@@ -182,7 +182,7 @@ def test_cifar_reflect_padding_and_no_augment():
         (dict(mixup_alpha=-1.0), r"mixup_alpha=-1.0. Expected a number >= 0"),
         (dict(pad_mode="wrap"), "pad_mode='wrap'"),
         (dict(pad_mode="reflect", pad=32), r"pad_mode='reflect' needs pad < min\(H, W\) = 32"),
-        (dict(num_classes=5), r"outside \[0, 4\]"),
+        (dict(num_classes=5), r"Label 5 is outside \[0, 5\) for num_classes=5"),
         (dict(normalization=((1.0, 2.0), (1, 1, 1))), "one value per channel"),
         (dict(normalization="cifar1000"), "normalization='cifar1000'"),
         (dict(start_batch=-1), "start_batch=-1. Expected an int >= 0"),

@@ -207,6 +207,7 @@ def test_imagenet_tfds_source(shared_data, monkeypatch):
         (dict(source="tfrecord"), "No TFRecord files match"),
         (dict(data_dir=None), "needs data_dir"),
         (dict(counter=3), "counter=3. Expected a SkipCounter"),
+        (dict(num_classes=0), "num_classes=0. Expected an int >= 1"),
     ],
 )
 def test_imagenet_bad_input(tmp_path, kwargs, match):

@@ -46,3 +46,58 @@ def test_compile_for_paper_options():
     assert [m.name for m in accuracy_metrics(one_hot=True)] == ["top1", "top5"]
     with pytest.raises(ValueError, match="label_smoothing"):
         compile_for_paper(softmax_model, label_smoothing=0.1)
+
+
+def _out_of_range_error():
+    """What a label out of range raises from a compiled step on this backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.errors.JaxRuntimeError  # Its message holds the ValueError's.
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.errors.InvalidArgumentError
+    return ValueError
+
+
+# torch.compile takes about 20 s per model on CPU: one slow test below covers it.
+JIT_COMPILE = [False] if keras.backend.backend() == "torch" else [False, True]
+
+
+@pytest.mark.parametrize("jit_compile", JIT_COMPILE,
+                         ids=["eager-or-graph", "jit"][:len(JIT_COMPILE)])
+@pytest.mark.parametrize("labels, bad", [
+    ([0, 1, 2, 3, 0, 1, 2, 3], 3),
+    ([0, 1, 2, 0, -1, 0, 1, 2], -1),  # in the second step
+    ([[0], [1], [2], [0], [1], [2], [0], [7]], 7),  # (N, 1) labels
+], ids=["above", "negative", "column"])
+def test_fit_with_arrays_refuses_labels_out_of_range(labels, bad, jit_compile):
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    # Two steps per execution where the backend runs them (not torch).
+    steps = 1 if keras.backend.backend() == "torch" else 2
+
+    def run(method):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        compile_for_paper(model, jit_compile=jit_compile, steps_per_execution=steps)
+        return getattr(model, method)(x, np.array(labels), batch_size=4, verbose=0)
+
+    if keras.backend.backend() == "tensorflow" and jit_compile:
+        # XLA has no op that raises; its cross-entropy is NaN for such a label.
+        assert np.isnan(run("fit").history["loss"][0])
+        return
+    message = rf"Label {bad} is outside \[0, 3\) for a model with 3 classes\."
+    for method in ("fit", "evaluate"):
+        with pytest.raises(_out_of_range_error(), match=message):
+            run(method)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.compile is torch's")
+def test_torch_compile_keeps_the_check():
+    x = np.random.default_rng(0).normal(size=(4, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    compile_for_paper(model, jit_compile=True)
+    assert np.isfinite(model.fit(x, np.array([0, 1, 2, 1]), verbose=0).history["loss"][0])
+    with pytest.raises(ValueError, match=r"Label 3 is outside \[0, 3\) for a model with 3"):
+        model.fit(x, np.array([0, 1, 2, 3]), verbose=0)
