@@ -44,9 +44,14 @@ class CheckedSparseCategoricalCrossentropy(keras.losses.SparseCategoricalCrossen
     ValueError: Label 3 is outside [0, 3) for a model with 3 classes.
     """
 
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 axis=-1, name="sparse_categorical_crossentropy", dtype=None):
+        super().__init__(from_logits=from_logits, ignore_class=ignore_class,
+                         reduction=reduction, axis=axis, name=name, dtype=dtype)
+        self.axis = axis
+
     def call(self, y_true, y_pred):
-        y_true = check_class_ids(y_true, y_pred.shape[self._fn_kwargs["axis"]],
-                                 self.ignore_class)
+        y_true = check_class_ids(y_true, y_pred.shape[self.axis], self.ignore_class)
         return super().call(y_true, y_pred)
 
 
