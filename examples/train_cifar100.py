@@ -177,7 +177,8 @@ def main(argv=None):
         quick_look=None if total_steps <= 10 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
-            {"--epochs": "1", "--steps-per-epoch": "10", "--max-eval-examples": "500",
+            {"--epochs": "1", "--steps-per-epoch": training_cli.quick_look_steps(10, args),
+             "--max-eval-examples": "500",
              "--output-dir": args.output_dir.rstrip("/") + "_quick_look"}))
     result = train_and_evaluate(model, train_data, run, validation_data=val_ds,
                                 distribution=setup.distribution)

@@ -197,7 +197,7 @@ def main(argv=None):
         quick_look=None if total_steps <= 5 else training_cli.quick_look_command(
             sys.argv[0] if argv is None else __file__,
             sys.argv[1:] if argv is None else argv,
-            {"--epochs": "1", "--steps-per-epoch": "5", "--validation-steps": "2",
+            {"--epochs": "1", "--steps-per-epoch": training_cli.quick_look_steps(5, args), "--validation-steps": "2",
              "--output-dir": args.output_dir.rstrip("/") + "_quick_look"}))
     return train_and_evaluate(model, train_data, run, validation_data=val_data,
                               distribution=setup.distribution)

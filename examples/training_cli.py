@@ -200,8 +200,12 @@ def run_length(args, num_examples, global_batch_size, *, default_total_steps=Non
     A run of steps trains exactly that many: its last epoch stops there.
 
     Raises:
-        ValueError: epochs that are not whole executions of --steps-per-execution.
+        ValueError: epochs that are not whole executions of --steps-per-execution,
+            or --steps-per-execution > 1 on the torch backend (Keras refuses it).
     """
+    if args.steps_per_execution > 1 and keras.backend.backend() == "torch":
+        raise ValueError(f"--steps-per-execution {args.steps_per_execution}: Keras' torch "
+                         "backend takes 1 only. Use 1, or the tensorflow or jax backend.")
     steps_per_epoch = args.steps_per_epoch or math.ceil(num_examples / global_batch_size)
     epochs = args.epochs or (None if args.steps else default_epochs)
     total = steps_per_epoch * epochs if epochs else args.steps or default_total_steps
@@ -236,6 +240,11 @@ def named_model(name, **kwargs):
     import keras_preact
 
     return getattr(keras_preact, name)(**kwargs)
+
+
+def quick_look_steps(steps, args):
+    """`steps` rounded up to whole executions of --steps-per-execution, as a flag value."""
+    return str(-(-steps // args.steps_per_execution) * args.steps_per_execution)
 
 
 def quick_look_command(script, argv, overrides):

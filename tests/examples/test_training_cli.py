@@ -113,6 +113,8 @@ USAGE_ERRORS = {
     "imagenet-steps-per-execution": (
         "train_imagenet", ["--data-source", "synthetic", "--train-examples", "100",
                            "--batch-size", "10", "--steps-per-execution", "3"],
+        "--steps-per-execution 3: Keras' torch backend takes 1 only. Use 1, or the "
+        "tensorflow or jax backend." if keras.backend.backend() == "torch" else
         "An epoch of this run has 10 steps, not a multiple of steps_per_execution=3: Keras "
         "would train 12. Use a steps_per_execution that divides every epoch's steps: "
         "[1, 2, 5, 10]."),
@@ -128,3 +130,10 @@ def test_refused_values_are_usage_errors(case, capsys, tmp_path):
     check_bad_arguments_exit(load_example(name), [*argv, "--output-dir", str(out)], message,
                              capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("per_execution, steps", [(1, "10"), (4, "12"), (5, "10")])
+def test_the_quick_look_trains_whole_executions(per_execution, steps):
+    parser = load_example("train_cifar100").build_parser()
+    args = parser.parse_args(["--steps-per-execution", str(per_execution)])
+    assert training_cli.quick_look_steps(10, args) == steps
