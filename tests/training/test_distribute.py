@@ -179,16 +179,24 @@ def test_setup_distribution_none_and_errors():
             setup_distribution("mirrored")
 
 
-DISTRIBUTED_STEP = textwrap.dedent(
+# Two replicas in one process: TensorFlow's 2 logical CPUs (JAX's 2 CPU
+# devices come from XLA_FLAGS in the environment).
+TWO_REPLICAS = textwrap.dedent(
     """
-    import os, sys
-    import numpy as np
+    import os
     BACKEND = os.environ["KERAS_BACKEND"]
     if BACKEND == "tensorflow":
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    """
+)
+
+DISTRIBUTED_STEP = TWO_REPLICAS + textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
     import keras
     from keras_preact.training import compile_for_paper, setup_distribution
     setup = setup_distribution(sys.argv[1])
@@ -249,16 +257,10 @@ def test_jax_data_parallel_two_host_devices():
 # evaluations under the strategy with last batches of 8, 1 (one replica
 # gets none) and 3 images and with sample weights are compared with the
 # runner's checkpoint loaded and evaluated on one device.
-SAVED_MODEL_EVALUATION = textwrap.dedent(
+SAVED_MODEL_EVALUATION = TWO_REPLICAS + textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
-    BACKEND = os.environ["KERAS_BACKEND"]
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import tensorflow as tf
     import keras
     from keras_preact.layers import BatchNormalization
