@@ -1,6 +1,7 @@
 """The general Pre-activation ResNet builder: stem, stages, head."""
 
 import functools
+import math
 
 import keras
 
@@ -13,6 +14,7 @@ from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import UNIT_ORDERINGS
 from keras_preact.layers.options import preactivation
 from keras_preact.layers.options import standardize_data_format
+from keras_preact.layers.padding import ConstantPadding2D
 from keras_preact.layers.residual_unit import ResidualUnit
 from keras_preact.models.layouts import resolve_layout
 from keras_preact.models.weights import load_weights_file
@@ -24,12 +26,15 @@ from keras_preact.validation import check_int
 from keras_preact.validation import check_real
 
 POOLINGS = (None, "avg", "max")
+FIRST_UNIT_SHORTCUTS = ("preactivated", "raw")
 
 
 def PreActResNet(
     depth=None, *, layout="cifar", block_type=None, stage_units=None,
     base_width=None, width_multiplier=1, unit_ordering="full_preact",
-    shortcut="identity", stride_on=None, drop_path_rate=0.0, remat=False,
+    shortcut="identity", stride_on=None, stem_activation=None,
+    first_unit_preactivation=None, first_unit_shortcut=None,
+    drop_path_rate=0.0, remat=False,
     include_top=True, input_normalization=None, weights=None,
     input_tensor=None, input_shape=None, pooling=None, classes=None,
     classifier_activation="softmax", kernel_regularizer=None, bn_momentum=0.9,
@@ -88,6 +93,24 @@ def PreActResNet(
         stride_on: str or `None`. Bottleneck stride on the `"1x1"` or the
             `"3x3"` conv; `None` follows each layout's source (the authors'
             CIFAR code: 1x1; fb.resnet.torch: 3x3). Defaults to `None`.
+        stem_activation: bool or `None`. Whether the stem ends in BN-ReLU
+            (ImageNet: before its max pooling). `False` on ImageNet sends
+            the stem conv straight into the pooling, padded with `-inf` as
+            Torch pads (timm's ResNetV2). `None`: the layout's source
+            (CIFAR: only for the post-activation orderings; ImageNet:
+            `True`). Defaults to `None`.
+        first_unit_preactivation: bool or `None`. Whether the first unit
+            applies its own pre-activation (pre-activation orderings).
+            `None`: when the stem does not end in BN-ReLU. `True` after an
+            activated stem is pytorchcv's ImageNet PreResNet (BN-ReLU
+            twice). Defaults to `None`.
+        first_unit_shortcut: `"preactivated"`, `"raw"` or `None`. What the
+            first unit's identity shortcut takes when that unit
+            pre-activates: its pre-activated tensor (the authors' CIFAR
+            code) or its raw input (pytorchcv's CIFAR nets, timm's
+            ResNetV2-18/34). A projection shortcut always takes the
+            pre-activated tensor. `None`: `"preactivated"` for CIFAR,
+            `"raw"` for ImageNet. Defaults to `None`.
         drop_path_rate: float in `[0, 1)`. Stochastic depth rate of the
             last unit; unit `k` of `N` drops its branch with
             `drop_path_rate * k / N`. Defaults to `0.0` (off).
@@ -131,7 +154,9 @@ def PreActResNet(
     Raises:
         ValueError: naming the argument and what is valid, when `layout`,
             `block_type`, `unit_ordering`, `shortcut`, `stride_on`,
-            `pooling` or `data_format` is none of its choices; `depth` is
+            `first_unit_shortcut`, `pooling` or `data_format` is none of
+            its choices; `stem_activation` and `first_unit_preactivation`
+            are both `False` for a pre-activation ordering; `depth` is
             not `6n+2` / `9n+2` (CIFAR), not in the ImageNet table or not
             what `stage_units` give; `stage_units` lacks one int >= 1 per
             stage or comes without `block_type`; `block_type` contradicts
@@ -165,6 +190,10 @@ def PreActResNet(
         input_normalization, data_format, input_shape, input_tensor,
         include_top, bn_momentum, bn_epsilon,
     )
+    stem_activation, first_unit = _resolve_first_unit(
+        net, unit_ordering, stem_activation, first_unit_preactivation,
+        first_unit_shortcut,
+    )
     # One base initializer; each conv draws its own copy of it
     # (`fresh_initializer`), in the order the layers are made.
     kernel_initializer = he_normal_fan_out()
@@ -186,9 +215,9 @@ def PreActResNet(
     x = inputs
     if input_normalization is not None:
         x = input_normalization_layer(input_normalization, data_format)(x)
-    x = _stem(x, net, unit_ordering, conv, bn, data_format)
+    x = _stem(x, net, stem_activation, conv, bn, data_format)
     x = _stages(
-        x, net, drop_path_rate, unit_ordering=unit_ordering,
+        x, net, drop_path_rate, first_unit, unit_ordering=unit_ordering,
         shortcut=shortcut, stride_on=net.stride_on,
         kernel_initializer=kernel_initializer,
         kernel_regularizer=kernel_regularizer, bn_momentum=bn_momentum,
@@ -257,33 +286,82 @@ def _check_arguments(
     return data_format, input_shape, classes
 
 
-def _stem(x, net, unit_ordering, conv, bn, data_format):
+def _resolve_first_unit(
+    net, unit_ordering, stem_activation, first_unit_preactivation,
+    first_unit_shortcut,
+):
+    """Fills in the layout's defaults of the stem and first-unit options.
+    Returns `(stem_activation, first_unit)`, `first_unit` the keyword
+    arguments of the first `ResidualUnit`."""
+    check_bool("stem_activation", stem_activation, allow_none=True)
+    check_bool(
+        "first_unit_preactivation", first_unit_preactivation, allow_none=True
+    )
+    check_choice(
+        "first_unit_shortcut", first_unit_shortcut,
+        (None, *FIRST_UNIT_SHORTCUTS),
+    )
+    if stem_activation is None:
+        stem_activation = net.name == "imagenet" or not preactivation(
+            unit_ordering
+        )
+    if first_unit_preactivation is None:
+        # A post-activation ordering ignores the flag: it keeps the value
+        # the layout always had there, so model configs stay the same.
+        first_unit_preactivation = not stem_activation if preactivation(
+            unit_ordering) else net.name == "cifar"
+    if not (stem_activation or first_unit_preactivation) and preactivation(
+        unit_ordering
+    ):
+        raise ValueError(
+            "Invalid stem_activation=False with first_unit_preactivation="
+            "False: nothing would activate the stem's output before the "
+            "first unit's convolution. Set one of them to True."
+        )
+    if first_unit_shortcut is None:
+        first_unit_shortcut = (
+            "preactivated" if net.name == "cifar" else "raw"
+        )
+    return stem_activation, dict(
+        preactivate=first_unit_preactivation,
+        # "raw": the ResidualUnit default (a projection still takes the
+        # pre-activated tensor).
+        preactivated_shortcut=(
+            True if first_unit_shortcut == "preactivated" else None
+        ),
+    )
+
+
+def _stem(x, net, stem_activation, conv, bn, data_format):
     """The layers before the first unit (the stem of the layout's source).
 
-    CIFAR: a 3x3 conv, then BN-ReLU only for the post-activation orderings
-    (a pre-activation unit activates its own input). ImageNet: a 7x7/2 conv,
-    BN-ReLU and a 3x3/2 max pooling, padded as Torch pads.
+    CIFAR: a 3x3 conv, then BN-ReLU if `stem_activation`. ImageNet: a 7x7/2
+    conv, BN-ReLU if `stem_activation`, and a 3x3/2 max pooling, padded as
+    Torch pads.
     """
-    if net.name == "cifar":
-        x = conv(net.stem_filters, 3, 1, name="stem_conv")(x)
-        if preactivation(unit_ordering):
-            return x
-        x = bn(name="stem_bn")(x)
-        return keras.layers.ReLU(name="stem_relu")(x)
     pad = dict(data_format=data_format)
-    x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(x)
-    x = conv(net.stem_filters, 7, 2, name="stem_conv", padding="valid")(x)
-    x = bn(name="stem_bn")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    # Zero padding is safe before max pooling: inputs are >= 0 here.
-    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", **pad)(x)
+    if net.name == "imagenet":
+        x = keras.layers.ZeroPadding2D(3, name="stem_pad", **pad)(x)
+        x = conv(net.stem_filters, 7, 2, name="stem_conv", padding="valid")(x)
+    else:
+        x = conv(net.stem_filters, 3, 1, name="stem_conv")(x)
+    if stem_activation:
+        x = bn(name="stem_bn")(x)
+        x = keras.layers.ReLU(name="stem_relu")(x)
+    if net.name == "cifar":
+        return x
+    if stem_activation:  # Zero padding equals Torch's -inf: inputs are >= 0.
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", **pad)(x)
+    else:
+        x = ConstantPadding2D(1, -math.inf, name="stem_pool_pad", **pad)(x)
     return keras.layers.MaxPooling2D(3, 2, name="stem_pool", **pad)(x)
 
 
-def _stages(x, net, drop_path_rate, **unit_kwargs):
+def _stages(x, net, drop_path_rate, first_unit, **unit_kwargs):
     """The `ResidualUnit`s `stage{s}_unit{u}`, stage by stage (`net.stages`):
     a stage's first unit has its stride, the others 1; unit `k` of `N` drops
-    its branch with `drop_path_rate * k / N`."""
+    its branch with `drop_path_rate * k / N`; the net's first unit takes
+    `first_unit` (its pre-activation and shortcut input)."""
     total_units = sum(stage.units for stage in net.stages)
     index = 0
     for stage in net.stages:
@@ -294,15 +372,9 @@ def _stages(x, net, drop_path_rate, **unit_kwargs):
                 stage.filters,
                 bottleneck=net.bottleneck,
                 strides=stage.strides if unit == 1 else 1,
-                # The ImageNet stem already ends in BN-ReLU; after the
-                # bare CIFAR stem, the first unit's activation feeds
-                # both paths.
-                preactivate=not (first_of_net and net.name == "imagenet"),
-                preactivated_shortcut=(
-                    True if first_of_net and net.name == "cifar" else None
-                ),
                 drop_path_rate=drop_path_rate * index / total_units,
                 name=stage.unit_name(unit),
+                **(first_unit if first_of_net else {}),
                 **unit_kwargs,
             )(x)
     return x

@@ -1,0 +1,5 @@
+"""Published pre-activation ResNet checkpoints, converted exactly."""
+
+from keras_preact.pretrained.registry import CHECKPOINTS
+from keras_preact.pretrained.registry import Checkpoint
+from keras_preact.pretrained.registry import get_checkpoint
