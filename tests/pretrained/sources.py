@@ -271,7 +271,7 @@ def _torchvision_stub():
 
 
 def _residual_units(model, package):
-    """The model's residual units, each with the module of its shortcut."""
+    """The model's residual units, each with the child name of its projection."""
     if package == "pytorchcv":
         from pytorchcv.models.preresnet import PreResUnit
 
