@@ -17,7 +17,14 @@ from keras_preact.normalization import Statistics
 SHORT_NAMES = ("cifar10", "cifar100", "imagenet")
 
 PYTORCHCV_RELEASES = "https://github.com/osmr/imgclsmob/releases/download"
-PYTORCHCV_RESULTS = "https://github.com/osmr/imgclsmob/blob/master/pytorch/README.md"
+PYTORCHCV_RESULTS = (
+    "https://github.com/osmr/imgclsmob/blob/"
+    "8489d1bfc3b6b1c16d9877668c430a6679033451/pytorch/README.md"
+)
+TIMM_RESULTS = (
+    "https://github.com/huggingface/pytorch-image-models/blob/"
+    "4e5207c7bb6592474ca56e28b2cf85be8f1a550f/results/results-imagenet.csv"
+)
 PYTORCHCV_LICENSE = "MIT (osmr/imgclsmob)"
 HUGGING_FACE = "https://huggingface.co"
 
@@ -27,7 +34,7 @@ PYTORCHCV_CIFAR = Statistics(
     tuple(v * 255 for v in (0.4914, 0.4822, 0.4465)),
     tuple(v * 255 for v in (0.2023, 0.1994, 0.2010)),
 )
-# timm's "a1h" recipe trains on pixels / 127.5 - 1.
+# timm's ResNetV2 checkpoints take pixels / 127.5 - 1.
 HALF_RANGE = Statistics((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
 
 
@@ -129,8 +136,7 @@ def _pytorchcv_imagenet(name, depth, error, sha1, tag, top1_error):
     )
 
 
-def _timm(name, depth, sha256, result, statistics, eval_resize,
-          interpolation):
+def _timm(name, depth, revision, sha256, top1, crop_fraction):
     # timm's ResNetV2: the stem conv goes straight into the -inf padded
     # pool; the first unit pre-activates; stride on the 3x3.
     return Checkpoint(
@@ -139,10 +145,13 @@ def _timm(name, depth, sha256, result, statistics, eval_resize,
             depth=depth, layout="imagenet", stride_on="3x3",
             stem_activation=False, first_unit_shortcut="raw",
         )),
-        classes=1000, statistics=statistics, image_size=224,
-        eval_resize=eval_resize, interpolation=interpolation, result=result,
-        citation=f"{HUGGING_FACE}/timm/{name}", license="Apache-2.0",
-        url=f"{HUGGING_FACE}/timm/{name}/resolve/main/model.safetensors",
+        classes=1000, statistics=HALF_RANGE, image_size=224,
+        # timm's evaluation: the shorter side to floor(224 / crop_pct),
+        # bicubic, then the centre crop.
+        eval_resize=int(224 / crop_fraction), interpolation="bicubic",
+        result=f"ImageNet top-1 {top1}% (224, crop_pct {crop_fraction})",
+        citation=TIMM_RESULTS, license="Apache-2.0",
+        url=f"{HUGGING_FACE}/timm/{name}/resolve/{revision}/model.safetensors",
         file_hash=f"sha256:{sha256}" if sha256 else "",
     )
 
@@ -168,20 +177,24 @@ _ROWS = (
     )),
     # (name, depth, error field, SHA-1, release, published top-1 error).
     *(_pytorchcv_imagenet(*row) for row in (
-        ("preresnet18", 18, "0972", "5651bc2dbb200382822a6b64375d240f747cc726", "v0.0.140", "TODO"),
-        ("preresnet34", 34, "0774", "fd5bd1e883048e29099768465df2dd9e891803f4", "v0.0.300", "TODO"),
-        ("preresnet50", 50, "0647", "222ca73b021f893b925c15e24ea2a6bc0fdf2546", "v0.0.330", "TODO"),
-        ("preresnet50b", 50, "0655", "8b60378ee3aed878d27a2b4a9ddc596a812c7649", "v0.0.307", "TODO"),
-        ("preresnet101", 101, "0563", "8ec82f7d697b7329aea2c95b399093e9cb2b1114", "v0.0.504", "TODO"),
-        ("preresnet101b", 101, "0556", "76bfe6d020b55f163e77de6b1c27be6b0bed8b7b", "v0.0.351", "TODO"),
-        ("preresnet152", 152, "0464", "baeb6c5208310ab7c919fc0da3c20267471a8fa1", "v0.0.510", "TODO"),
-        ("preresnet152b", 152, "0459", "42c9fbcfe4e92463497fa4c2d0b007a191c6c043", "v0.0.523", "TODO"),
-        ("preresnet200b", 200, "0468", "f82215f3a5616098e8172a85bb42071f1823a27d", "v0.0.529", "TODO"),
+        ("preresnet18", 18, "0972", "5651bc2dbb200382822a6b64375d240f747cc726", "v0.0.140", "28.43"),
+        ("preresnet34", 34, "0774", "fd5bd1e883048e29099768465df2dd9e891803f4", "v0.0.300", "24.89"),
+        ("preresnet50", 50, "0647", "222ca73b021f893b925c15e24ea2a6bc0fdf2546", "v0.0.330", "22.40"),
+        ("preresnet50b", 50, "0655", "8b60378ee3aed878d27a2b4a9ddc596a812c7649", "v0.0.307", "22.51"),
+        ("preresnet101", 101, "0563", "8ec82f7d697b7329aea2c95b399093e9cb2b1114", "v0.0.504", "20.81"),
+        ("preresnet101b", 101, "0556", "76bfe6d020b55f163e77de6b1c27be6b0bed8b7b", "v0.0.351", "21.04"),
+        ("preresnet152", 152, "0464", "baeb6c5208310ab7c919fc0da3c20267471a8fa1", "v0.0.510", "19.36"),
+        ("preresnet152b", 152, "0459", "42c9fbcfe4e92463497fa4c2d0b007a191c6c043", "v0.0.523", "19.23"),
+        ("preresnet200b", 200, "0468", "f82215f3a5616098e8172a85bb42071f1823a27d", "v0.0.529", "19.07"),
     )),
-    _timm("resnetv2_18.ra4_e3600_r224_in1k", 18, "", "ImageNet top-1 73.57%", STATISTICS["imagenet"], 235, "bicubic"),
-    _timm("resnetv2_34.ra4_e3600_r224_in1k", 34, "", "ImageNet top-1 77.63%", STATISTICS["imagenet"], 235, "bicubic"),
-    _timm("resnetv2_50.a1h_in1k", 50, "", "ImageNet top-1 80.41%", HALF_RANGE, 235, "bicubic"),
-    _timm("resnetv2_101.a1h_in1k", 101, "", "ImageNet top-1 82.04%", HALF_RANGE, 235, "bicubic"),
+    # (name, depth, Hugging Face revision, SHA-256 of the file where it is
+    # published, top-1 %, crop_pct) from the model cards and timm's results.
+    *(_timm(*row) for row in (
+        ("resnetv2_18.ra4_e3600_r224_in1k", 18, "main", "8cbd1843d961f937eed89815af452c0dcc63f0bb5c54b60a4cd8ed5fc66ffb3e", "73.572", 0.9),
+        ("resnetv2_34.ra4_e3600_r224_in1k", 34, "main", "248e47c20c4e9b995099b5e39d8fb3396efd01d8b4befa2567eebcfa55ab5601", "77.626", 0.9),
+        ("resnetv2_50.a1h_in1k", 50, "dcfd4fecb72889c1ce9fd9f7e5b75f8043889864", "", "80.410", 0.95),
+        ("resnetv2_101.a1h_in1k", 101, "main", "", "82.042", 0.95),
+    )),
 )
 CHECKPOINTS = types.MappingProxyType({row.name: row for row in _ROWS})
 
