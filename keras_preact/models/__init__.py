@@ -1,5 +1,6 @@
 """Pre-activation ResNet model builders."""
 
+from keras_preact.models.features import batch_norm_layers
 from keras_preact.models.features import feature_extractor
 from keras_preact.models.features import residual_units
 from keras_preact.models.preact_resnet import PreActResNet

@@ -27,6 +27,39 @@ def residual_units(model):
     return units
 
 
+def batch_norm_layers(model):
+    """Returns every BatchNormalization layer of a model, in forward order.
+
+    The ones inside residual units included, and those of nested models
+    (a backbone inside a classifier). Fine-tuning freezes them: a
+    `keras.layers.BatchNormalization` with `trainable = False` runs in
+    inference mode, with its moving statistics, whatever `training` is.
+
+    Args:
+        model: a `keras.Model`, such as one built by
+            `keras_preact.PreActResNet` or a model around it.
+
+    Returns:
+        A list of `keras.layers.BatchNormalization` layers.
+
+    Example:
+
+    >>> for layer in batch_norm_layers(model):
+    ...     layer.trainable = False
+    """
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, ResidualUnit):
+            found += [bn for bn in (layer.preact_bn, *layer.bns,
+                                    layer.projection_bn, layer.post_add_bn)
+                      if bn is not None]
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += batch_norm_layers(layer)
+    return found
+
+
 def feature_extractor(model):
     """Builds a model returning the output of each stage.
 
