@@ -1,5 +1,6 @@
 """Published pre-activation ResNet checkpoints, converted exactly."""
 
+from keras_preact.pretrained.convert import convert
 from keras_preact.pretrained.loading import build
 from keras_preact.pretrained.loading import converted_weights
 from keras_preact.pretrained.loading import load_state_dict
