@@ -17,7 +17,7 @@ from keras_preact.normalization import Statistics
 SHORT_NAMES = ("cifar10", "cifar100", "imagenet")
 
 PYTORCHCV_RELEASES = "https://github.com/osmr/imgclsmob/releases/download"
-PYTORCHCV_RESULTS = "https://github.com/osmr/pytorchcv/blob/master/README.md"
+PYTORCHCV_RESULTS = "https://github.com/osmr/imgclsmob/blob/master/pytorch/README.md"
 PYTORCHCV_LICENSE = "MIT (osmr/imgclsmob)"
 HUGGING_FACE = "https://huggingface.co"
 
@@ -27,8 +27,7 @@ PYTORCHCV_CIFAR = Statistics(
     tuple(v * 255 for v in (0.4914, 0.4822, 0.4465)),
     tuple(v * 255 for v in (0.2023, 0.1994, 0.2010)),
 )
-# timm's ResNetV2 checkpoints take pixels / 127.5 - 1 (its default
-# IMAGENET_INCEPTION_MEAN and _STD).
+# timm's "a1h" recipe trains on pixels / 127.5 - 1.
 HALF_RANGE = Statistics((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
 
 
@@ -169,18 +168,18 @@ _ROWS = (
     )),
     # (name, depth, error field, SHA-1, release, published top-1 error).
     *(_pytorchcv_imagenet(*row) for row in (
-        ("preresnet18", 18, "0972", "5651bc2dbb200382822a6b64375d240f747cc726", "v0.0.140", "28.43"),
-        ("preresnet34", 34, "0774", "fd5bd1e883048e29099768465df2dd9e891803f4", "v0.0.300", "24.89"),
-        ("preresnet50", 50, "0647", "222ca73b021f893b925c15e24ea2a6bc0fdf2546", "v0.0.330", "22.40"),
-        ("preresnet50b", 50, "0655", "8b60378ee3aed878d27a2b4a9ddc596a812c7649", "v0.0.307", "22.51"),
-        ("preresnet101", 101, "0563", "8ec82f7d697b7329aea2c95b399093e9cb2b1114", "v0.0.504", "20.81"),
-        ("preresnet101b", 101, "0556", "76bfe6d020b55f163e77de6b1c27be6b0bed8b7b", "v0.0.351", "21.04"),
-        ("preresnet152", 152, "0464", "baeb6c5208310ab7c919fc0da3c20267471a8fa1", "v0.0.510", "19.36"),
-        ("preresnet152b", 152, "0459", "42c9fbcfe4e92463497fa4c2d0b007a191c6c043", "v0.0.523", "19.23"),
-        ("preresnet200b", 200, "0468", "f82215f3a5616098e8172a85bb42071f1823a27d", "v0.0.529", "19.07"),
+        ("preresnet18", 18, "0972", "5651bc2dbb200382822a6b64375d240f747cc726", "v0.0.140", "TODO"),
+        ("preresnet34", 34, "0774", "fd5bd1e883048e29099768465df2dd9e891803f4", "v0.0.300", "TODO"),
+        ("preresnet50", 50, "0647", "222ca73b021f893b925c15e24ea2a6bc0fdf2546", "v0.0.330", "TODO"),
+        ("preresnet50b", 50, "0655", "8b60378ee3aed878d27a2b4a9ddc596a812c7649", "v0.0.307", "TODO"),
+        ("preresnet101", 101, "0563", "8ec82f7d697b7329aea2c95b399093e9cb2b1114", "v0.0.504", "TODO"),
+        ("preresnet101b", 101, "0556", "76bfe6d020b55f163e77de6b1c27be6b0bed8b7b", "v0.0.351", "TODO"),
+        ("preresnet152", 152, "0464", "baeb6c5208310ab7c919fc0da3c20267471a8fa1", "v0.0.510", "TODO"),
+        ("preresnet152b", 152, "0459", "42c9fbcfe4e92463497fa4c2d0b007a191c6c043", "v0.0.523", "TODO"),
+        ("preresnet200b", 200, "0468", "f82215f3a5616098e8172a85bb42071f1823a27d", "v0.0.529", "TODO"),
     )),
-    _timm("resnetv2_18.ra4_e3600_r224_in1k", 18, "", "ImageNet top-1 73.57%", HALF_RANGE, 248, "bicubic"),
-    _timm("resnetv2_34.ra4_e3600_r224_in1k", 34, "", "ImageNet top-1 77.63%", HALF_RANGE, 248, "bicubic"),
+    _timm("resnetv2_18.ra4_e3600_r224_in1k", 18, "", "ImageNet top-1 73.57%", STATISTICS["imagenet"], 235, "bicubic"),
+    _timm("resnetv2_34.ra4_e3600_r224_in1k", 34, "", "ImageNet top-1 77.63%", STATISTICS["imagenet"], 235, "bicubic"),
     _timm("resnetv2_50.a1h_in1k", 50, "", "ImageNet top-1 80.41%", HALF_RANGE, 235, "bicubic"),
     _timm("resnetv2_101.a1h_in1k", 101, "", "ImageNet top-1 82.04%", HALF_RANGE, 235, "bicubic"),
 )
