@@ -29,6 +29,8 @@ import keras_preact
 from keras_preact.pretrained import loading
 from keras_preact.pretrained import registry
 
+from _checks import assert_all_close
+from _checks import numpy
 from pretrained.sources import build_source
 from pretrained.sources import installed
 from pretrained.sources import source_logits
@@ -322,6 +324,17 @@ def test_a_model_unlike_the_converted_one_gets_its_weights(kwargs, output, serve
     _assert_close(_predict(model, pixels), expected)
     if output == "predictions":
         _assert_close(expected, _source_logits(CIFAR10, file.model, pixels))
+
+
+def test_a_mixed_precision_model_gets_the_float32_weights(serve):
+    serve(CIFAR10, "zipfile")
+    full = loading.build(CIFAR10)
+    keras.config.set_dtype_policy("mixed_float16")
+    model = loading.build(CIFAR10)
+    assert model.get_layer("stem_conv").compute_dtype == "float16"
+    assert [w.path for w in model.weights] == [w.path for w in full.weights]
+    assert_all_close(numpy(model.weights), numpy(full.weights), dict(rtol=0, atol=0),
+                     "weights under mixed_float16")
 
 
 def test_the_model_saves_and_reloads_as_keras(serve, tmp_path):
