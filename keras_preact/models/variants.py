@@ -16,14 +16,14 @@ Reference: He et al., "Identity Mappings in Deep Residual Networks", ECCV
 
 Args:
     include_top: bool. Whether to include the classifier. Defaults to `True`.
-    weights: `None`, a pretrained checkpoint (a key of
-        `keras_preact.pretrained.CHECKPOINTS`, such as `{checkpoint}`, or
-        the short name {short}), or the path to a `.weights.h5` / `.keras`
-        file saved from the same architecture. A checkpoint builds its
-        network with its trained weights (downloaded and converted on first
-        use); the model then takes 0-255 pixels. See
-        `keras_preact.PreActResNet` and docs/pretrained.md. Defaults to
-        `None`.
+    weights: `None`, a pretrained checkpoint, or the path to a
+        `.weights.h5` / `.keras` file saved from the same architecture. A
+        checkpoint is a key of `keras_preact.pretrained.CHECKPOINTS` or a
+        short name, such as {checkpoints}.
+        It builds the checkpoint's network with its trained weights
+        (downloaded and converted on first use); the model then takes
+        0-255 pixels. See `keras_preact.PreActResNet` and
+        docs/pretrained.md. Defaults to `None`.
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: optional shape tuple without the batch axis. Defaults to
         `{shape}` with the top, `(None, None, 3)` without it.
@@ -52,14 +52,13 @@ Example:
 CIFAR_DOC = DOC.format(
     layout="CIFAR", shape="(32, 32, 3)", stride=4, classes=10,
     reference="Sec. 4-5, Tables 3-4; KaimingHe/resnet-1k-layers",
-    checkpoint='"pytorchcv/preresnet164bn_cifar100"',
-    short='`"cifar10"` or `"cifar100"`',
+    checkpoints='`"pytorchcv/preresnet164bn_cifar100"` or `"cifar100"`',
     example="PreActResNet164(classes=100)", output_shape="(None, 100)",
 )
 IMAGENET_DOC = DOC.format(
     layout="ImageNet", shape="(224, 224, 3)", stride=32, classes=1000,
     reference="Table 5; fb.resnet.torch preresnet.lua",
-    checkpoint='"timm/resnetv2_50.a1h_in1k"', short='`"imagenet"`',
+    checkpoints='`"timm/resnetv2_50.a1h_in1k"` or `"imagenet"`',
     example='PreActResNet50(include_top=False, pooling="avg")',
     output_shape="(None, 2048)",
 )

@@ -27,8 +27,8 @@ from keras_preact.pretrained.registry import get_checkpoint
 
 # Seconds a download waits for the server (to connect, then for each read)
 # before it gives up: urllib, which `keras.utils.get_file` uses, has no
-# timeout of its own and would wait for minutes on a network that drops
-# packets.
+# timeout of its own, so it waits minutes on a network that drops packets
+# and for ever on a server that accepts and never answers.
 DOWNLOAD_TIMEOUT = 10
 
 
@@ -210,9 +210,10 @@ def _download(checkpoint):
                 cache_subdir=os.path.dirname(path),
             )
     except Exception as error:  # get_file re-raises urllib's errors as Exception.
+        reason = error.__context__ or error
         raise ConnectionError(
             f"Could not download the file of weights={checkpoint.name!r} "
-            f"from {checkpoint.url} ({error.__context__ or error}). Without network, fetch that "
+            f"from {checkpoint.url} ({reason}). Without network, fetch that "
             f"file on another machine and copy it to {path} (the cache of "
             "$KERAS_HOME, default ~/.keras): the next call checks its hash "
             "and converts it. Or read a copy of the file anywhere with "
