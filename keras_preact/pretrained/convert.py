@@ -7,6 +7,9 @@ checks the whole state dict against those names and shapes, then assigns.
 
 import numpy as np
 
+from keras_preact.models.features import residual_units
+from keras_preact.models.layouts import split_into_stages
+from keras_preact.models.preact_resnet import PreActResNet
 from keras_preact.pretrained.registry import builder_arguments
 from keras_preact.pretrained.registry import get_checkpoint
 
@@ -70,10 +73,6 @@ def convert(state_dict, name, **builder_kwargs):
     >>> model = convert(torch.load(path, weights_only=True),
     ...                 "pytorchcv/preresnet20_cifar10")
     """
-    from keras_preact.models.features import residual_units  # models import the registry
-    from keras_preact.models.layouts import split_into_stages
-    from keras_preact.models.preact_resnet import PreActResNet
-
     checkpoint = get_checkpoint(name)
     if "weights" in builder_kwargs:
         raise ValueError(
@@ -91,17 +90,15 @@ def convert(state_dict, name, **builder_kwargs):
 
 def _pytorchcv(tensors, stages):
     """osmr's pytorchcv PreResNet (ImageNet) and CIFARPreResNet."""
-    if tensors.has("stem_bn"):
-        tensors.conv("features.init_block.conv", tensors.layer("stem_conv"))
-        tensors.batch_norm("features.init_block.bn", tensors.layer("stem_bn"))
-    else:
-        tensors.conv("features.init_block", tensors.layer("stem_conv"))
+    stem_bn = tensors.layer("stem_bn")  # ImageNet: conv-BN-ReLU-pool.
+    stem = "features.init_block" + ("" if stem_bn is None else ".conv")
+    tensors.conv(stem, tensors.layer("stem_conv"))
+    tensors.batch_norm("features.init_block.bn", stem_bn)
     for s, stage in enumerate(stages, 1):
         for u, unit in enumerate(stage, 1):
             prefix = f"features.stage{s}.unit{u}"
             # `body.conv{i}` is the BN-ReLU before conv i, then conv i.
-            for i, conv in enumerate(unit.convs, 1):
-                bn = unit.preact_bn if i == 1 else unit.bns[i - 2]
+            for i, (bn, conv) in enumerate(_branch(unit), 1):
                 tensors.batch_norm(f"{prefix}.body.conv{i}.bn", bn)
                 tensors.conv(f"{prefix}.body.conv{i}.conv", conv)
             tensors.conv(f"{prefix}.identity_conv", unit.projection)
@@ -117,12 +114,16 @@ def _timm(tensors, stages):
             prefix = f"stages.{s}.blocks.{u}"
             tensors.conv(f"{prefix}.downsample.conv", unit.projection)
             # `norm{i}` is the BN-ReLU before `conv{i}`.
-            for i, conv in enumerate(unit.convs, 1):
-                bn = unit.preact_bn if i == 1 else unit.bns[i - 2]
+            for i, (bn, conv) in enumerate(_branch(unit), 1):
                 tensors.batch_norm(f"{prefix}.norm{i}", bn)
                 tensors.conv(f"{prefix}.conv{i}", conv)
     tensors.batch_norm("norm", tensors.layer("post_bn"))
     tensors.classifier("head.fc", "conv1x1")
+
+
+def _branch(unit):
+    """A full pre-activation unit's (BN-ReLU, conv) pairs, in order."""
+    return zip([unit.preact_bn, *unit.bns], unit.convs)
 
 
 class _Tensors:
@@ -136,11 +137,10 @@ class _Tensors:
         self.model, self.classes = model, classes
         self.expected, self.counters = [], set()
 
-    def has(self, name):
-        return any(layer.name == name for layer in self.model.layers)
-
     def layer(self, name):
-        return self.model.get_layer(name)
+        """The model's layer called `name`, or `None`."""
+        return next((layer for layer in self.model.layers
+                     if layer.name == name), None)
 
     def conv(self, source, layer):
         """A bias-free convolution's kernel (nothing for `layer=None`)."""
@@ -161,8 +161,8 @@ class _Tensors:
     def classifier(self, source, layout):
         """The classifier's weight and bias: checked always, assigned only
         when the model has its top."""
-        top = self.has("predictions")
-        dense = self.layer("predictions") if top else None
+        dense = self.layer("predictions")
+        top = dense is not None
         features = self.layer("post_bn").gamma.shape[0]
         self.expected += [
             (f"{source}.weight", layout, dense.kernel if top else None,
@@ -203,10 +203,10 @@ def _assign(tensors, state_dict, checkpoint):
         raise ValueError(
             f"The state dict is not the network of {checkpoint.name!r} "
             f"({dict(checkpoint.architecture)}, {checkpoint.classes} "
-            f"classes): {problem}. It has {len(arrays)} tensors, "
-            f"{len(unexpected)} of them unexpected; the network takes "
-            f"{len(tensors.expected)} (and a batch-norm counter per batch "
-            "norm, which is skipped)."
+            f"classes): {problem}. The state dict holds {len(arrays)} "
+            f"tensors, {len(unexpected)} of them unknown to this network, "
+            f"which takes {len(tensors.expected)} (batch-norm counters "
+            "aside). Convert a file with the name of its own checkpoint."
         )
     for key, layout, variable, _ in tensors.expected:
         if variable is not None:

@@ -31,20 +31,18 @@ RESNETV2_18 = "timm/resnetv2_18.ra4_e3600_r224_in1k"
 RESNETV2_50 = "timm/resnetv2_50.a1h_in1k"
 LOGITS = dict(input_normalization=None, classifier_activation=None)
 
-# One row per layout a source publishes, and the options that change how
-# the weights are laid out.
+# One row per layout a source publishes, and one channels_first model (its
+# kernels keep the channels_last layout).
 FAMILIES = [
     (CIFAR10, {}),  # basic; the first unit's identity shortcut is raw
-    ("pytorchcv/preresnet56_cifar100", {}),
+    ("pytorchcv/preresnet56_cifar100", {}),  # 100 classes
     ("pytorchcv/preresnet164bn_cifar100", {}),  # bottleneck, stride on the 3x3
     ("pytorchcv/preresnet18", {}),  # activated stem, first unit pre-activates again
     ("pytorchcv/preresnet50", {}),  # stride on the 1x1
     ("pytorchcv/preresnet50b", {}),  # stride on the 3x3
     (RESNETV2_18, {}),  # bare stem, -inf pool padding, raw pooled shortcut
-    ("timm/resnetv2_34.ra4_e3600_r224_in1k", {}),
     (RESNETV2_50, {}),  # the 1x1-conv head
     (CIFAR10, {"data_format": "channels_first"}),
-    (RESNETV2_18, {"data_format": "channels_first"}),
 ]
 
 
