@@ -20,6 +20,7 @@ import zipfile
 
 import keras
 
+from keras_preact.models.preact_resnet import PreActResNet
 from keras_preact.models.weights import copy_weights
 from keras_preact.pretrained.convert import convert
 from keras_preact.pretrained.registry import builder_arguments
@@ -77,8 +78,6 @@ def build(name, **builder_kwargs):
     logits = model.predict(pixels)  # (batch, 32, 32, 3) RGB on 0-255
     ```
     """
-    from keras_preact.models.preact_resnet import PreActResNet  # it calls build
-
     checkpoint = get_checkpoint(name)
     arguments = builder_arguments(checkpoint, **builder_kwargs)
     path = converted_weights(name)
