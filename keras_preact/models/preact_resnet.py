@@ -1,6 +1,7 @@
 """The general Pre-activation ResNet builder: stem, stages, head."""
 
 import functools
+import inspect
 import math
 
 import keras
@@ -128,8 +129,20 @@ def PreActResNet(
             statistics from it (`keras_preact.normalization.model_statistics`).
             `None`: the model takes inputs already normalized. Adds no
             weights. Defaults to `None`.
-        weights: `None` or the path to a `.weights.h5` / `.keras` file saved
-            from the same architecture. Defaults to `None`.
+        weights: `None`, a pretrained checkpoint, or the path to a
+            `.weights.h5` / `.keras` file saved from the same architecture.
+            A checkpoint is named in full (a key of
+            `keras_preact.pretrained.CHECKPOINTS`, such as
+            `"pytorchcv/preresnet164bn_cifar100"` or
+            `"timm/resnetv2_50.a1h_in1k"`) or by a short name, `"cifar10"`,
+            `"cifar100"` or `"imagenet"`, for the checkpoint of that
+            dataset at this layout and depth. It builds the checkpoint's
+            network with its trained weights
+            (`keras_preact.pretrained.build`, which downloads and converts
+            them on first use): the arguments given here that differ from
+            their defaults must agree with it, the others take its values,
+            and the model takes 0-255 pixels (it carries the checkpoint's
+            input statistics). See docs/pretrained.md. Defaults to `None`.
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: optional shape tuple without the batch axis. Defaults
             to `(32, 32, 3)` / `(224, 224, 3)` with the top, and to
@@ -167,8 +180,10 @@ def PreActResNet(
             `input_shape` lacks 3 dimensions or is smaller than the
             layout's total stride (4 / 32); `input_normalization` is not a
             known name or a `(mean, std)` pair of one value per input
-            channel on the 0-255 scale; `weights` is not an
-            existing `.weights.h5` / `.keras` file of this architecture.
+            channel on the 0-255 scale; `weights` is neither a checkpoint
+            nor an existing `.weights.h5` / `.keras` file of this
+            architecture, or an argument contradicts its checkpoint (see
+            `keras_preact.pretrained.build` for the download's errors).
 
     Reference: He et al., "Identity Mappings in Deep Residual Networks",
     ECCV 2016, Sec. 4-5 and Tables 3-5; KaimingHe/resnet-1k-layers and
@@ -181,6 +196,16 @@ def PreActResNet(
     (None, 100)
     >>> wide = PreActResNet(8, width_multiplier=2, unit_ordering="original")
     """
+    arguments = dict(locals())
+    if weights is not None:
+        # keras_preact.pretrained builds its models with this function.
+        from keras_preact import pretrained
+
+        checkpoint = pretrained.registry.checkpoint_for_weights(
+            weights, layout, depth
+        )
+        if checkpoint is not None:
+            return pretrained.build(checkpoint.name, **_given(arguments))
     net = resolve_layout(
         layout, depth, block_type, stage_units, base_width, width_multiplier,
         stride_on,
@@ -233,6 +258,19 @@ def PreActResNet(
     if weights is not None:
         load_weights_file(model, weights)
     return model
+
+
+def _given(arguments):
+    """The arguments of a `PreActResNet` call that differ from its defaults,
+    `weights` left out."""
+    defaults = inspect.signature(PreActResNet).parameters
+    return {
+        key: value for key, value in arguments.items() if key != "weights"
+        and not (value is defaults[key].default or (
+            type(value) is type(defaults[key].default)
+            and value == defaults[key].default
+        ))
+    }
 
 
 def _check_arguments(

@@ -1,7 +1,14 @@
-"""Loading a weights file into a freshly built model, with clear errors."""
+"""Weights into a freshly built model, with clear errors: from a file saved
+by keras_preact, or layer by layer from another model."""
 
 import os
 import warnings
+
+PRETRAINED_NAMES = (
+    "a checkpoint name of keras_preact.pretrained.CHECKPOINTS (such as "
+    "'pytorchcv/preresnet164bn_cifar100'), a short name ('cifar10', "
+    "'cifar100', 'imagenet')"
+)
 
 
 def load_weights_file(model, weights):
@@ -17,16 +24,16 @@ def load_weights_file(model, weights):
     """
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            f"Invalid weights={weights!r}. Expected None or the path to a "
-            "weights file (.weights.h5 or .keras) saved from the same "
-            "architecture. No pretrained weights are downloaded."
+            f"Invalid weights={weights!r}. Expected None, {PRETRAINED_NAMES}, "
+            "or the path to a weights file (.weights.h5 or .keras) saved "
+            "from the same architecture."
         )
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise ValueError(
-            f"Invalid weights={path!r}: no such file. Expected None or the "
-            "path to a .weights.h5 or .keras file saved from the same "
-            "architecture (no pretrained weights are downloaded)."
+            f"Invalid weights={path!r}: no such file. Expected None, "
+            f"{PRETRAINED_NAMES}, or the path to a .weights.h5 or .keras file "
+            "saved from the same architecture."
         )
     if not path.endswith((".weights.h5", ".keras")):
         raise ValueError(
@@ -54,3 +61,32 @@ def load_weights_file(model, weights):
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category,
                                warning.filename, warning.lineno)
+
+
+def copy_weights(source, target, skip=()):
+    """Sets every layer of `target` that has weights to the weights of the
+    layer of the same name in `source`.
+
+    Args:
+        source: a `keras.Model`.
+        target: a `keras.Model` whose layers with weights all have a
+            namesake of the same shapes in `source`.
+        skip: names of `source` layers that `target` may lack (a head).
+
+    Raises:
+        ValueError: a `target` layer with weights that `source` lacks, a
+            `source` layer with weights, not in `skip`, that `target`
+            lacks (both listed), or weights of other shapes.
+    """
+    sources = {layer.name: layer for layer in source.layers if layer.weights}
+    targets = {layer.name: layer for layer in target.layers if layer.weights}
+    missing = sorted(targets.keys() - sources.keys())
+    unused = sorted(sources.keys() - targets.keys() - set(skip))
+    if missing or unused:
+        raise ValueError(
+            f"Cannot copy the weights of {source.name!r} into "
+            f"{target.name!r}: layers without a namesake in {source.name!r}: "
+            f"{missing}; layers of {source.name!r} left unused: {unused}."
+        )
+    for name, layer in targets.items():
+        layer.set_weights(sources[name].get_weights())

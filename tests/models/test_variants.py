@@ -72,8 +72,8 @@ def test_named_variants_are_real_functions(name, depth, layout, stage_units):
     assert inspect.getsource(variant).startswith(f"def {name}(")
     parameters = inspect.signature(variant).parameters
     assert list(parameters) == KERAS_APPLICATIONS_ARGS
-    classes = {"cifar": 10, "imagenet": 1000}[layout]
-    assert parameters["classes"].default == classes
+    # classes=None: the layout's, or a checkpoint's with weights=.
+    assert parameters["classes"].default is None
     assert parameters["weights"].default is None
     # Its own summary, then the one shared docstring of its layout.
     shared = variants.CIFAR_DOC if layout == "cifar" else variants.IMAGENET_DOC
@@ -85,10 +85,11 @@ def test_named_variants_are_real_functions(name, depth, layout, stage_units):
 
 @pytest.mark.parametrize("name, depth", [("PreActResNet32", 32), ("PreActResNet44", 44)])
 def test_variants_without_paper_counts_build(name, depth):
-    model = getattr(keras_preact, name)(classes=100, name="net")
+    model = getattr(keras_preact, name)(name="net")
     # 6n+2 basic: 2 convs of 3x3 per unit.
     assert len(keras_preact.residual_units(model)) == (depth - 2) // 2
-    assert model.output_shape == (None, 100) and model.name == "net"
+    # classes=None: the CIFAR layout's 10.
+    assert model.output_shape == (None, 10) and model.name == "net"
 
 
 # === Depth 1001 ===
