@@ -16,6 +16,7 @@ import io
 import os
 import socket
 import tempfile
+import warnings
 import zipfile
 
 import keras
@@ -268,6 +269,14 @@ def _read(path, member=None):
 
 def _check_hash(checkpoint, path, data):
     if not checkpoint.file_hash:
+        warnings.warn(
+            f"No hash of the file of {checkpoint.name!r} is published, so "
+            f"{path} is not checked against one; its SHA-256 is "
+            f"{hashlib.sha256(data).hexdigest()} (compare it with the source's "
+            "page). It is read as data (safetensors) and converted with every "
+            "name and shape checked.",
+            stacklevel=2,
+        )
         return
     algorithm, expected = checkpoint.file_hash.split(":", 1)
     actual = hashlib.new(algorithm, data).hexdigest()

@@ -250,6 +250,17 @@ def test_a_hash_mismatch_is_refused_and_nothing_is_cached(serve, cache):
     assert _files(cache) == []
 
 
+def test_a_file_without_a_published_hash_is_loaded_with_its_hash_told(serve, cache):
+    file = serve(RESNETV2_18, "safetensors", file_hash="")
+    with pytest.warns(UserWarning, match="No hash of the file") as caught:
+        model = loading.build(RESNETV2_18, classifier_activation=None,
+                              input_shape=(64, 64, 3))
+    pixels = _pixels(RESNETV2_18)
+    _assert_close(_predict(model, pixels), _source_logits(RESNETV2_18, file.model, pixels))
+    with open(loading.source_path(RESNETV2_18), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() in str(caught[0].message)
+
+
 def _silent_server():
     """A socket that accepts connections and never answers."""
     listener = socket.socket()
