@@ -53,15 +53,14 @@ def test_equals_numpy_pad(padding, value, data_format, shape):
     np.testing.assert_array_equal(
         got, np.pad(x, [(0, 0), p, p, (0, 0)], constant_values=value)
     )
-    given = shape if data_format == "channels_last" else channels_first(np.empty(shape)).shape
-    expected = keras.ops.convert_to_numpy(layer(np.zeros(given, "float32"))).shape
-    assert layer.compute_output_shape(given) == expected
-    symbolic = (None, None, shape[2], 3) if data_format == "channels_last" else (
-        None, 3, None, shape[2])
-    outputs = layer(keras.KerasTensor(symbolic))
-    widened = shape[2] + 2 * padding
-    assert outputs.shape == ((None, None, widened, 3) if data_format == "channels_last"
-                             else (None, 3, None, widened))
+    # Shapes, declared and symbolic, in the layer's own format.
+    last = data_format == "channels_last"
+    n, h, w, c = shape
+    hp, wp = h + 2 * padding, w + 2 * padding
+    assert layer.compute_output_shape(shape if last else (n, c, h, w)) == (
+        (n, hp, wp, c) if last else (n, c, hp, wp))
+    symbolic = layer(keras.KerasTensor((None, None, w, c) if last else (None, c, None, w)))
+    assert symbolic.shape == ((None, None, wp, c) if last else (None, c, None, wp))
 
 
 # Sizes odd and even, square and not: the last window of a stride-2 pooling

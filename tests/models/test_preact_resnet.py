@@ -323,7 +323,8 @@ def test_pytorchcv_counts_are_its_table():
     assert pinned and pinned == {name: rows[name] for name in pinned}
 
 
-# Saved at commit 82f1146, before the options existed (tests/fixtures/saved_units).
+# Whole networks saved by the builder before it had the stem and first-unit
+# options (tests/fixtures/saved_units; its make_fixtures.py names the commit).
 SAVED_UNITS = Path(__file__).resolve().parents[1] / "fixtures" / "saved_units"
 _spec = importlib.util.spec_from_file_location(
     "saved_units_fixtures", SAVED_UNITS / "make_fixtures.py"
@@ -343,7 +344,7 @@ def saved_config(keras_file):
     return json.loads(text)["config"]
 
 
-# The defaults spelled out: what each layout's networks always were.
+# Each layout's defaults, spelled out.
 DEFAULT_OPTIONS = {
     "cifar": dict(stem_activation=False, first_unit_preactivation=True,
                   first_unit_shortcut="preactivated"),
@@ -366,7 +367,7 @@ def test_defaults_build_the_networks_saved_before_the_options(name, explicit, tm
 
 # (id, builder arguments, the layers before the first unit, the first unit's
 # (preactivate, preactivated_shortcut), trainable parameters), as the builder
-# gave them before the options existed.
+# gave them before it had the stem and first-unit options.
 IMAGENET_STEM = ["stem_pad", "stem_conv", "stem_bn", "stem_relu", "stem_pool_pad", "stem_pool"]
 DEFAULT_LAYOUTS = [
     ("cifar", dict(depth=20), ["stem_conv"], (True, True), 272_282),
@@ -460,7 +461,7 @@ def test_unactivated_imagenet_stem_pools_as_torch_pools():
 
 def test_first_unit_preactivation_after_the_activated_stem():
     """pytorchcv's ImageNet layout: BN-ReLU in the stem and again in the
-    first unit (a BN over the stem's 4 channels more)."""
+    first unit, one more BN over the stem's 4 channels."""
     default = tiny("imagenet")
     model = tiny("imagenet", first_unit_preactivation=True)
     assert default.get_layer("stage1_unit1").preact_bn is None
