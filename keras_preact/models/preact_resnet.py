@@ -168,8 +168,9 @@ def PreActResNet(
         ValueError: naming the argument and what is valid, when `layout`,
             `block_type`, `unit_ordering`, `shortcut`, `stride_on`,
             `first_unit_shortcut`, `pooling` or `data_format` is none of
-            its choices; `stem_activation` and `first_unit_preactivation`
-            are both `False` for a pre-activation ordering; `depth` is
+            its choices; `stem_activation` or `first_unit_preactivation`
+            is not a bool or `None`, or both are `False` for a
+            pre-activation ordering; `depth` is
             not `6n+2` / `9n+2` (CIFAR), not in the ImageNet table or not
             what `stage_units` give; `stage_units` lacks one int >= 1 per
             stage or comes without `block_type`; `block_type` contradicts

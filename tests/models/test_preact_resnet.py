@@ -2,6 +2,15 @@
 of ../shared/STYLE.md as tables of configurations over shared checks
 (`run_backbone_test`, `run_head_test`)."""
 
+import csv
+import importlib.util
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +18,10 @@ import keras
 import keras_preact
 from keras_preact.layers import SHORTCUTS
 from keras_preact.layers import UNIT_ORDERINGS
+from keras_preact.layers import ConstantPadding2D
 from keras_preact.layers import ResidualUnit
+from keras_preact.pretrained.registry import CHECKPOINTS
+from keras_preact.pretrained.registry import builder_arguments
 
 from _checks import TINY
 from _checks import images
@@ -152,10 +164,15 @@ def test_predict_on_arrays_and_tf_data():
     )
 
 
-def test_channels_first_matches_channels_last():
-    last = tiny()
-    first = tiny(data_format="channels_first", input_shape=(3, 16, 16))
-    first.set_weights(last.get_weights())
+@pytest.mark.parametrize(
+    "config, kwargs", [("cifar_basic", {}), ("imagenet", dict(stem_activation=False))],
+    ids=["cifar", "imagenet_unactivated_stem"],
+)
+def test_channels_first_matches_channels_last(config, kwargs):
+    last = tiny(config, **kwargs)
+    size = TINY[config]["input_shape"][0]
+    first = tiny(config, data_format="channels_first", input_shape=(3, size, size), **kwargs)
+    first.set_weights(randomized(last).get_weights())
     x = images(last)
     try:
         got = first.predict(np.transpose(x, (0, 3, 1, 2)), verbose=0)
@@ -242,6 +259,240 @@ def test_ablation_parameter_counts():
             assert count == base + 2 * 16 - 2 * 64 + 2 * (32 + 64) + transitions
 
 
+# === Layouts of other sources: the stem and first-unit options ===
+
+
+def randomized(model, seed=0):
+    """`model` with its BN statistics and offsets drawn at random and some
+    BN scales negative (as a trained network has them), so that moving a
+    BN-ReLU or a shortcut's input shows in the outputs. Returns `model`."""
+    rng = np.random.default_rng(seed)
+    draws = {
+        "gamma": lambda shape: rng.uniform(-1.0, 1.5, shape),
+        "beta": lambda shape: rng.normal(0.0, 0.5, shape),
+        "moving_mean": lambda shape: rng.normal(0.0, 0.5, shape),
+        "moving_variance": lambda shape: rng.uniform(0.5, 2.0, shape),
+    }
+    for weight in model.weights:
+        draw = draws.get(weight.path.rsplit("/", 1)[-1])
+        if draw is not None:
+            weight.assign(draw(tuple(weight.shape)).astype("float32"))
+    return model
+
+
+def logits(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+# Trainable parameters of each checkpoint's network (the builder arguments of
+# its registry entry), as its source counts them: the "net_weights" column of
+# pytorchcv's model_metainfos.csv (`test_pytorchcv_counts_are_its_table`
+# reads it again), and for timm the parameters of timm 1.0.31's own model,
+# `sum(p.numel() for p in timm.create_model(name).parameters())`.
+PUBLISHED_COUNTS = {
+    "pytorchcv/preresnet20_cifar10": 272_282,
+    "pytorchcv/preresnet20_cifar100": 278_132,
+    "pytorchcv/preresnet164bn_cifar100": 1_726_388,
+    "pytorchcv/preresnet18": 11_687_848,
+    "pytorchcv/preresnet50": 25_549_480,
+    "pytorchcv/preresnet101b": 44_541_608,
+    "timm/resnetv2_18.ra4_e3600_r224_in1k": 11_687_720,
+    "timm/resnetv2_34.ra4_e3600_r224_in1k": 21_795_880,
+    "timm/resnetv2_50.a1h_in1k": 25_549_352,
+    "timm/resnetv2_101.a1h_in1k": 44_541_480,
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_COUNTS))
+def test_checkpoint_networks_have_the_sources_parameter_counts(name):
+    model = keras_preact.PreActResNet(**builder_arguments(CHECKPOINTS[name]))
+    assert trainable_count(model) == PUBLISHED_COUNTS[name]
+
+
+def test_pytorchcv_counts_are_its_table():
+    """The pinned pytorchcv counts, read again from the installed package."""
+    spec = importlib.util.find_spec("pytorchcv")
+    if spec is None:
+        pytest.skip("pytorchcv is not installed")
+    table = Path(spec.submodule_search_locations[0], "models", "common",
+                 "model_metainfos.csv")
+    with open(table, newline="") as f:
+        rows = {row["model_name"]: int(row["net_weights"]) for row in csv.DictReader(f)}
+    pinned = {name.split("/", 1)[1]: count for name, count in PUBLISHED_COUNTS.items()
+              if name.startswith("pytorchcv/")}
+    assert pinned and pinned == {name: rows[name] for name in pinned}
+
+
+# Whole networks saved by the builder before it had the stem and first-unit
+# options (tests/fixtures/saved_units; its make_fixtures.py names the commit).
+SAVED_UNITS = Path(__file__).resolve().parents[1] / "fixtures" / "saved_units"
+_spec = importlib.util.spec_from_file_location(
+    "saved_units_fixtures", SAVED_UNITS / "make_fixtures.py"
+)
+saved_units = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(saved_units)
+
+
+def saved_config(keras_file):
+    """The model config of a `.keras` file (a path or a file object), without
+    Keras' per-save `shared_object_id`s and with the input layer's generated
+    name replaced."""
+    with zipfile.ZipFile(keras_file) as archive:
+        text = archive.read("config.json").decode()
+    text = re.sub(r'"input_layer(_\d+)?"', '"input_layer"', text)
+    text = re.sub(r',?\s*"shared_object_id":\s*\d+', "", text)
+    return json.loads(text)["config"]
+
+
+# Each layout's defaults, spelled out.
+DEFAULT_OPTIONS = {
+    "cifar": dict(stem_activation=False, first_unit_preactivation=True,
+                  first_unit_shortcut="preactivated"),
+    "imagenet": dict(stem_activation=True, first_unit_preactivation=False,
+                     first_unit_shortcut="raw"),
+}
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["defaults", "spelled_out"])
+@pytest.mark.parametrize("name", list(saved_units.MODEL_CASES))
+def test_defaults_build_the_networks_saved_before_the_options(name, explicit, tmp_path):
+    kwargs = dict(saved_units.MODEL_CASES[name], classifier_activation=None, name=name)
+    if explicit:
+        kwargs.update(DEFAULT_OPTIONS[kwargs.get("layout", "cifar")])
+    keras_preact.PreActResNet(**kwargs).save(tmp_path / "built.keras")
+    with zipfile.ZipFile(SAVED_UNITS / "models.zip") as archive:
+        saved = io.BytesIO(archive.read(f"{name}.keras"))
+    assert saved_config(tmp_path / "built.keras") == saved_config(saved)
+
+
+# (id, builder arguments, the layers before the first unit, the first unit's
+# (preactivate, preactivated_shortcut), trainable parameters), as the builder
+# gave them before it had the stem and first-unit options.
+IMAGENET_STEM = ["stem_pad", "stem_conv", "stem_bn", "stem_relu", "stem_pool_pad", "stem_pool"]
+DEFAULT_LAYOUTS = [
+    ("cifar", dict(depth=20), ["stem_conv"], (True, True), 272_282),
+    ("cifar_original", dict(depth=20, unit_ordering="original"),
+     ["stem_conv", "stem_bn", "stem_relu"], (True, True), 272_474),
+    ("cifar_relu_only", dict(depth=20, unit_ordering="relu_only_preact"),
+     ["stem_conv"], (True, True), 272_250),
+    ("imagenet", dict(depth=18, layout="imagenet"), IMAGENET_STEM, (False, None), 11_687_720),
+    ("imagenet_original", dict(depth=18, layout="imagenet", unit_ordering="original"),
+     IMAGENET_STEM, (False, None), 11_689_512),
+    ("imagenet_bottleneck", dict(depth=50, layout="imagenet"),
+     IMAGENET_STEM, (False, None), 25_549_352),
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs, stem, first_unit, count", [d[1:] for d in DEFAULT_LAYOUTS],
+    ids=[d[0] for d in DEFAULT_LAYOUTS],
+)
+def test_default_stem_first_unit_and_count(kwargs, stem, first_unit, count):
+    model = keras_preact.PreActResNet(**kwargs)
+    names = [layer.name for layer in model.layers]
+    assert names[1:names.index("stage1_unit1")] == stem
+    unit = model.get_layer("stage1_unit1")
+    assert (unit.preactivate, unit.preactivated_shortcut) == first_unit
+    assert trainable_count(model) == count
+    if "stem_pool_pad" in names:
+        assert type(model.get_layer("stem_pool_pad")) is keras.layers.ZeroPadding2D
+
+
+# (id, builder arguments, whether "raw" and "preactivated" differ): they
+# differ where the first unit pre-activates and its shortcut is an identity;
+# a projection takes the pre-activated tensor either way.
+FIRST_UNIT_SHORTCUTS = [
+    ("cifar_basic_identity", dict(depth=8, base_width=4, input_shape=(16, 16, 3)), True),
+    ("cifar_bottleneck_projection", dict(
+        depth=11, block_type="bottleneck", base_width=4, input_shape=(16, 16, 3)), False),
+    ("imagenet_basic_preactivated", dict(
+        layout="imagenet", stage_units=(1, 1, 1, 1), block_type="basic", base_width=4,
+        input_shape=(64, 64, 3), first_unit_preactivation=True), True),
+    ("imagenet_basic_unactivated_stem", dict(
+        layout="imagenet", stage_units=(1, 1, 1, 1), block_type="basic", base_width=4,
+        input_shape=(64, 64, 3), stem_activation=False), True),
+    ("imagenet_bottleneck_unactivated_stem", dict(
+        TINY["imagenet"], stem_activation=False), False),
+    ("imagenet_basic_default", dict(
+        layout="imagenet", stage_units=(1, 1, 1, 1), block_type="basic", base_width=4,
+        input_shape=(64, 64, 3)), False),
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs, differ", [f[1:] for f in FIRST_UNIT_SHORTCUTS],
+    ids=[f[0] for f in FIRST_UNIT_SHORTCUTS],
+)
+def test_first_unit_shortcut_raw_or_preactivated(kwargs, differ):
+    raw = randomized(keras_preact.PreActResNet(**kwargs, first_unit_shortcut="raw"))
+    preactivated = keras_preact.PreActResNet(**kwargs, first_unit_shortcut="preactivated")
+    preactivated.set_weights(raw.get_weights())
+    x = images(raw)
+    a, b = logits(raw, x), logits(preactivated, x)
+    if differ:
+        assert not np.allclose(a, b, rtol=1e-3, atol=1e-5)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_unactivated_imagenet_stem_pools_as_torch_pools():
+    """`stem_activation=False`: no stem BN-ReLU, the max pooling padded with
+    -inf (Torch's `MaxPool2d(3, 2, padding=1)` on the conv's signed output),
+    and the first unit pre-activates."""
+    torch = pytest.importorskip("torch")
+    model = tiny("imagenet", stem_activation=False)
+    names = [layer.name for layer in model.layers]
+    assert names[1:names.index("stage1_unit1")] == [
+        "stem_pad", "stem_conv", "stem_pool_pad", "stem_pool"
+    ]
+    pad = model.get_layer("stem_pool_pad")
+    assert type(pad) is ConstantPadding2D and pad.value == -math.inf
+    assert model.get_layer("stage1_unit1").preact_bn is not None
+    stem = keras.Model(
+        model.input, [model.get_layer(n).output for n in ("stem_conv", "stem_pool")]
+    )
+    conv, pooled = (keras.ops.convert_to_numpy(t) for t in stem(images(model)))
+    assert conv.min() < 0
+    expected = torch.nn.MaxPool2d(3, 2, padding=1)(
+        torch.from_numpy(conv.transpose(0, 3, 1, 2).copy())
+    ).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(pooled, expected)
+
+
+def test_first_unit_preactivation_after_the_activated_stem():
+    """pytorchcv's ImageNet layout: BN-ReLU in the stem and again in the
+    first unit, one more BN over the stem's 4 channels."""
+    default = tiny("imagenet")
+    model = tiny("imagenet", first_unit_preactivation=True)
+    assert default.get_layer("stage1_unit1").preact_bn is None
+    assert model.get_layer("stem_bn") is not None
+    paths = {w.path for w in model.trainable_weights}
+    assert {"stage1_unit1/preact_bn/gamma", "stage1_unit1/preact_bn/beta"} <= paths
+    assert trainable_count(model) == trainable_count(default) + 2 * 4
+
+
+# (id, builder arguments): the new layouts through the checklist's items 1-4.
+OTHER_LAYOUTS = [
+    ("timm", dict(stem_activation=False)),
+    ("pytorchcv_imagenet", dict(first_unit_preactivation=True)),
+]
+
+
+@pytest.mark.parametrize("kwargs", [o[1] for o in OTHER_LAYOUTS], ids=[o[0] for o in OTHER_LAYOUTS])
+def test_backbone_of_other_layouts(kwargs):
+    run_backbone_test(tiny("imagenet", **kwargs), classes=5)
+
+
+def test_keras_file_round_trip_of_an_unactivated_stem(tmp_path):
+    model = randomized(tiny("imagenet", stem_activation=False, classifier_activation=None))
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    pad = restored.get_layer("stem_pool_pad")
+    assert type(pad) is ConstantPadding2D and pad.value == -math.inf
+    x = images(model)
+    np.testing.assert_array_equal(logits(restored, x), logits(model, x))
+
+
 # === Bad input ===
 
 
@@ -282,6 +533,17 @@ def test_ablation_parameter_counts():
         (dict(depth=20, width_multiplier=0), r"width_multiplier=0"),
         (dict(depth=20, base_width=0), r"base_width=0"),
         (dict(depth=20, stride_on="2x2"), r"stride_on='2x2'"),
+        (dict(depth=20, stem_activation="yes"),
+         r"stem_activation='yes'\. Expected True or False or None"),
+        (dict(depth=18, layout="imagenet", first_unit_preactivation=1),
+         r"first_unit_preactivation=1\. Expected True or False or None"),
+        (dict(depth=20, first_unit_shortcut="identity"),
+         r"first_unit_shortcut='identity'\. Expected one of \[None, 'preactivated', 'raw'\]"),
+        (dict(depth=20, stem_activation=False, first_unit_preactivation=False),
+         r"stem_activation=False with first_unit_preactivation=False"),
+        (dict(depth=18, layout="imagenet", stem_activation=False, first_unit_preactivation=False,
+              unit_ordering="relu_only_preact"),
+         r"stem_activation=False with first_unit_preactivation=False"),
         (dict(depth=20, data_format="NHWC"), r"data_format='NHWC'"),
         (dict(depth=20, input_normalization="mnist"), r"mnist"),
         (
@@ -319,6 +581,7 @@ def test_every_raised_error_is_documented():
     raises = keras_preact.PreActResNet.__doc__.split("Raises:")[1]
     for argument in [
         "layout", "block_type", "unit_ordering", "shortcut", "stride_on",
+        "stem_activation", "first_unit_preactivation", "first_unit_shortcut",
         "pooling", "data_format", "depth", "stage_units", "base_width",
         "width_multiplier", "classes", "drop_path_rate", "input_shape",
         "input_normalization", "weights", "bn_momentum", "bn_epsilon",
