@@ -169,8 +169,9 @@ def PreActResNet(
             `block_type`, `unit_ordering`, `shortcut`, `stride_on`,
             `first_unit_shortcut`, `pooling` or `data_format` is none of
             its choices; `stem_activation` or `first_unit_preactivation`
-            is not a bool or `None`, or both are `False` for a
-            pre-activation ordering; `depth` is
+            is not a bool or `None`, or `stem_activation=False` leaves
+            the stem's output unactivated (the first unit does not
+            pre-activate); `depth` is
             not `6n+2` / `9n+2` (CIFAR), not in the ImageNet table or not
             what `stage_units` give; `stage_units` lacks one int >= 1 per
             stage or comes without `block_type`; `block_type` contradicts
@@ -349,13 +350,17 @@ def _resolve_first_unit(
         # the layout always had there, so model configs stay the same.
         first_unit_preactivation = not stem_activation if preactivation(
             unit_ordering) else net.name == "cifar"
-    if not (stem_activation or first_unit_preactivation) and preactivation(
-        unit_ordering
+    if not stem_activation and not (
+        preactivation(unit_ordering) and first_unit_preactivation
     ):
+        cause = ("first_unit_preactivation=False" if preactivation(
+            unit_ordering) else f"unit_ordering={unit_ordering!r}, whose "
+            "units start with a convolution")
         raise ValueError(
-            "Invalid stem_activation=False with first_unit_preactivation="
-            "False: nothing would activate the stem's output before the "
-            "first unit's convolution. Set one of them to True."
+            f"Invalid stem_activation=False with {cause}: nothing would "
+            "activate the stem's output before the first unit's "
+            "convolution. Use stem_activation=True or a pre-activating "
+            "first unit."
         )
     if first_unit_shortcut is None:
         first_unit_shortcut = (

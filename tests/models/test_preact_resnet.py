@@ -544,6 +544,8 @@ def test_keras_file_round_trip_of_an_unactivated_stem(tmp_path):
         (dict(depth=18, layout="imagenet", stem_activation=False, first_unit_preactivation=False,
               unit_ordering="relu_only_preact"),
          r"stem_activation=False with first_unit_preactivation=False"),
+        (dict(depth=18, layout="imagenet", stem_activation=False, unit_ordering="original"),
+         r"stem_activation=False with unit_ordering='original', whose units start with a conv"),
         (dict(depth=20, data_format="NHWC"), r"data_format='NHWC'"),
         (dict(depth=20, input_normalization="mnist"), r"mnist"),
         (
