@@ -113,6 +113,7 @@ def test_finetune_refuses_missing_weights_and_foreign_folders(shared_data, tmp_p
             "['class0', 'class1']") in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_phases_train_the_head_then_the_network_with_bn_frozen(
         shared_data, tmp_path, capsys):
     pretrained = pretrained_file(tmp_path / "pretrained.weights.h5")
@@ -150,6 +151,7 @@ def test_finetune_phases_train_the_head_then_the_network_with_bn_frozen(
     assert "BatchNormalization frozen (276,756 trainable parameters)" in printed
 
 
+@pytest.mark.slow
 def test_finetune_run_on_image_folder_saves_a_model_that_reloads(
         shared_data, tmp_path, capsys):
     data = make_imagenet_folder(shared_data, tmp_path / "images")
