@@ -284,6 +284,19 @@ def write_tar(path, members):
             tar.addfile(info, io.BytesIO(data))
 
 
+def make_imagenet_folder(shared_data, root):
+    """Two class folders of real ImageNet JPEGs (symlinks), train and validation."""
+    images = sorted((shared_data / "imagenet_sample").glob("*.JPEG"))
+    if len(images) < 8:
+        pytest.skip("imagenet_sample has fewer than 8 images")
+    for split, chosen in (("train", images[:6]), ("validation", images[6:8])):
+        for i, image in enumerate(chosen):
+            folder = root / split / f"class{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / image.name).symlink_to(image)
+    return root
+
+
 def cifar100_archive(tmp_path, n_train=12, n_test=8, train_member=None):
     """An official CIFAR-100 archive in `tmp_path`: `(path, (x_train, y_train),
     (x_test, y_test))`; `train_member` replaces the pickled training batch."""

@@ -7,6 +7,7 @@ import pytest
 from keras_preact.normalization import model_statistics
 
 from _checks import load_example
+from _checks import make_imagenet_folder
 from _checks import read_csv
 
 training_cli = load_example("training_cli")
@@ -28,19 +29,6 @@ def test_imagenet_script_arguments(capsys):
         parser.parse_args(["--boundary-epochs", "30,x"])
     assert "--boundary-epochs: must be comma-separated ints, got '30,x'" in (
         capsys.readouterr().err)
-
-
-def make_imagenet_folder(shared_data, root):
-    """Two class folders of real ImageNet JPEGs (symlinks), train and validation."""
-    images = sorted((shared_data / "imagenet_sample").glob("*.JPEG"))
-    if len(images) < 8:
-        pytest.skip("imagenet_sample has fewer than 8 images")
-    for split, chosen in (("train", images[:6]), ("validation", images[6:8])):
-        for i, image in enumerate(chosen):
-            folder = root / split / f"class{i % 2}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / image.name).symlink_to(image)
-    return root
 
 
 @pytest.mark.slow
