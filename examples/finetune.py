@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 
 import training_cli  # noqa: E402
+from keras_preact.models import batch_norm_layers  # noqa: E402
 from keras_preact.models.variants import CIFAR_VARIANTS  # noqa: E402
 from keras_preact.models.variants import IMAGENET_VARIANTS  # noqa: E402
 from keras_preact.training import compile_for_paper  # noqa: E402
@@ -260,12 +261,6 @@ def make_optimizer(name, learning_rate):
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9)
     return keras.optimizers.Adam(learning_rate)
-
-
-def batch_norm_layers(model):
-    """Every BatchNormalization layer of `model`, inside its residual units too."""
-    return [layer for layer in model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def trainable_count(model):

@@ -18,6 +18,7 @@ from keras_preact.models import PreActResNet152
 from keras_preact.models import PreActResNet164
 from keras_preact.models import PreActResNet200
 from keras_preact.models import PreActResNet1001
+from keras_preact.models import batch_norm_layers
 from keras_preact.models import feature_extractor
 from keras_preact.models import residual_units
 

@@ -31,7 +31,7 @@ FORBIDDEN = {
 def test_public_names():
     for depth in (18, 20, 32, 34, 44, 50, 56, 101, 110, 152, 164, 200, 1001):
         assert callable(getattr(keras_preact, f"PreActResNet{depth}"))
-    for name in ("PreActResNet", "feature_extractor", "residual_units", "layers",
+    for name in ("PreActResNet", "feature_extractor", "residual_units", "batch_norm_layers", "layers",
                  "normalization", "training", "__version__"):
         assert hasattr(keras_preact, name), name
 

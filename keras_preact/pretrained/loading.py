@@ -109,15 +109,11 @@ def converted_weights(name):
     Raises:
         As `build`.
     """
-    import keras_preact  # the package's version names the file
-
     checkpoint = get_checkpoint(name)
-    folder = cache_folder(name)
-    path = os.path.join(
-        folder, f"keras_preact-{keras_preact.__version__}.weights.h5"
-    )
+    path = _converted_path(name)
     if os.path.isfile(path):
         return path
+    folder = os.path.dirname(path)
     with _float32_policy():
         model = convert(_verified_state_dict(checkpoint), name)
     handle, temporary = tempfile.mkstemp(suffix=".weights.h5", dir=folder)
@@ -129,6 +125,14 @@ def converted_weights(name):
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def _converted_path(name):
+    import keras_preact  # the package's version names the file
+
+    return os.path.join(
+        cache_folder(name), f"keras_preact-{keras_preact.__version__}.weights.h5"
+    )
 
 
 def cache_folder(name):

@@ -99,6 +99,25 @@ def test_finetune_refuses_bad_arguments(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_finetune_backbone_from_a_checkpoint_name_has_its_weights(tmp_path, monkeypatch):
+    # The converted checkpoint already in the cache (`$KERAS_HOME`): no network.
+    from keras_preact.pretrained import loading
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    full = keras_preact.PreActResNet(**builder_arguments(get_checkpoint(CHECKPOINT)))
+    for variable in full.weights:
+        variable.assign(np.random.default_rng(len(variable.path)).normal(
+            size=variable.shape).astype("float32"))
+    full.save_weights(loading._converted_path(CHECKPOINT))
+    args = parse(["--weights", CHECKPOINT, "--data-source", "npz", "--data-dir", str(tmp_path)])
+    backbone = script.build_backbone(*script.pretrained_checkpoint(args), 32)
+    expected = {v.path: v for v in full.weights if not v.path.startswith("predictions")}
+    assert variables(backbone).keys() == expected.keys()
+    for path, value in variables(backbone).items():
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(expected[path]))
+    assert backbone.output_shape == (None, 64)
+
+
 def test_finetune_refuses_missing_weights_and_foreign_folders(shared_data, tmp_path, capsys):
     data = make_imagenet_folder(shared_data, tmp_path / "images")
     common = ["--converted-from", CHECKPOINT, "--data-dir", str(data)]
