@@ -28,6 +28,20 @@ CIFAR100 = REPO.parent / "shared" / "data" / "cifar100"
 BACKEND = keras.backend.backend()
 TIMEOUT_S = 600
 
+# Put in the cache before the README's pretrained block: the converted
+# checkpoints it names, random weights.
+PRETRAINED_CACHE = """
+import os
+import keras
+from keras_preact.pretrained import get_checkpoint, loading
+from keras_preact.pretrained.registry import builder_arguments
+os.environ["KERAS_HOME"] = "{tmp}/keras_home"
+cached = {}
+for name in ("pytorchcv/preresnet20_cifar100", "timm/resnetv2_18.ra4_e3600_r224_in1k"):
+    keras.utils.set_random_seed(len(name))
+    cached[name] = keras_preact.PreActResNet(**builder_arguments(get_checkpoint(name)))
+    cached[name].save_weights(loading._converted_path(name))
+"""
 # (old, new) pairs applied to a block by this test only; "{tmp}" in `new` is
 # the test's temporary folder. Keys are block ids (see `block_id`).
 SUBSTITUTIONS = {
@@ -40,6 +54,13 @@ SUBSTITUTIONS = {
          "cifar_dataset(x_test[:16], y_test[:16], training=False, batch_size=8,"),
         ("epochs, steps_per_epoch = 160, 400", "epochs, steps_per_epoch = 1, 2"),
     ],
+    # No network: the converted checkpoints (random weights) are put in a
+    # fresh cache first; smaller networks of the same sources.
+    "pretrained-weights": [
+        ("import keras_preact\n", "import keras_preact\n" + PRETRAINED_CACHE),
+        ('PreActResNet164(weights="cifar100")', 'PreActResNet20(weights="cifar100")'),
+        ("PreActResNet50(include_top=False,", "PreActResNet18(include_top=False,"),
+    ],
     # Depth 1001 at width 4 builds in 15-18 s per backend on an idle machine
     # (width 1 is no faster: building the graph dominates).
     "models": [],
@@ -51,6 +72,17 @@ SUBSTITUTIONS = {
 }
 # Code run after a block (same process): what the README says around it.
 CHECKS = {
+    "pretrained-weights": """
+import numpy as np
+assert model.output_shape == (None, 100) and backbone.output_shape == (None, 512)
+for built, name in ((model, "pytorchcv/preresnet20_cifar100"),
+                    (backbone, "timm/resnetv2_18.ra4_e3600_r224_in1k")):
+    for layer in ("stem_conv", "post_bn"):
+        for ours, theirs in zip(built.get_layer(layer).weights, cached[name].get_layer(layer).weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
+                                          keras.ops.convert_to_numpy(theirs))
+assert model.get_layer("input_normalization") is not None
+""",
     "quick-start": """
 import keras
 from keras_preact.training import PaperSGD
@@ -209,7 +241,7 @@ def test_readme_opens_with_the_two_setup_commands():
     assert "KERAS_BACKEND=$backend python -m pytest tests" in run_all
 
 
-MAX_README_LINES = 250
+MAX_README_LINES = 260
 # What users' documents leave to git: the project's issues, its engineers and
 # sessions, figures superseded or predated, commits.
 HISTORY = re.compile(
