@@ -605,8 +605,12 @@ class Runner:
         return self.report
 
     def skip_reason(self, part):
-        if part.needs_timm and importlib.util.find_spec("timm") is None:
-            return "timm not installed"
+        if part.needs_timm:
+            # timm imports torchvision (absent beside a CPU-only torch).
+            missing = [name for name in ("timm", "torchvision")
+                       if importlib.util.find_spec(name) is None]
+            if missing:
+                return f"timm does not import: {' and '.join(missing)} not installed"
         if part.kind == "real_cifar":
             data_dir = self.args.data_dir
             if not data_dir or not os.path.isdir(data_dir):

@@ -24,7 +24,10 @@ BACKEND = keras.backend.backend()
 only_in_jax_run = pytest.mark.skipif(
     BACKEND != "jax", reason="gpu_check starts its own backend processes; run once (jax)"
 )
-HAS_TIMM = __import__("importlib.util").util.find_spec("timm") is not None
+# timm imports torchvision, which CI's CPU-only torch does not have.
+TIMM_MISSING = [name for name in ("timm", "torchvision")
+                if __import__("importlib.util").util.find_spec(name) is None]
+HAS_TIMM = not TIMM_MISSING
 
 
 def _cifar_folder(path, n_train=80, n_test=40):
@@ -97,8 +100,8 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     # Parts that need timm or CUDA say so.
     for name in ("torch_timm_resnetv2_50", "torch_timm_resnetv2_50_compile"):
         if not HAS_TIMM:
-            assert parts[name] == dict(parts[name], status="skipped",
-                                       reason="timm not installed")
+            assert parts[name] == dict(parts[name], status="skipped", reason=(
+                f"timm does not import: {' and '.join(TIMM_MISSING)} not installed"))
     for backend in ("jax", "torch"):
         assert parts[f"keras_{backend}_r1001_remat"]["remat"] is True
         assert parts[f"keras_{backend}_r1001"]["remat"] is False
