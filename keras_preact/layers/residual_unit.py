@@ -283,7 +283,17 @@ class ResidualUnit(keras.layers.Layer):
                 if layer is not None:
                     layer.build(shape)
                     shape = layer.compute_output_shape(shape)
+        for layer in self._weighted_layers():
+            if layer.name in getattr(self, "_frozen_on_load", ()):
+                layer.trainable = False
         self.built = True
+
+    def _weighted_layers(self):
+        """The unit's layers that can hold weights (those built so far)."""
+        return [layer for layer in (
+            self.preact_bn, *self.convs, *self.bns, self.post_add_bn,
+            self.projection, self.projection_bn, self.gate,
+        ) if layer is not None]
 
     # === Forward pass ===
 
@@ -436,7 +446,21 @@ class ResidualUnit(keras.layers.Layer):
         config["kernel_regularizer"] = keras.regularizers.serialize(
             self.kernel_regularizer
         )
+        # Layers frozen inside a trainable unit (fine-tuning freezes its
+        # BNs): Keras saves only the unit's own `trainable`.
+        frozen = [layer.name for layer in self._weighted_layers()
+                  if not layer.trainable]
+        if frozen and self.trainable:
+            config["frozen_layers"] = frozen
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        frozen = tuple(config.pop("frozen_layers", ()))
+        unit = super().from_config(config)
+        unit._frozen_on_load = frozen  # applied in `build`
+        return unit
 
 
 @keras.saving.register_keras_serializable(package="keras_preact")

@@ -172,6 +172,15 @@ class _Tensors:
         ]
 
 
+def _numpy(value):
+    """A NumPy array of an array or a torch tensor (bfloat16 ones as
+    float32: NumPy has no bfloat16)."""
+    if not hasattr(value, "detach"):
+        return np.asarray(value)
+    value = value.detach().cpu()
+    return (value.float() if value.is_floating_point() else value).numpy()
+
+
 def _assign(tensors, state_dict, checkpoint):
     """Checks `state_dict` against `tensors.expected`, then assigns it.
 
@@ -180,11 +189,7 @@ def _assign(tensors, state_dict, checkpoint):
             the model's order, else the first unexpected tensor, in the
             state dict's order.
     """
-    arrays = {
-        key: value.detach().cpu().numpy() if hasattr(value, "detach")
-        else np.asarray(value)
-        for key, value in state_dict.items()
-    }
+    arrays = {key: _numpy(value) for key, value in state_dict.items()}
     problem = None
     for key, layout, _, shape in tensors.expected:
         expected = _LAYOUTS[layout][0](shape)

@@ -85,7 +85,12 @@ def build(name, **builder_kwargs):
     model = PreActResNet(**arguments)
     with _float32_policy():
         converted = PreActResNet(**builder_arguments(checkpoint))
-    converted.load_weights(path)
+    try:
+        converted.load_weights(path)
+    except Exception:  # h5py and Keras raise several types for a bad file.
+        # A damaged cached file: made again from the cached source file.
+        os.remove(path)
+        converted.load_weights(converted_weights(name))
     copy_weights(converted, model,
                  skip=() if arguments.get("include_top", True) else ("predictions",))
     return model
@@ -120,6 +125,9 @@ def converted_weights(name):
     os.close(handle)
     try:
         model.save_weights(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's file is private
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -198,7 +206,8 @@ def _verified_state_dict(checkpoint):
     except ValueError as error:
         os.remove(path)
         raise ValueError(
-            f"{error} Removed {path}: the next call downloads it again."
+            f"{str(error).rstrip('.')}. Removed {path}: the next call "
+            "downloads it again."
         ) from error
 
 
@@ -219,8 +228,9 @@ def _download(checkpoint):
             f"Could not download the file of weights={checkpoint.name!r} "
             f"from {checkpoint.url} ({reason}). Without network, fetch that "
             f"file on another machine and copy it to {path} (the cache of "
-            "$KERAS_HOME, default ~/.keras): the next call checks its hash "
-            "and converts it. Or read a copy of the file anywhere with "
+            "$KERAS_HOME, default ~/.keras): the next call "
+            f"{'checks its hash and ' if checkpoint.file_hash else ''}"
+            "converts it. Or read a copy of the file anywhere with "
             "keras_preact.pretrained.load_state_dict(path) and convert it: "
             f"keras_preact.pretrained.convert(state_dict, {checkpoint.name!r})."
         ) from error
@@ -338,8 +348,10 @@ def _import_torch(file_name):
             raise
         raise ModuleNotFoundError(
             f"Reading {file_name}, a PyTorch checkpoint, needs PyTorch, which "
-            "is not installed: `pip install torch` (the CPU build is enough). "
-            "The timm checkpoints (.safetensors) need no PyTorch.",
+            "is not installed. Its CPU build is enough: `pip install torch "
+            "--index-url https://download.pytorch.org/whl/cpu` (a plain `pip "
+            "install torch` is the CUDA build on Linux). The timm checkpoints "
+            "(.safetensors) need no PyTorch.",
             name="torch",
         ) from None
     return torch

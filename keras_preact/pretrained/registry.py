@@ -251,12 +251,14 @@ def checkpoint_for_weights(weights, layout, depth):
     if weights in SHORT_NAMES:
         key = (layout, depth, weights)
         if key not in DEFAULT_CHECKPOINTS:
-            depths = sorted(d for lay, d, data in DEFAULT_CHECKPOINTS
-                            if (lay, data) == (layout, weights))
+            networks = ", ".join(
+                f"{lay} {d}" for lay, d, data in DEFAULT_CHECKPOINTS
+                if data == weights
+            )
             raise ValueError(
                 f"Invalid weights={weights!r} for the {layout} layout at "
-                f"depth {depth}: {weights!r} weights exist for depths "
-                f"{depths}. See keras_preact.pretrained.CHECKPOINTS."
+                f"depth {depth}: {weights!r} weights exist for the networks "
+                f"({networks}). See keras_preact.pretrained.CHECKPOINTS."
             )
         return CHECKPOINTS[DEFAULT_CHECKPOINTS[key]]
     if weights.split("/", 1)[0] in ("pytorchcv", "timm"):
@@ -315,7 +317,9 @@ def builder_arguments(checkpoint, **kwargs):
         if resolve_layout(**{**source, **layout_kwargs}) != resolve_layout(
             **source
         ):
-            given = ", ".join(f"{k}={v!r}" for k, v in layout_kwargs.items())
+            differing = {k: v for k, v in layout_kwargs.items()
+                         if source.get(k) != v} or layout_kwargs
+            given = ", ".join(f"{k}={v!r}" for k, v in differing.items())
             raise ValueError(
                 f"Invalid {given} for weights={checkpoint.name!r}: the "
                 f"checkpoint is the network of {source}."

@@ -232,6 +232,28 @@ def test_config_round_trip(layer_cls):
     assert restored.get_config() == config
 
 
+@pytest.mark.parametrize("kwargs", [
+    {}, {"unit_ordering": "original"}, {"shortcut": "exclusive_gating"},
+])
+def test_layers_frozen_inside_a_unit_stay_frozen_in_a_saved_model(kwargs, tmp_path):
+    # Fine-tuning freezes the BNs inside trainable units; Keras saves only
+    # each layer's own `trainable`.
+    model = keras_preact.PreActResNet(
+        8, base_width=4, input_shape=(8, 8, 3), classes=3, **kwargs
+    )
+    assert "frozen_layers" not in model.get_layer("stage2_unit1").get_config()
+    for layer in keras_preact.batch_norm_layers(model):
+        layer.trainable = False
+    model.get_layer("stage1_unit1").convs[0].trainable = False
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert [layer.trainable for layer in keras_preact.batch_norm_layers(loaded)] == [
+        False] * len(keras_preact.batch_norm_layers(model))
+    assert loaded.get_layer("stage1_unit1").convs[0].trainable is False
+    assert [v.path for v in loaded.trainable_weights] == [
+        v.path for v in model.trainable_weights]
+
+
 @pytest.mark.parametrize(
     "layer_cls, kwargs, message",
     [

@@ -134,6 +134,20 @@ def test_torch_tensors_are_accepted():
     _assert_equal_to_source(_predict(model, images), source_logits(source, images))
 
 
+def test_bfloat16_torch_tensors_are_accepted():
+    import torch
+
+    source = _source(CIFAR10)
+    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+               for k, v in source.state_dict().items()}
+    model = _convert(weights, CIFAR10, **LOGITS)
+    rounded = {k: v.float().numpy() for k, v in weights.items()}
+    for layer, key in (("stem_conv", "features.init_block.weight"),):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model.get_layer(layer).kernel),
+            rounded[key].transpose(2, 3, 1, 0))
+
+
 def test_state_dict_without_batch_norm_counters_is_accepted():
     """Only the counters are optional: files saved without them convert."""
     source = _source(CIFAR10)
