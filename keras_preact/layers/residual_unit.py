@@ -182,6 +182,7 @@ class ResidualUnit(keras.layers.Layer):
         # Shortcut layers depend on the input's channel count: see `build`.
         self.projection = self.projection_bn = None
         self.gate = self.shortcut_dropout = None
+        self._frozen_on_load = ()  # names `from_config` read; see `build`
 
     # === Layers ===
 
@@ -284,7 +285,7 @@ class ResidualUnit(keras.layers.Layer):
                     layer.build(shape)
                     shape = layer.compute_output_shape(shape)
         for layer in self._weighted_layers():
-            if layer.name in getattr(self, "_frozen_on_load", ()):
+            if layer.name in self._frozen_on_load:
                 layer.trainable = False
         self.built = True
 
