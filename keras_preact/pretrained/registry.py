@@ -11,6 +11,7 @@ keras.applications style short names (`"cifar10"`, `"cifar100"`,
 import dataclasses
 import types
 
+from keras_preact.models.layouts import resolve_layout
 from keras_preact.normalization import STATISTICS
 from keras_preact.normalization import Statistics
 
@@ -302,8 +303,6 @@ def builder_arguments(checkpoint, **kwargs):
             other than the checkpoint's with the top, or other input
             statistics.
     """
-    from keras_preact.models.layouts import resolve_layout  # models import this module
-
     architecture = dict(checkpoint.architecture)
     fixed = {**_FIXED, **{k: v for k, v in architecture.items()
                           if k not in _LAYOUT_ARGUMENTS}}
