@@ -1,6 +1,7 @@
 """Keras layers of the pre-activation residual unit."""
 
 from keras_preact.layers.batch_normalization import BatchNormalization
+from keras_preact.layers.convolution import Conv2D
 from keras_preact.layers.drop_path import DropPath
 from keras_preact.layers.options import SHORTCUTS
 from keras_preact.layers.options import UNIT_ORDERING_TABLE

@@ -6,6 +6,7 @@ import zlib
 import keras
 
 from keras_preact.layers.batch_normalization import BatchNormalization
+from keras_preact.layers.convolution import Conv2D
 
 
 def he_normal_fan_out():
@@ -81,7 +82,7 @@ def conv2d(
     """A bias-free `Conv2D` (each is followed or preceded by a BN), with its
     own copy of `kernel_initializer` (see `fresh_initializer`; `seed_salt`
     defaults to `name`)."""
-    return keras.layers.Conv2D(
+    return Conv2D(
         filters, kernel_size, strides=strides, padding=padding,
         use_bias=False,
         kernel_initializer=fresh_initializer(

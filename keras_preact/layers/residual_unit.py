@@ -5,6 +5,7 @@ import itertools
 import keras
 from keras import ops
 
+from keras_preact.layers.convolution import Conv2D
 from keras_preact.layers.drop_path import DropPath
 from keras_preact.layers.drop_path import check_rate
 from keras_preact.layers.factories import batch_norm
@@ -256,7 +257,7 @@ class ResidualUnit(keras.layers.Layer):
             if not UNIT_ORDERING_TABLE[self.unit_ordering].before_convs:
                 self.projection_bn = self._make_bn("projection_bn", relu=False)
         elif self.shortcut in ("exclusive_gating", "shortcut_only_gating"):
-            self.gate = keras.layers.Conv2D(
+            self.gate = Conv2D(
                 self.output_channels, 1,
                 kernel_initializer=fresh_initializer(
                     self.kernel_initializer, f"{self.name}/gate"
@@ -299,6 +300,7 @@ class ResidualUnit(keras.layers.Layer):
     # === Forward pass ===
 
     def call(self, inputs, training=None):
+        inputs = ops.cast(inputs, self.compute_dtype)
         if not self.remat:
             return self._forward(inputs, training)
         return self._rematerialized_forward(inputs, training)
@@ -309,14 +311,14 @@ class ResidualUnit(keras.layers.Layer):
             return self._other_ordering(inputs, training)
         x = inputs
         if self.preact_bn is not None:
-            x = self.preact_bn(x, training=training)  # BN-ReLU.
+            x = self._apply(self.preact_bn, x, training=training)  # BN-ReLU.
         shortcut = x if self._preactivated_shortcut else inputs
         x = self._conv(0, x)
-        x = self._conv(1, self.bns[0](x, training=training))  # BN-ReLU-conv.
-        if self.bottleneck:
-            x = self._conv(2, self.bns[1](x, training=training))  # BN-ReLU-conv.
+        for index in range(1, len(self.convs)):  # BN-ReLU-conv.
+            x = self._apply(self.bns[index - 1], x, training=training)
+            x = self._conv(index, x)
         if self.drop_path is not None:
-            x = self.drop_path(x, training=training)
+            x = self._apply(self.drop_path, x, training=training)
         return self._merge(shortcut, x, training)
 
     def _other_ordering(self, inputs, training):
@@ -326,23 +328,41 @@ class ResidualUnit(keras.layers.Layer):
         shortcut = x if self._preactivated_shortcut else inputs
         x = self._conv(0, x)
         for index in range(1, len(self.convs)):  # BN-ReLU-conv.
-            x = self._conv(index, self.bns[index - 1](x, training=training))
+            x = self._apply(self.bns[index - 1], x, training=training)
+            x = self._conv(index, x)
         if self._bn_after_convs:
-            x = self.bns[-1](x, training=training)
+            x = self._apply(self.bns[-1], x, training=training)
         if self.drop_path is not None:
-            x = self.drop_path(x, training=training)
+            x = self._apply(self.drop_path, x, training=training)
         x = self._merge(shortcut, x, training)
         if self.post_add_bn is not None:
-            x = self.post_add_bn(x, training=training)
+            x = self._apply(self.post_add_bn, x, training=training)
         elif self._relu_after_addition:
             x = ops.relu(x)
         return x
 
+    def _apply(self, layer, *args, **kwargs):
+        """`layer(*args, **kwargs)`; on torch, `layer.call(*args, **kwargs)`.
+
+        torch runs every step eagerly, so Keras' `Layer.__call__`
+        bookkeeping (argument binding, input casting, scopes) recurs for
+        each of a deep network's hundreds of layers at every step, at about
+        the cost of a small convolution on a CPU. The unit's layers need
+        none of it: `build` built them, `call` cast the inputs to their
+        shared compute dtype, and each one computes in its input's dtype.
+        On TensorFlow and JAX the step is traced once, so the layers keep
+        their `__call__`. So do the layers of a `remat` unit, whose
+        recomputation runs in the backward pass.
+        """
+        if self.remat or keras.backend.backend() != "torch":
+            return layer(*args, **kwargs)
+        return layer.call(*args, **kwargs)
+
     def _conv(self, index, x):
         """Convolution `index` of the branch, after its padding if it has one."""
         if self.paddings[index] is not None:
-            x = self.paddings[index](x)
-        return self.convs[index](x)
+            x = self._apply(self.paddings[index], x)
+        return self._apply(self.convs[index], x)
 
     def _rematerialized_forward(self, inputs, training):
         """`_forward` under `keras.remat`, with every state update outside it.
@@ -401,21 +421,23 @@ class ResidualUnit(keras.layers.Layer):
 
     def _merge(self, shortcut_input, residual, training):
         if self.projection is not None:
-            shortcut = self.projection(shortcut_input)
+            shortcut = self._apply(self.projection, shortcut_input)
             if self.projection_bn is not None:
-                shortcut = self.projection_bn(shortcut, training=training)
+                shortcut = self._apply(
+                    self.projection_bn, shortcut, training=training
+                )
             return shortcut + residual
         if self.shortcut == "constant_scaling":
             scale = self.shortcut_scale
             return scale * shortcut_input + (1.0 - scale) * residual
         if self.gate is not None:
-            gate = ops.sigmoid(self.gate(shortcut_input))
+            gate = ops.sigmoid(self._apply(self.gate, shortcut_input))
             if self.shortcut == "exclusive_gating":
                 residual = gate * residual
             return (1.0 - gate) * shortcut_input + residual
         if self.shortcut_dropout is not None:
-            shortcut_input = self.shortcut_dropout(
-                shortcut_input, training=training
+            shortcut_input = self._apply(
+                self.shortcut_dropout, shortcut_input, training=training
             )
         return shortcut_input + residual
 
