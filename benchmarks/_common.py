@@ -189,6 +189,39 @@ def time_calls(fn, warmup, steps):
     }
 
 
+def time_fit(model, x, y, warmup, steps):
+    """Times `steps` training steps of `model.fit` after `warmup` steps (at least one).
+
+    `fit` runs one epoch over the batch `(x, y)` repeated `warmup + steps` times, in
+    order, as a user's training does (Keras' own loop, data adapter and callbacks). A
+    callback reads each step's loss on the host (as PyTorch's `loss.item()`), so a step
+    is done when its time is taken; a step's time is the time between two such reads.
+    Returns the same fields as `time_calls`; the first step's time includes `fit`'s
+    set-up, tracing and compilation.
+    """
+    import keras
+    import numpy as np
+
+    marks = []
+
+    class _Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])
+            marks.append(time.perf_counter())
+
+    count = max(warmup, 1) + steps
+    start = time.perf_counter()
+    model.fit(np.concatenate([x] * count), np.concatenate([y] * count),
+              batch_size=len(x), epochs=1, shuffle=False, verbose=0, callbacks=[_Clock()])
+    times = np.diff([start] + marks).tolist()
+    timed = times[max(warmup, 1):]
+    return {
+        "first_call_s": round(times[0], 3),
+        "step_times_s": [round(t, 5) for t in timed],
+        "median_step_s": statistics.median(timed),
+    }
+
+
 # --------------------------------------------------------------------------- memory
 
 

@@ -1,7 +1,8 @@
 """How fast does a PreActResNet train on each Keras backend, against native PyTorch?
 
-Trains PreActResNet-164 (CIFAR layout, 32x32, 10 classes) and PreActResNet-50
-(ImageNet layout, 224x224, 1,000 classes) on every installed Keras backend, the same
+Trains PreActResNet-164 (CIFAR layout, 32x32, 10 classes; at the paper's batch of 128
+and at 16, where per-step overheads weigh most) and PreActResNet-50 (ImageNet layout,
+224x224, 1,000 classes) on every installed Keras backend, the same
 networks in native PyTorch (benchmarks/torch_reference.py: the same units, strides
 and parameter counts), and keras.applications.ResNet50V2(weights=None) on each
 backend (a ResNet-50 v2 that strides at the end of its stages: as many parameters,
@@ -9,12 +10,16 @@ backend (a ResNet-50 v2 that strides at the end of its stages: as many parameter
 figure with its ratio to PyTorch on the same network, under the machine, the date
 and the command.
 
-Method: every configuration runs in its own process. A step is one whole
-train_on_batch (forward, backward, SGD with momentum 0.9, the loss back on the host);
-PyTorch: zero_grad, forward, loss, backward, step, loss.item(), eager, channels_last.
-images/s = batch / median step time over --steps steps after --warmup steps (tracing,
-compilation). Keras compiles with --jit-compile (default "auto", Keras' own choice:
-XLA on JAX, a graph without XLA for TensorFlow on a CPU, eager on torch). Synthetic
+Method: every configuration runs in its own process. A step is one step of Keras'
+own training loop, `model.fit` (forward, backward, SGD with momentum 0.9, the loss
+read on the host by a callback); PyTorch: zero_grad, forward, loss, backward, step,
+loss.item(), eager, channels_last. images/s = batch / median step time over --steps
+steps after --warmup steps (tracing, compilation). Keras compiles with --jit-compile
+(default "auto", Keras' own choice: XLA on JAX, a graph without XLA for TensorFlow on
+a CPU, eager on torch). --torch-compile adds two columns: the torch backend with
+`jit_compile=True` (Keras' torch.compile) and PyTorch under `torch.compile`, each
+compiling from an empty cache, its compile time (first step less a step) noted
+below the table. Synthetic
 images and labels, made once on the host. --rounds runs the whole list that many
 times, interleaved, and keeps each configuration's median round (the slower middle
 one for an even count), so a slow spell on
@@ -35,7 +40,10 @@ import _common  # noqa: E402
 SCRIPT = os.path.abspath(__file__)
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 RUNTIME_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "torch backend",
-                 "pytorch": "PyTorch"}
+                 "torch_compile": "torch backend, torch.compile", "pytorch": "PyTorch",
+                 "pytorch_compile": "PyTorch, torch.compile"}
+#: The PyTorch runtime each runtime is compared with.
+REFERENCE = {"torch_compile": "pytorch_compile"}
 
 
 def build_parser():
@@ -45,8 +53,8 @@ def build_parser():
     parser.add_argument("--models", nargs="+", choices=("cifar", "imagenet"),
                         default=["cifar", "imagenet"])
     parser.add_argument("--cifar-depth", type=positive, default=164)
-    parser.add_argument("--cifar-batch", type=positive, default=128,
-                        help="default: the paper's batch")
+    parser.add_argument("--cifar-batch", type=positive, nargs="+", default=[128, 16],
+                        help="one row per batch (default: the paper's 128, and 16)")
     parser.add_argument("--imagenet-depth", type=positive, default=50)
     parser.add_argument("--imagenet-size", type=positive, default=224)
     parser.add_argument("--imagenet-batch", type=positive, default=16)
@@ -54,6 +62,9 @@ def build_parser():
                         default="float32",
                         help="Keras dtype policy; PyTorch autocasts to bfloat16 for mixed")
     parser.add_argument("--jit-compile", choices=tuple(JIT_COMPILE), default="auto")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also the torch backend with jit_compile=True and PyTorch "
+                        "under torch.compile (minutes of compilation per network on a CPU)")
     parser.add_argument("--no-pytorch", dest="pytorch", action="store_false",
                         help="leave out the PyTorch reference")
     parser.add_argument("--no-resnet50v2", dest="resnet50v2", action="store_false",
@@ -73,7 +84,7 @@ def build_parser():
 def parse_args(argv=None):
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.cifar_batch = args.imagenet_batch = 2
+        args.cifar_batch, args.imagenet_batch = [2], 2
         args.warmup = args.steps = args.rounds = 1
     return args
 
@@ -121,8 +132,7 @@ def run_keras(config):
                   loss="sparse_categorical_crossentropy",
                   jit_compile=config["jit_compile"])
     x, y = synthetic_batch(config)
-    timing = _common.time_calls(lambda: model.train_on_batch(x, y), config["warmup"],
-                                config["steps"])
+    timing = _common.time_fit(model, x, y, config["warmup"], config["steps"])
     return dict(
         config,
         status="ok",
@@ -188,7 +198,14 @@ def run_torch(config):
 
 
 def run_config(config):
-    return run_torch(config) if config["runtime"] == "pytorch" else run_keras(config)
+    if config.get("jit") or config["jit_compile"] is True:
+        # Compile from an empty cache: the compile time a user's first run pays.
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    if config["runtime"].startswith("pytorch"):
+        return run_torch(config)
+    return run_keras(config)
 
 
 # --------------------------------------------------------------------------- driver
@@ -197,22 +214,29 @@ def run_config(config):
 def build_configs(args):
     common = dict(precision=args.precision, jit_compile=JIT_COMPILE[args.jit_compile],
                   warmup=args.warmup, steps=args.steps)
-    shapes = {
-        "cifar": dict(layout="cifar", depth=args.cifar_depth, image_size=32, classes=10,
-                      batch=args.cifar_batch),
-        "imagenet": dict(layout="imagenet", depth=args.imagenet_depth,
-                         image_size=args.imagenet_size, classes=1000,
-                         batch=args.imagenet_batch),
-    }
+    shapes = [
+        dict(layout="cifar", depth=args.cifar_depth, image_size=32, classes=10, batch=batch)
+        for batch in args.cifar_batch if "cifar" in args.models
+    ]
+    if "imagenet" in args.models:
+        shapes.append(dict(layout="imagenet", depth=args.imagenet_depth,
+                           image_size=args.imagenet_size, classes=1000,
+                           batch=args.imagenet_batch))
     configs = []
-    for name in args.models:
-        shape = dict(common, **shapes[name])
+    for shape in shapes:
+        shape = dict(common, **shape)
         for backend in args.backends:
             configs.append(dict(shape, model="preact", runtime=backend))
-            if name == "imagenet" and args.resnet50v2 and args.imagenet_depth == 50:
+            if shape["layout"] == "imagenet" and args.resnet50v2 and args.imagenet_depth == 50:
                 configs.append(dict(shape, model="resnet50v2", runtime=backend))
+        if args.torch_compile and "torch" in args.backends:
+            configs.append(dict(shape, model="preact", runtime="torch_compile",
+                                jit_compile=True))
         if args.pytorch:
             configs.append(dict(shape, model="preact", runtime="pytorch"))
+            if args.torch_compile:
+                configs.append(dict(shape, model="preact", runtime="pytorch_compile",
+                                    jit=True))
     return configs
 
 
@@ -225,8 +249,8 @@ def measure(configs, rounds, timeout_s):
         for i, config in enumerate(configs):
             _common.progress(f"round {r + 1}/{rounds}, {i + 1}/{len(configs)}: "
                              f"{config['runtime']} {label(config)}")
-            env = {"KERAS_BACKEND": config["runtime"]} if config["runtime"] in \
-                _common.BACKENDS else None
+            backend = "torch" if config["runtime"] == "torch_compile" else config["runtime"]
+            env = {"KERAS_BACKEND": backend} if backend in _common.BACKENDS else None
             row = _common.run_worker(SCRIPT, config, timeout_s, env=env)
             _common.progress(f"  {row.get('images_per_s', row.get('error'))}")
             results.append(row)
@@ -250,33 +274,47 @@ def label(row):
     return f"PreActResNet-{row['depth']}, {size}"
 
 
+def runtimes_of(settings):
+    """The table's columns, in order: the Keras runtimes, then PyTorch's."""
+    compile_torch = settings.get("torch_compile", False)
+    keras_side = list(settings["backends"])
+    if compile_torch and "torch" in keras_side:
+        keras_side.append("torch_compile")
+    torch_side = (["pytorch"] + (["pytorch_compile"] if compile_torch else [])
+                  if settings["pytorch"] else [])
+    return keras_side + torch_side
+
+
 def render(report):
     """The report as Markdown: a title, the machine, date and command, the table."""
     settings, rows = report["settings"], report["rows"]
-    runtimes = list(settings["backends"]) + (["pytorch"] if settings["pytorch"] else [])
-    table, errors, lines = [], [], {}
+    runtimes = runtimes_of(settings)
+    table, errors, firsts, lines = [], [], [], {}
     for row in rows:
-        lines.setdefault((row["layout"], row["model"]), {})[row["runtime"]] = row
+        lines.setdefault((row["layout"], row["model"], row["batch"]), {})[row["runtime"]] = row
     for by_runtime in lines.values():
         any_row = next(iter(by_runtime.values()))
         ok = [r for r in by_runtime.values() if r["status"] == "ok"]
-        torch_row = by_runtime.get("pytorch", {})
-        cells = []
+        cells, first = [], []
         for runtime in runtimes:
             row = by_runtime.get(runtime)
+            reference = by_runtime.get(REFERENCE.get(runtime, "pytorch"), {})
             if row is None:
                 cells.append("")
             elif row["status"] != "ok":
                 cells.append("error")
                 errors.append(f"- {RUNTIME_NAMES[runtime]}, {label(row)}: "
                               f"{str(row.get('error'))[-300:]}")
-            elif runtime != "pytorch" and torch_row.get("status") == "ok":
-                ratio = row["images_per_s"] / torch_row["images_per_s"]
+            elif not runtime.startswith("pytorch") and reference.get("status") == "ok":
+                ratio = row["images_per_s"] / reference["images_per_s"]
                 cells.append(f"{_common.fmt(row['images_per_s'])} ({ratio:.2f}x)")
             else:
                 cells.append(_common.fmt(row["images_per_s"]))
+            if row is not None and row["status"] == "ok":
+                first.append(f"{RUNTIME_NAMES[runtime]} {row['first_call_s']:.1f}")
         gmacs = ok[0]["gmacs_per_image"] if ok else None
         table.append([label(any_row), str(any_row["batch"]), gmacs, *cells])
+        firsts.append(f"- {label(any_row)}, batch {any_row['batch']}: " + ", ".join(first))
     compiled = {r["runtime"]: r["jit_compiled"] for r in rows if "jit_compiled" in r}
     out = [
         "### Training throughput, images/s (ratio to PyTorch on the same network)",
@@ -287,11 +325,17 @@ def render(report):
                                 *(RUNTIME_NAMES[r] for r in runtimes)], table),
         "",
         f"{settings['precision']}; Keras `jit_compile={JIT_COMPILE[settings['jit_compile']]!r}`"
-        + (" (XLA: " + ", ".join(f"{RUNTIME_NAMES[k]} {'yes' if v else 'no'}"
-                                 for k, v in compiled.items()) + ")" if compiled else "")
-        + f"; PyTorch eager, channels_last; {settings['steps']} timed steps after "
-        f"{settings['warmup']} warm-up; the median of {settings['rounds']} interleaved "
-        "rounds (the slower middle one for an even count); synthetic data.",
+        + (" (compiled: " + ", ".join(f"{RUNTIME_NAMES[k]} {'yes' if v else 'no'}"
+                                      for k, v in compiled.items()) + ")" if compiled else "")
+        + "; a Keras step is a step of `model.fit`; PyTorch eager, channels_last"
+        + ("; each torch.compile column is compared with PyTorch under torch.compile"
+           if settings.get("torch_compile") else "")
+        + f"; {settings['steps']} timed steps after {settings['warmup']} warm-up; the "
+        f"median of {settings['rounds']} interleaved rounds (the slower middle one for an "
+        "even count); synthetic data.",
+        "",
+        "First step, s (set-up, tracing and compilation, and the step itself):",
+        *firsts,
     ]
     if errors:
         out += ["", "Failed:", *errors]

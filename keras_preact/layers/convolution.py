@@ -27,8 +27,9 @@ class Conv2D(keras.layers.Conv2D):
     are cast to the input's dtype, so the layer computes in its input's
     dtype whether or not Keras' autocast scope is open. "same" padding that
     torch cannot express (more on one side, as for an even input and a
-    stride of 2), torch's meta tensors and every other backend take Keras'
-    own `call`.
+    stride of 2), torch's meta tensors, a step compiled by `torch.compile`
+    (`jit_compile=True`: inductor plans memory formats itself) and every
+    other backend take Keras' own `call`.
 
     Args:
         **kwargs: the arguments of `keras.layers.Conv2D`.
@@ -70,6 +71,8 @@ def _torch_conv2d(layer, inputs):
     where Keras' path applies."""
     import torch
 
+    if torch.compiler.is_compiling():
+        return None  # Inductor plans the memory formats of a compiled step.
     inputs = ops.convert_to_tensor(inputs)
     if inputs.ndim != 4 or inputs.device.type == "meta":
         return None
