@@ -71,7 +71,7 @@ def network_convolutions(depth, layout, image_size, batch):
             module.register_forward_hook(hook)
     with torch.no_grad():
         model(torch.zeros(batch, 3, image_size, image_size))
-    return [[list(key), count] for key, count in seen.items()]
+    return [[[list(key[0]), *key[1:]], count] for key, count in seen.items()]
 
 
 def padding_of(kernel):

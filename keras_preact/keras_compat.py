@@ -7,6 +7,10 @@ Used only where Keras has no public mechanism that does the job;
 - `variable_index`: `Optimizer._get_variable_index`, a variable's slot index
   in `update_step`, as Keras' own optimizers find it (tf.distribute hands
   over per-device `tf.Variable`s that neither identity nor `path` matches).
+- `backend_update_step`: `Optimizer._backend_update_step`, the hook where
+  an optimizer updates all its variables at once (Keras' torch optimizers
+  put multi-tensor kernels there, TensorFlow's the tf.distribute merge
+  call); `PaperSGD` overrides it on torch and calls it elsewhere.
 - `fix_tf_multiworker_fit`: keras-team/keras#20585, see its docstring.
 - `producer` and `call_inputs`: walking a functional graph backwards (the
   layer that made a tensor, the inputs a layer was called on), which
@@ -24,6 +28,7 @@ import types
 #: (module, attribute path) of every private Keras API used here.
 PRIVATE_APIS = (
     ("keras.optimizers", "Optimizer._get_variable_index"),
+    ("keras.optimizers", "Optimizer._backend_update_step"),
     ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._maybe_symbolic_build"),
     ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._symbolic_build"),
     ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
@@ -55,6 +60,12 @@ def call_inputs(layer):
 def variable_index(optimizer, variable):
     """Index of `variable` in `optimizer`'s slot lists (e.g. `momentums`)."""
     return optimizer._get_variable_index(variable)
+
+
+def backend_update_step(optimizer, grads, variables, learning_rate):
+    """`optimizer._backend_update_step(...)`: pass `super()` to reach the
+    parent class's update of all variables."""
+    return optimizer._backend_update_step(grads, variables, learning_rate)
 
 
 def jax_initialize_rng():

@@ -16,6 +16,10 @@ LIBRARY = Path(__file__).resolve().parents[1] / "keras_preact"
 # all-reduce's peer health check in training/distribute.py.
 TENSORFLOW_PRIVATE = {"_enable_check_health", "_check_health_interval",
                       "_check_health_timeout", "_check_health_initial_timeout"}
+# torch's multi-tensor kernels (torch.optim's "foreach" path, also Keras' own
+# torch optimizers'): PaperSGD's update on torch.
+TORCH_PRIVATE = {"_foreach_mul", "_foreach_mul_", "_foreach_add", "_foreach_add_",
+                 "_foreach_sub_"}
 
 
 def tiny_graph():
@@ -68,7 +72,7 @@ def private_uses(path):
     """`keras.src` imports and private attributes read off other objects."""
     found = []
     tree = ast.parse(path.read_text())
-    own = own_private_names(tree) | TENSORFLOW_PRIVATE
+    own = own_private_names(tree) | TENSORFLOW_PRIVATE | TORCH_PRIVATE
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []

@@ -199,6 +199,47 @@ class PaperSGD(keras.optimizers.SGD):
         # so `update_step` finds it on any backend, tf.distribute included.
         self._l2_mask = [self.uses_l2(v) for v in variables]
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """`update_step` of every variable; on torch in multi-tensor calls.
+
+        torch runs the update eagerly at every step, so a Python call and
+        about eight small kernels per variable add up over a deep network's
+        hundreds of variables. `torch._foreach_*` calls do the same
+        arithmetic, in the same order, for all of them at once, as Keras'
+        own torch `SGD` does. A subclass that overrides `update_step` keeps
+        it called per variable.
+        """
+        if (keras.backend.backend() == "torch"
+                and type(self).update_step is PaperSGD.update_step):
+            return self._torch_update_step(grads, trainable_variables, learning_rate)
+        return keras_compat.backend_update_step(
+            super(), grads, trainable_variables, learning_rate
+        )
+
+    def _torch_update_step(self, grads, trainable_variables, learning_rate):
+        import torch
+
+        with torch.no_grad():
+            values = [variable.value for variable in trainable_variables]
+            grads = [ops.cast(g, v.dtype) for g, v in zip(grads, values)]
+            indices = [keras_compat.variable_index(self, v) for v in trainable_variables]
+            decayed = [i for i, index in enumerate(indices) if self._l2_mask[index]]
+            if decayed:
+                terms = torch._foreach_mul([values[i] for i in decayed], self.l2_weight_decay)
+                for i, term in zip(decayed, terms):
+                    grads[i] = grads[i] + term
+            rate = ops.cast(learning_rate, values[0].dtype)
+            if self.momentum == 0.0:
+                torch._foreach_sub_(values, torch._foreach_mul(grads, rate))
+                return
+            buffers = [self.momentums[index].value for index in indices]
+            torch._foreach_mul_(buffers, self.momentum)
+            torch._foreach_add_(buffers, grads)
+            step = buffers
+            if self.nesterov:
+                step = torch._foreach_add(grads, torch._foreach_mul(buffers, self.momentum))
+            torch._foreach_sub_(values, torch._foreach_mul(step, rate))
+
     def update_step(self, gradient, variable, learning_rate):
         """One Torch7 `optim.sgd` step of `variable` (see the class docstring)."""
         index = keras_compat.variable_index(self, variable)

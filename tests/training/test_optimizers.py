@@ -49,7 +49,9 @@ def rate_drop_schedule(micro_steps=1):
 
 class RecordingPaperSGD(PaperSGD):
     """`PaperSGD` that also stores, per variable, the gradient its last
-    `update_step` received (after unscaling, all-reduce and accumulation)."""
+    update received (after unscaling, all-reduce and accumulation). It
+    records where all variables are updated at once, so the update itself
+    is PaperSGD's own (torch's multi-tensor path on torch)."""
 
     def build(self, variables):
         if self.built:
@@ -57,11 +59,19 @@ class RecordingPaperSGD(PaperSGD):
         super().build(variables)
         self.seen_gradients = self.add_optimizer_variables(variables, "seen_gradient")
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        for gradient, variable in zip(grads, trainable_variables):
+            self.assign(
+                self.seen_gradients[self._get_variable_index(variable)],
+                ops.cast(gradient, variable.dtype),
+            )
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+
+class PerVariablePaperSGD(RecordingPaperSGD):
+    """Overrides `update_step`, so it is called per variable on every backend."""
+
     def update_step(self, gradient, variable, learning_rate):
-        self.assign(
-            self.seen_gradients[self._get_variable_index(variable)],
-            ops.cast(gradient, variable.dtype),
-        )
         super().update_step(gradient, variable, learning_rate)
 
 
@@ -101,6 +111,7 @@ def train_tiny(
     accumulation=None,
     synchronized=False,
     initial=None,
+    optimizer_class=None,
 ):
     """Trains `tiny_model` len(LEARNING_RATES) updates with `train_on_batch`.
 
@@ -115,7 +126,7 @@ def train_tiny(
         for variable, value in zip(model.trainable_variables, initial):
             variable.assign(value)
     micro_steps = accumulation or 1
-    optimizer = RecordingPaperSGD(
+    optimizer = (optimizer_class or RecordingPaperSGD)(
         rate_drop_schedule(micro_steps),
         momentum=momentum,
         nesterov=nesterov,
@@ -223,6 +234,21 @@ def test_paper_sgd_matches_torch_sgd_across_a_rate_drop(case):
         run, decays, nesterov=kwargs.get("nesterov", False),
         momentum=kwargs.get("momentum", MOMENTUM),
     )
+
+
+@pytest.mark.parametrize("case", ["plain", "nesterov", "no_momentum", "kernels_only",
+                                  "gradient_accumulation", "mixed_float16"])
+def test_update_of_all_variables_at_once_equals_update_per_variable(case):
+    """torch updates every variable in multi-tensor calls; a subclass that
+    overrides `update_step` is updated one variable at a time. Same weights."""
+    kwargs, policy, _ = CASES[case]
+    keras.config.set_dtype_policy(policy)
+    together = train_tiny(**kwargs, optimizer_class=RecordingPaperSGD)
+    runs = [together, train_tiny(**kwargs, initial=together["initial"],
+                                 optimizer_class=PerVariablePaperSGD)]
+    assert any(not np.allclose(a, b) for a, b in zip(runs[0]["initial"], runs[0]["final"]))
+    for at_once, alone, path in zip(runs[0]["final"], runs[1]["final"], runs[0]["paths"]):
+        np.testing.assert_allclose(at_once, alone, rtol=1e-7, atol=0, err_msg=path)
 
 
 def test_rate_drop_scales_the_whole_buffer():
