@@ -11,9 +11,11 @@ figure with its ratio to PyTorch on the same network, under the machine, the dat
 and the command.
 
 Method: every configuration runs in its own process. A step is one step of Keras'
-own training loop, `model.fit` (forward, backward, SGD with momentum 0.9, the loss
-read on the host by a callback); PyTorch: zero_grad, forward, loss, backward, step,
-loss.item(), eager, channels_last. images/s = batch / median step time over --steps
+own training loop, `model.fit` (forward, backward, the paper's update: SGD with
+momentum 0.9 and coupled weight decay 1e-4, `keras_preact.training.PaperSGD`; the loss
+read on the host by a callback); PyTorch: zero_grad, forward, loss, backward,
+`torch.optim.SGD(momentum=0.9, weight_decay=1e-4)` step, loss.item(), eager,
+channels_last. images/s = batch / median step time over --steps
 steps after --warmup steps (tracing, compilation). Keras compiles with --jit-compile
 (default "auto", Keras' own choice: XLA on JAX, a graph without XLA for TensorFlow on
 a CPU, eager on torch). --torch-compile adds two columns: the torch backend with
@@ -128,7 +130,9 @@ def run_keras(config):
     start = time.perf_counter()
     model = build_keras_model(config)
     build_s = time.perf_counter() - start
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+    from keras_preact.training import PaperSGD
+
+    model.compile(optimizer=PaperSGD(learning_rate=0.01, momentum=0.9, l2_weight_decay=1e-4),
                   loss="sparse_categorical_crossentropy",
                   jit_compile=config["jit_compile"])
     x, y = synthetic_batch(config)
@@ -163,7 +167,8 @@ def run_torch(config):
         config.get("torch_impl", "auto"))
     build_s = time.perf_counter() - start
     model = model.to(device).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                weight_decay=1e-4)
     size, batch = config["image_size"], config["batch"]
     x = torch.randn(batch, 3, size, size, device=device).contiguous(
         memory_format=torch.channels_last)
