@@ -1,6 +1,7 @@
 """keras_preact.layers.residual_unit: the units against a direct NumPy
-computation of the paper's formulas, `remat=True` against the plain unit, and
-files saved by the earlier unit against the current one."""
+computation of the paper's formulas, how a unit calls its layers (and a unit
+called by `stateless_call`), `remat=True` against the plain unit, and files
+saved by the earlier unit against the current one."""
 
 import importlib.util
 import json
@@ -324,6 +325,109 @@ def test_unit_layers_follow_the_ordering_table(ordering):
         name for name in ORDERING_LAYERS[ordering]
         if name != "preact_bn+relu" and not name.startswith("projection")
     ]
+
+
+# === On torch a unit calls its layers without Keras' per-call bookkeeping ===
+
+# (id, unit arguments, input shape, training)
+DIRECT_CALL_CASES = [
+    ("basic", dict(filters=8), (2, 6, 6, 8), False),
+    ("basic_training", dict(filters=8), (2, 6, 6, 8), True),
+    (
+        "bottleneck_strided_drop_path",
+        dict(filters=2, bottleneck=True, strides=2, drop_path_rate=0.5),
+        (2, 6, 6, 4), True,
+    ),
+    ("exclusive_gating", dict(filters=8, shortcut="exclusive_gating"), (2, 6, 6, 8), True),
+    ("dropout_shortcut", dict(filters=8, shortcut="dropout"), (2, 6, 6, 8), True),
+    ("original_projection", dict(filters=4, unit_ordering="original"), (2, 6, 6, 8), True),
+    ("bn_after_addition", dict(filters=8, unit_ordering="bn_after_addition"), (2, 6, 6, 8), True),
+    ("relu_only_preact", dict(filters=8, unit_ordering="relu_only_preact"), (2, 6, 6, 8), False),
+]
+
+
+@pytest.mark.parametrize("remat", [False, True], ids=["plain", "remat"])
+@pytest.mark.parametrize(
+    "config, shape, training",
+    [case[1:] for case in DIRECT_CALL_CASES],
+    ids=[case[0] for case in DIRECT_CALL_CASES],
+)
+def test_layer_calls_of_a_unit(config, shape, training, remat, monkeypatch):
+    """On torch (not remat) one `Layer.__call__` per unit: its own; its
+    layers run their `call`. TensorFlow and JAX trace the step once, and a
+    remat unit recomputes its layers in the backward pass: there every
+    layer keeps its `__call__`."""
+    unit = ResidualUnit(**config, remat=remat, name="unit")
+    unit.build(shape)
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    expected = keras.ops.convert_to_numpy(unit(x, training=False))
+    calls = []
+    call = keras.Layer.__call__
+
+    def counting_call(layer, *args, **kwargs):
+        calls.append(layer.name)
+        return call(layer, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Layer, "__call__", counting_call)
+    outputs = keras.ops.convert_to_numpy(unit(x, training=training))
+    monkeypatch.undo()
+    assert calls[0] == "unit"
+    if BACKEND == "torch" and not remat:
+        assert calls == ["unit"]
+    else:
+        assert len(calls) > 1
+    assert outputs.shape == expected.shape
+    if not training:
+        np.testing.assert_array_equal(outputs, expected)
+
+
+def unit_outputs(unit, x, training, stateless):
+    """The unit's outputs on its variables' values: by `stateless_call`,
+    which runs its `call` as Keras' trainers run a model's, or by
+    `__call__` in a `keras.StatelessScope` on the same values. On JAX under
+    `jax.jit`, as its trainer runs it (both ways: XLA fuses bfloat16 ops,
+    so a jitted and an eager run round apart)."""
+    variables = unit.trainable_variables + unit.non_trainable_variables
+
+    def run(values, x):
+        if stateless:
+            trainable = values[:len(unit.trainable_variables)]
+            non_trainable = values[len(unit.trainable_variables):]
+            return unit.stateless_call(trainable, non_trainable, x, training=training)[0]
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return unit(x, training=training)
+
+    if BACKEND == "jax":
+        import jax
+
+        run = jax.jit(run)
+    return run([v.value for v in variables], x)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("config, channels", [
+    (dict(filters=8, shortcut="exclusive_gating"), 8),
+    (dict(filters=8, shortcut="shortcut_only_gating", unit_ordering="original"), 8),
+    (dict(filters=4, bottleneck=True, strides=2, drop_path_rate=0.5), 8),
+], ids=["exclusive_gating", "shortcut_only_gating_original", "bottleneck_projection"])
+def test_stateless_call_under_mixed_precision_equals_call(config, channels, training):
+    """`stateless_call` runs the unit's `call` without `__call__`: no cast of
+    its float32 inputs, no autocast scope. The unit computes in its compute
+    dtype all the same, its convolutions (the gate's with a bias) included,
+    and gives `__call__`'s numbers."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    unit = ResidualUnit(**config, name="unit")
+    shape = (2, 6, 6, channels)
+    unit.build(shape)
+    randomize(unit, np.random.default_rng(1))
+    assert (unit.gate is not None) == ("gating" in config.get("shortcut", ""))
+    x = keras.ops.convert_to_tensor(
+        np.random.default_rng(0).normal(size=shape).astype("float32")
+    )
+    stateless, called = (unit_outputs(unit, x, training, stateless) for stateless in (True, False))
+    for outputs in (stateless, called):
+        assert keras.backend.standardize_dtype(outputs.dtype) == "bfloat16"
+    np.testing.assert_array_equal(*numpy([stateless, called]))
 
 
 # === `remat=True` changes memory and nothing else: a remat step equals a plain one ===
