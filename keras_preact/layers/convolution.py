@@ -18,14 +18,13 @@ class Conv2D(keras.layers.Conv2D):
     compares it with `keras.layers.Conv2D` on every backend). Keras' torch
     convolution copies a channels-last input into a contiguous
     channels-first tensor and copies that again into torch's channels-last
-    memory format: two copies of every input, and two more of its gradient
-    in the backward pass. Here `torch.nn.functional.conv2d` takes a
+    memory format: two copies of every input at every step. Here `torch.nn.functional.conv2d` takes a
     channels-first view of the same memory instead (a contiguous NHWC
     tensor is an NCHW tensor in the channels-last memory format, which
     torch's CPU and cuDNN kernels read as it is), with the bias in the same
-    call, and its output is viewed back the same way. The kernel and bias
-    are cast to the input's dtype, so the layer computes in its input's
-    dtype whether or not Keras' autocast scope is open. "same" padding that
+    call, and its output is viewed back the same way. On torch the kernel
+    and bias are cast to the input's dtype, so the layer computes in its
+    input's dtype whether or not Keras' autocast scope is open. "same" padding that
     torch cannot express (more on one side, as for an even input and a
     stride of 2), torch's meta tensors, a step compiled by `torch.compile`
     (`jit_compile=True`: inductor plans memory formats itself) and every
@@ -85,9 +84,11 @@ def _torch_conv2d(layer, inputs):
     kernel = ops.convert_to_tensor(layer.kernel, dtype=inputs.dtype)
     kernel = kernel.permute(3, 2, 0, 1)
     if channels_last:
-        # The kernel in the input's memory format, as Keras hands it to
-        # torch: the same algorithm, so the same numbers (a copy of the
-        # weights only).
+        # The kernel in channels-last memory, as Keras hands it to torch:
+        # torch then runs Keras' channels-last convolution (the same
+        # numbers, a contiguous NHWC output) also for an input in
+        # channels-first memory, such as Keras' max pooling output. A copy
+        # of the weights only.
         kernel = kernel.contiguous(memory_format=torch.channels_last)
     bias = (
         ops.convert_to_tensor(layer.bias, dtype=inputs.dtype)
