@@ -210,6 +210,35 @@ def test_out_of_budget_parts_are_skipped(tmp_path, capsys):
 # Pieces.
 
 
+@pytest.mark.parametrize("missing, part, reason", [
+    ({"pytorchcv"}, "torch_pytorchcv_cifar164_compile",
+     "pytorchcv does not import: pytorchcv not installed (a pure-Python wheel: `pip "
+     "download pytorchcv --no-deps -d .whl` carries it)"),
+    ({"torchvision"}, "torch_timm_resnetv2_50",
+     "timm does not import: torchvision not installed"),
+    ({"timm", "torchvision"}, "torch_timm_resnetv2_50_compile",
+     "timm does not import: timm and torchvision not installed"),
+    ({"pytorchcv", "timm"}, "keras_torch_cifar164", None),
+])
+def test_parts_that_need_a_missing_package_say_which(missing, part, reason, monkeypatch,
+                                                      tmp_path):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec",
+                        lambda name: None if name in missing else find_spec(name))
+    runner = gpu_check.Runner(gpu_check.parse_args(["--output", str(tmp_path)]))
+    assert runner.skip_reason(gpu_check.PARTS_BY_NAME[part]) == reason
+
+
+def test_cpu_smoke_compiles_one_part_only(tmp_path):
+    runner = gpu_check.Runner(gpu_check.parse_args(["--output", str(tmp_path),
+                                                    "--cpu-smoke"]))
+    skipped = {p.name for p in gpu_check.PARTS
+               if runner.skip_reason(p) == SMOKE_COMPILE_SKIP}
+    # (A missing timm is the reason its part gives first.)
+    assert skipped == {p.name for p in gpu_check.PARTS if p.name.endswith("_compile")} - {
+        "keras_torch_cifar164_compile", *([] if HAS_TIMM else ["torch_timm_resnetv2_50_compile"])}
+
+
 def test_ratios_keras_over_torch():
     parts = {
         "keras_jax_cifar164": dict(status="ok", images_per_s=300.0, gmacs_per_image=0.25),
