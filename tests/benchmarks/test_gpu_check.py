@@ -234,6 +234,8 @@ def test_cpu_smoke_compiles_one_part_only(tmp_path):
                                                     "--cpu-smoke"]))
     skipped = {p.name for p in gpu_check.PARTS
                if runner.skip_reason(p) == SMOKE_COMPILE_SKIP}
+    assert {"keras_torch_imagenet50_compile", "torch_pytorchcv_cifar164_compile",
+            "torch_ours_cifar164_compile"} <= skipped
     # (A missing timm is the reason its part gives first.)
     assert skipped == {p.name for p in gpu_check.PARTS if p.name.endswith("_compile")} - {
         "keras_torch_cifar164_compile", *([] if HAS_TIMM else ["torch_timm_resnetv2_50_compile"])}
