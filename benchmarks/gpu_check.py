@@ -5,13 +5,13 @@ within one budget of about 7 minutes.
 Made for a GPU machine without network, TensorFlow or Keras preinstalled (Keras and
 pytorchcv travel as wheels: see `benchmarks/gpu_check.sh`, which installs them and
 calls this script). Every part runs in its own subprocess (its own `KERAS_BACKEND`,
-clean peak-memory counters, empty torch.compile caches) under its own time cap: a part
-that runs past its cap is killed with its process group and recorded as "timeout" (a
-Keras part with the warm-up steps it finished), a part that fails is recorded as
-"error", and the next part runs either way. The JSON and Markdown reports are
-rewritten (temp file + `os.replace`) after every part, so a run cut short keeps what it
-measured. Progress lines carry the time and go to stdout; every worker's full output
-goes to the log.
+clean peak-memory counters, empty Inductor and Triton caches outside `--cpu-smoke`)
+under its own time cap: a part that runs past its cap is killed with its process group
+and recorded as "timeout" (a Keras part with the warm-up steps it finished), a part
+that fails is recorded as "error", and the next part runs either way. The JSON and
+Markdown reports are rewritten (temp file + `os.replace`) after every part, so a run
+cut short keeps what it measured. Progress lines carry the time and go to stdout;
+every worker's full output goes to the log.
 
 Parts, in the order they run (default caps in seconds, `--cap NAME=SECONDS`); the
 CIFAR nets are PreActResNet164 at 32x32, 100 classes, batch 128, the ImageNet nets
@@ -71,8 +71,8 @@ need pytorchcv or timm report "skipped" with the reason where it does not import
 1001, a one-unit-per-stage ImageNet net at 32x32, batches of 2-4, 1 warm-up + 2 steps,
 2 epochs on 64 images) on a CPU in a few minutes. torch.compile takes minutes per
 network on a CPU, so only `keras_torch_cifar164_compile` compiles there; the other
-compile parts report "skipped", as do parts that need CUDA, timm or pytorchcv where
-they are missing; peak GPU memory is null.
+compile parts report "skipped", as do parts that need timm or pytorchcv where they
+are missing; peak GPU memory is null.
 
 Outputs in `--output DIR`: `gpu_check.json`, `gpu_check.md`, `gpu_check.log`.
 
