@@ -1,57 +1,78 @@
-"""One-shot GPU check: training speed and memory of keras_preact against PyTorch, depth
-1001 with and without remat, and a short real CIFAR-100 run, all in about 7 minutes.
+"""One-shot GPU check: training speed and memory of keras_preact against PyTorch, eager
+and compiled, then depth 1001 with and without remat and a short real CIFAR-100 run,
+within one budget of about 7 minutes.
 
-Made for a GPU machine without network, TensorFlow or Keras preinstalled (Keras travels
-as wheels: see `benchmarks/gpu_check.sh`, which installs them and calls this script).
-Every part runs in its own subprocess (its own `KERAS_BACKEND`, clean peak-memory
-counters) under its own time cap: a part that runs past its cap is killed with its
-process group and recorded as "timeout", a part that fails is recorded as "error", and
-the next part runs either way. The JSON and Markdown reports are rewritten (temp file +
-`os.replace`) after every part, so a run cut short keeps what it measured. Progress
-lines carry the time and go to stdout; every worker's full output goes to the log.
+Made for a GPU machine without network, TensorFlow or Keras preinstalled (Keras and
+pytorchcv travel as wheels: see `benchmarks/gpu_check.sh`, which installs them and
+calls this script). Every part runs in its own subprocess (its own `KERAS_BACKEND`,
+clean peak-memory counters, empty Inductor and Triton caches outside `--cpu-smoke`)
+under its own time cap: a part that runs past its cap is killed with its process group
+and recorded as "timeout" (a Keras part with the warm-up steps it finished), a part
+that fails is recorded as "error", and the next part runs either way. The JSON and
+Markdown reports are rewritten (temp file + `os.replace`) after every part, so a run
+cut short keeps what it measured. Progress lines carry the time and go to stdout;
+every worker's full output goes to the log.
 
-Parts, in the order they run (default caps in seconds, `--cap NAME=SECONDS`):
+Parts, in the order they run (default caps in seconds, `--cap NAME=SECONDS`); the
+CIFAR nets are PreActResNet164 at 32x32, 100 classes, batch 128, the ImageNet nets
+PreActResNet50 at 224x224, 1000 classes, batch 256:
 
-    keras_jax_cifar164      (90)  PreActResNet164, CIFAR 32x32, 100 classes, batch 128,
-                                  JAX backend, jit_compile=True
-    keras_jax_imagenet50    (90)  PreActResNet50, 224x224, 1000 classes, batch 256, JAX, jit
-    keras_torch_cifar164    (60)  the CIFAR net on the torch backend, eager (Keras' torch
-                                  jit is torch.compile, whose compile time would not fit)
-    keras_torch_imagenet50  (60)  the ImageNet net on the torch backend, eager
-    torch_ours_cifar164     (45)  plain PyTorch PreActResNet164, `benchmarks/torch_reference.py`
-                                  ("ours, torch"), eager
-    torch_timm_resnetv2_50  (45)  timm `resnetv2_50` (pre-activation ResNet-50 v2), eager
-    real_cifar100_jax      (150)  PreActResNet20 trained on a 12,500-image CIFAR-100 shard
-                                  with `keras_preact.data.CIFARBatches` (no TensorFlow), the
-                                  paper's schedule shortened to `--real-epochs`, JAX
-    keras_torch_r1001       (60)  PreActResNet1001, CIFAR, batch 128, torch backend, eager
-    keras_torch_r1001_remat (60)  the same with remat=True (no compile time: the memory
-                                  figures even if XLA's compile of depth 1001 runs late)
-    keras_jax_r1001        (150)  PreActResNet1001, CIFAR, batch 128, JAX, jit
-    keras_jax_r1001_remat  (150)  the same with remat=True
-    torch_timm_resnetv2_50_compile (120)  timm resnetv2_50 under torch.compile
+    keras_jax_cifar164               (90)  the CIFAR net, JAX, jit_compile=True (XLA),
+                                           built as pytorchcv's preresnet164bn_cifar100
+                                           (`builder_arguments` of its checkpoint: stride
+                                           on the 3x3 conv, raw first shortcut)
+    keras_torch_cifar164             (60)  the same on the torch backend, eager
+    torch_pytorchcv_cifar164         (45)  pytorchcv `preresnet164bn_cifar100`, eager
+    keras_jax_imagenet50             (90)  the ImageNet net, JAX, XLA
+    keras_torch_imagenet50           (60)  the ImageNet net, torch backend, eager
+    torch_timm_resnetv2_50           (45)  timm `resnetv2_50` (the same network), eager
+    torch_pytorchcv_cifar164_compile (90)  pytorchcv's net under torch.compile
+    torch_timm_resnetv2_50_compile   (90)  timm resnetv2_50 under torch.compile
+    keras_torch_imagenet50_compile  (180)  the ImageNet net, torch backend,
+                                           jit_compile=True (Keras' torch.compile)
+    keras_torch_cifar164_compile    (420)  the CIFAR net, torch backend, jit_compile=True
+    torch_ours_cifar164              (45)  `benchmarks/torch_reference.py` ("ours,
+                                           torch"): keras_preact's default CIFAR layout
+                                           in PyTorch, eager
+    torch_ours_cifar164_compile      (90)  the same under torch.compile
+    real_cifar100_jax               (150)  PreActResNet20 trained on a 12,500-image
+                                           CIFAR-100 shard with
+                                           `keras_preact.data.CIFARBatches` (no
+                                           TensorFlow), the paper's schedule shortened to
+                                           `--real-epochs`, JAX
+    keras_torch_r1001                (60)  PreActResNet1001, CIFAR, batch 128, torch
+                                           backend, eager
+    keras_torch_r1001_remat          (60)  the same with remat=True
+    keras_jax_r1001                 (150)  PreActResNet1001, CIFAR, batch 128, JAX, XLA
+    keras_jax_r1001_remat           (150)  the same with remat=True
 
 All training runs in bfloat16 mixed precision (Keras `mixed_bfloat16`; PyTorch
 `torch.autocast(dtype=torch.bfloat16)`, channels_last, SGD momentum 0.9, cuDNN
 benchmark mode on for every torch process). Keras models are compiled with
 `keras_preact.training.compile_for_paper` (SGD momentum 0.9, L2 1e-4, top-1/top-5).
 Throughput: `batch / median step time` over `--steps` whole steps (`train_on_batch`:
-forward, backward, update, host sync) after `--warmup` steps (the first includes XLA /
-torch.compile compilation, reported as "first step s"), on synthetic data placed on the
-device once. Peak GPU memory: torch `max_memory_allocated()` since
-`reset_peak_memory_stats()` just before the steps (so it counts weights, gradients,
-optimizer state and activations); JAX `memory_stats()["peak_bytes_in_use"]` of the
-process (run with `XLA_PYTHON_CLIENT_PREALLOCATE=false`). GMACs per image: convolutions
-and classifier, so Keras and PyTorch models can be compared for equal work.
+forward, backward, update, host sync) after `--warmup` steps, on synthetic data placed
+on the device once. The first step includes XLA's or torch.compile's compilation and
+is reported apart ("first step s"), with every Keras warm-up step's time (torch.compile
+compiles Keras' step again in its second call). Peak GPU memory: torch
+`max_memory_allocated()` since `reset_peak_memory_stats()` just before the steps (so it
+counts weights, gradients, optimizer state and activations); JAX
+`memory_stats()["peak_bytes_in_use"]` of the process (run with
+`XLA_PYTHON_CLIENT_PREALLOCATE=false`). GMACs per image: convolutions and classifier,
+so Keras and PyTorch models can be compared for equal work. The report pairs every
+Keras part with its network in PyTorch, eager and compiled (`RATIO_PAIRS`).
 
 The parts share one wall-clock budget (`--budget-s`, default 430 s): a part gets its cap
 or what is left of the budget, whichever is less, and is skipped when under 20 s are
-left. `--parts` runs a subset (e.g. to rerun one part with a longer `--cap`).
+left. `--parts` runs a subset (e.g. to rerun one part with a longer `--cap`). Parts that
+need pytorchcv or timm report "skipped" with the reason where it does not import.
 
 `--cpu-smoke` runs every part's code at toy sizes (depth 11 bottleneck instead of 164 /
 1001, a one-unit-per-stage ImageNet net at 32x32, batches of 2-4, 1 warm-up + 2 steps,
-2 epochs on 64 images) so the whole check is exercised on a CPU in about a minute; parts
-that need CUDA or timm report "skipped" with the reason, peak GPU memory is null.
+2 epochs on 64 images) on a CPU in a few minutes. torch.compile takes minutes per
+network on a CPU, so only `keras_torch_cifar164_compile` compiles there; the other
+compile parts report "skipped", as do parts that need timm or pytorchcv where they
+are missing; peak GPU memory is null.
 
 Outputs in `--output DIR`: `gpu_check.json`, `gpu_check.md`, `gpu_check.log`.
 
@@ -74,6 +95,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -102,22 +124,54 @@ class Part:
     backend: str  # KERAS_BACKEND of its process
     cap_s: int
     description: str
-    needs_timm: bool = False
+    needs: str = ""  # a key of REQUIREMENTS: the part is skipped where it does not import
 
 
+# What a part's `needs` must find importable, and how to get it onto the GPU machine.
+REQUIREMENTS = {
+    # timm imports torchvision (absent beside a CPU-only torch).
+    "timm": (("timm", "torchvision"), ""),
+    "pytorchcv": (("pytorchcv",), " (a pure-Python wheel: `pip download pytorchcv --no-deps "
+                                  "-d .whl` carries it)"),
+}
+# The network of this checkpoint (no weights) is what the Keras CIFAR-164 parts build,
+# so that they and pytorchcv's preresnet164bn_cifar100 do the same work.
+PYTORCHCV_NETWORK = "pytorchcv/preresnet164bn_cifar100"
+# The one compiled part a CPU smoke run runs (torch.compile takes minutes per network on
+# a CPU); the other compile parts report "skipped" there.
+SMOKE_COMPILE_PART = "keras_torch_cifar164_compile"
+
+# In this order: the Keras / PyTorch comparison, eager parts before compiled ones, then
+# the rest, which a full budget cuts first.
 PARTS = (
     Part("keras_jax_cifar164", "keras_train", "jax", 90,
-         "keras_preact PreActResNet164, CIFAR, JAX, jit"),
+         "keras_preact PreActResNet164 (pytorchcv's layout), CIFAR, JAX, jit"),
+    Part("keras_torch_cifar164", "keras_train", "torch", 60,
+         "keras_preact PreActResNet164 (pytorchcv's layout), CIFAR, torch backend, eager"),
+    Part("torch_pytorchcv_cifar164", "torch_train", "torch", 45,
+         "PyTorch pytorchcv preresnet164bn_cifar100, eager", needs="pytorchcv"),
     Part("keras_jax_imagenet50", "keras_train", "jax", 90,
          "keras_preact PreActResNet50, ImageNet, JAX, jit"),
-    Part("keras_torch_cifar164", "keras_train", "torch", 60,
-         "keras_preact PreActResNet164, CIFAR, torch backend, eager"),
     Part("keras_torch_imagenet50", "keras_train", "torch", 60,
          "keras_preact PreActResNet50, ImageNet, torch backend, eager"),
-    Part("torch_ours_cifar164", "torch_train", "torch", 45,
-         "PyTorch PreActResNet164 (ours, torch: benchmarks/torch_reference.py), eager"),
     Part("torch_timm_resnetv2_50", "torch_train", "torch", 45,
-         "PyTorch timm resnetv2_50, eager", needs_timm=True),
+         "PyTorch timm resnetv2_50, eager", needs="timm"),
+    Part("torch_pytorchcv_cifar164_compile", "torch_train", "torch", 90,
+         "PyTorch pytorchcv preresnet164bn_cifar100, torch.compile", needs="pytorchcv"),
+    Part("torch_timm_resnetv2_50_compile", "torch_train", "torch", 90,
+         "PyTorch timm resnetv2_50, torch.compile", needs="timm"),
+    Part("keras_torch_imagenet50_compile", "keras_train", "torch", 180,
+         "keras_preact PreActResNet50, ImageNet, torch backend, jit_compile=True "
+         "(torch.compile)"),
+    Part("keras_torch_cifar164_compile", "keras_train", "torch", 420,
+         "keras_preact PreActResNet164 (pytorchcv's layout), CIFAR, torch backend, "
+         "jit_compile=True (torch.compile)"),
+    Part("torch_ours_cifar164", "torch_train", "torch", 45,
+         "PyTorch PreActResNet164, keras_preact's default layout (ours, torch: "
+         "benchmarks/torch_reference.py), eager"),
+    Part("torch_ours_cifar164_compile", "torch_train", "torch", 90,
+         "PyTorch PreActResNet164, keras_preact's default layout (ours, torch), "
+         "torch.compile"),
     Part("real_cifar100_jax", "real_cifar", "jax", 150,
          "real CIFAR-100 run on keras_preact.data.CIFARBatches, JAX, jit"),
     Part("keras_torch_r1001", "keras_train", "torch", 60,
@@ -128,20 +182,28 @@ PARTS = (
          "keras_preact PreActResNet1001, CIFAR, JAX, jit"),
     Part("keras_jax_r1001_remat", "keras_train", "jax", 150,
          "keras_preact PreActResNet1001 remat=True, CIFAR, JAX, jit"),
-    Part("torch_timm_resnetv2_50_compile", "torch_train", "torch", 120,
-         "PyTorch timm resnetv2_50, torch.compile", needs_timm=True),
 )
 PARTS_BY_NAME = {p.name: p for p in PARTS}
 
-# Which Keras figure is compared with which PyTorch figure (same model shape, batch,
-# precision): ratio = Keras images/s / PyTorch images/s (> 1: Keras is faster).
-RATIO_PAIRS = (
-    ("keras_jax_cifar164", "torch_ours_cifar164"),
-    ("keras_torch_cifar164", "torch_ours_cifar164"),
-    ("keras_jax_imagenet50", "torch_timm_resnetv2_50"),
-    ("keras_torch_imagenet50", "torch_timm_resnetv2_50"),
-    ("keras_jax_imagenet50", "torch_timm_resnetv2_50_compile"),
-    ("keras_torch_imagenet50", "torch_timm_resnetv2_50_compile"),
+# Which Keras figure is compared with which PyTorch figure (same batch and precision):
+# ratio = Keras images/s / PyTorch images/s (> 1: Keras is faster). Each Keras part
+# against its network in PyTorch, eager and compiled. The torch_ours parts are
+# keras_preact's default CIFAR layout (stride on the first 1x1 conv, the first unit's
+# shortcut from its pre-activation), a slightly different network from the Keras CIFAR
+# parts': their pairs are marked so (OTHER_NETWORK), for runs without pytorchcv.
+_CIFAR_KERAS = ("keras_jax_cifar164", "keras_torch_cifar164", "keras_torch_cifar164_compile")
+_IMAGENET_KERAS = ("keras_jax_imagenet50", "keras_torch_imagenet50",
+                   "keras_torch_imagenet50_compile")
+OTHER_NETWORK = ("torch_ours_cifar164", "torch_ours_cifar164_compile")
+RATIO_PAIRS = tuple(
+    (keras_name, torch_name)
+    for keras_names, torch_names in (
+        (_CIFAR_KERAS, ("torch_pytorchcv_cifar164", "torch_pytorchcv_cifar164_compile",
+                        *OTHER_NETWORK)),
+        (_IMAGENET_KERAS, ("torch_timm_resnetv2_50", "torch_timm_resnetv2_50_compile")),
+    )
+    for keras_name in keras_names
+    for torch_name in torch_names
 )
 
 
@@ -184,6 +246,10 @@ def _imagenet_shape(batch, smoke):
     return dict(layout="imagenet", depth=50, image_size=224, classes=1000, batch=batch)
 
 
+TORCH_LABELS = {"reference": "ours, torch", "pytorchcv": "pytorchcv",
+                "timm": "timm resnetv2_50"}
+
+
 def part_config(part, args):
     """The worker config of `part` for these arguments (a JSON-able dict)."""
     smoke = args.cpu_smoke
@@ -203,23 +269,27 @@ def part_config(part, args):
             workers=args.real_workers,
             seed=0,
         )
+    compiled = name.endswith("_compile")
     if name.startswith("torch_"):
-        shape = (_imagenet_shape(args.imagenet_batch, smoke) if "timm" in name
-                 else _cifar_shape(164, args.cifar_batch, smoke))
-        if "timm" in name:
+        impl = part.needs or "reference"  # the PyTorch part's `needs` is its source
+        if impl == "timm":
             # torch_reference.build_model builds timm only for depth 50.
-            shape = dict(shape, depth=50, stage_units=None)
+            shape = dict(_imagenet_shape(args.imagenet_batch, smoke), depth=50,
+                         stage_units=None)
+        else:
+            shape = _cifar_shape(164, args.cifar_batch, smoke)
         return dict(
             common,
             **shape,
             framework="torch",
             model="pytorch_preact",
-            torch_impl="timm" if "timm" in name else "reference",
-            implementation_label="timm resnetv2_50" if "timm" in name else "ours, torch",
+            torch_impl=impl,
+            implementation_label=TORCH_LABELS[impl],
             precision=MIXED_POLICY,
-            jit=name.endswith("_compile"),
+            jit=compiled,
             cudnn_benchmark=True,
         )
+    network_of = None
     if "imagenet50" in name:
         shape = _imagenet_shape(args.imagenet_batch, smoke)
     elif "r1001" in name:
@@ -228,6 +298,10 @@ def part_config(part, args):
             warmup, steps = 2, args.r1001_steps
     else:
         shape = _cifar_shape(164, args.cifar_batch, smoke)
+        network_of = PYTORCHCV_NETWORK
+    if compiled:
+        # torch.compile compiles Keras' step again in its second call: time after it.
+        warmup = max(warmup, 2)
     return dict(
         common,
         **shape,
@@ -236,8 +310,9 @@ def part_config(part, args):
         framework="keras",
         backend=part.backend,
         model="keras_preact",
+        network_of=network_of,
         remat=name.endswith("_remat"),
-        jit=part.backend == "jax",
+        jit=part.backend == "jax" or compiled,
         cudnn_benchmark=part.backend == "torch",
     )
 
@@ -292,7 +367,17 @@ def _gpu_peak(backend):
 def _build_keras_model(config):
     import keras_preact
 
-    kwargs = dict(
+    kwargs = {}
+    if config.get("network_of"):
+        from keras_preact.pretrained import get_checkpoint
+        from keras_preact.pretrained.registry import builder_arguments
+
+        # The checkpoint's architecture (no weights), at this config's depth, without
+        # its input statistics: the PyTorch side takes inputs already normalized.
+        kwargs = builder_arguments(get_checkpoint(config["network_of"]),
+                                   input_normalization=None)
+        kwargs.pop("depth")
+    kwargs.update(
         layout=config["layout"],
         classes=config["classes"],
         input_shape=(config["image_size"], config["image_size"], 3),
@@ -339,16 +424,29 @@ def run_keras_train(config, worker):
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-    timing = _common.time_calls(
-        lambda: model.train_on_batch(x, y), config["warmup"], config["steps"]
-    )
+    # The warm-up steps' times are saved as they end, so a part stopped at its cap
+    # still tells how far its compilation got (torch.compile may compile again in the
+    # second step).
+    progress = dict(config, status="running", runtime=runtime, build_s=round(build_s, 2),
+                    stage="warm-up step 1", warmup_step_s=[])
+    worker.save(progress)
+
+    def step():
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        done = progress["warmup_step_s"]
+        if len(done) < config["warmup"]:
+            done.append(round(time.perf_counter() - start, 3))
+            progress["stage"] = (f"warm-up step {len(done) + 1}"
+                                 if len(done) < config["warmup"] else "timed steps")
+            worker.save(progress)
+
+    timing = _common.time_calls(step, config["warmup"], config["steps"])
     peak, kind = _gpu_peak(backend)
     result = dict(
-        config,
+        progress,
         status="ok",
-        runtime=runtime,
         dtype_policy=keras.config.dtype_policy().name,
-        build_s=round(build_s, 2),
         trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         gmacs_per_image=_common.keras_gmacs_per_image(model),
         images_per_s=round(batch / timing["median_step_s"], 2),
@@ -358,6 +456,7 @@ def run_keras_train(config, worker):
         peak_rss_mib=round(_common.peak_rss_mb(), 1),
         **timing,
     )
+    del result["stage"]
     worker.say(f"{result['images_per_s']} images/s, first step {timing['first_call_s']} s, "
                f"peak GPU memory {peak} MiB")
     return result
@@ -368,9 +467,6 @@ def run_torch_train(config, worker):
 
     import train_throughput
 
-    if config["jit"] and not torch.cuda.is_available():
-        return dict(config, status="skipped",
-                    reason="torch.compile is measured on a CUDA GPU only (none here)")
     if config.get("cudnn_benchmark"):
         torch.backends.cudnn.benchmark = True
     runtime = _runtime("torch")
@@ -605,12 +701,16 @@ class Runner:
         return self.report
 
     def skip_reason(self, part):
-        if part.needs_timm:
-            # timm imports torchvision (absent beside a CPU-only torch).
-            missing = [name for name in ("timm", "torchvision")
-                       if importlib.util.find_spec(name) is None]
+        if part.needs:
+            modules, hint = REQUIREMENTS[part.needs]
+            missing = [name for name in modules if importlib.util.find_spec(name) is None]
             if missing:
-                return f"timm does not import: {' and '.join(missing)} not installed"
+                return (f"{part.needs} does not import: {' and '.join(missing)} not "
+                        f"installed{hint}")
+        if (self.args.cpu_smoke and part.name.endswith("_compile")
+                and part.name != SMOKE_COMPILE_PART):
+            return (f"CPU smoke: torch.compile takes minutes per network on a CPU; "
+                    f"{SMOKE_COMPILE_PART} runs the compiled path")
         if part.kind == "real_cifar":
             data_dir = self.args.data_dir
             if not data_dir or not os.path.isdir(data_dir):
@@ -646,10 +746,17 @@ class Runner:
         env = dict(os.environ, KERAS_BACKEND=part.backend, PYTHONUNBUFFERED="1")
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        cache = None
         if self.args.cpu_smoke:
             # Toy sizes measure nothing: compile XLA's CPU code without LLVM
             # optimizations (about half the compile time here).
             env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+        elif part.backend == "torch":
+            # torch.compile from empty caches, as a user's first run: no part reuses
+            # kernels that an earlier part compiled.
+            cache = tempfile.mkdtemp(prefix=f"gpu_check_{part.name}_")
+            env.update(TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"),
+                       TRITON_CACHE_DIR=os.path.join(cache, "triton"))
         cmd = [sys.executable, SCRIPT, "--worker", part.name, "--config",
                json.dumps(config), "--result", result_path]
         t0 = time.monotonic()
@@ -672,6 +779,8 @@ class Runner:
             _reap_group(proc)
         reader.join(timeout=10)
         wall = round(time.monotonic() - t0, 1)
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
         row = {}
         if os.path.exists(result_path):
             try:
@@ -747,7 +856,10 @@ def _summary(row):
     if status == "skipped":
         return f"skipped: {row.get('reason')}"
     if status == "timeout":
-        return f"timeout ({row.get('reason')})"
+        where = f", in {row['stage']}" if row.get("stage") else ""
+        if row.get("warmup_step_s"):
+            where += f" (warm-up steps done: {_seconds(row['warmup_step_s'])} s)"
+        return f"timeout ({row.get('reason')}){where}"
     if status == "error":
         return f"error: {str(row.get('error'))[:300]}"
     if "images_per_s" in row:
@@ -769,7 +881,8 @@ def compute_ratios(parts):
         if not (_finite(kv) and _finite(tv)) or tv <= 0:
             continue
         ratio = {"keras": keras_name, "torch": torch_name, "keras_images_per_s": kv,
-                 "torch_images_per_s": tv, "keras_over_torch": round(kv / tv, 3)}
+                 "torch_images_per_s": tv, "keras_over_torch": round(kv / tv, 3),
+                 "same_network": torch_name not in OTHER_NETWORK}
         kg, tg = k.get("gmacs_per_image"), t.get("gmacs_per_image")
         if _finite(kg) and _finite(tg) and kg > 0 and tg > 0:
             ratio["keras_over_torch_per_gmac"] = round(kv * kg / (tv * tg), 3)
@@ -782,6 +895,10 @@ def compute_ratios(parts):
 
 def _num(value, fmt):
     return fmt.format(value) if _finite(value) else "-"
+
+
+def _seconds(values):
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def _pct(value):
@@ -832,31 +949,43 @@ def render_markdown(report):
             impl = (f"{row.get('implementation_label')} ("
                     + ("torch.compile)" if row.get("jit") else "eager)"))
         else:
-            mode = "jit" if row.get("jit") else "eager"
+            mode = ("eager" if not row.get("jit") else
+                    "XLA" if row.get("backend") == "jax" else "torch.compile")
             impl = f"keras_preact, {row.get('backend')} ({mode})"
         rows.append([
             name,
             impl,
             f"{row.get('layout')} {row.get('image_size')}px, {model}"
-            + (", remat" if row.get("remat") else ""),
+            + (", remat" if row.get("remat") else "")
+            + (f", network of {row['network_of']}" if row.get("network_of") else ""),
             row.get("batch"),
             row.get("images_per_s"),
             row.get("ms_per_step"),
             row.get("first_call_s"),
+            _seconds(row["warmup_step_s"]) if row.get("warmup_step_s") else "-",
             row.get("peak_gpu_memory_mib"),
             row.get("gmacs_per_image"),
         ])
     lines.append(_common.markdown_table(["part", "implementation", "model", "batch", "images/s",
-                         "ms/step", "first step s", "peak GPU MiB", "GMACs/img"], rows)
+                         "ms/step", "first step s", "warm-up steps s", "peak GPU MiB",
+                         "GMACs/img"], rows)
                  if rows else "No throughput part finished.")
-    lines += ["", "## Keras / PyTorch", ""]
+    lines += ["", "The first step includes XLA's or torch.compile's compilation; a Keras "
+              "part's warm-up steps show where a compiled step compiles again.",
+              "", "## Keras / PyTorch", ""]
     ratios = report.get("ratios") or []
     lines.append(_common.markdown_table(
-        ["Keras", "PyTorch", "Keras images/s", "PyTorch images/s", "Keras / PyTorch",
-         "per GMAC"],
-        [[r["keras"], r["torch"], r["keras_images_per_s"], r["torch_images_per_s"],
-          r["keras_over_torch"], r.get("keras_over_torch_per_gmac")] for r in ratios],
+        ["Keras", "PyTorch", "same network", "Keras images/s", "PyTorch images/s",
+         "Keras / PyTorch", "per GMAC"],
+        [[r["keras"], r["torch"], "yes" if r["same_network"] else "no",
+          r["keras_images_per_s"], r["torch_images_per_s"], r["keras_over_torch"],
+          r.get("keras_over_torch_per_gmac")] for r in ratios],
     ) if ratios else "No pair measured on both sides.")
+    if any(not r["same_network"] for r in ratios):
+        lines += ["", "Same network \"no\": torch_ours is keras_preact's default CIFAR "
+                  "layout (stride on the first 1x1 conv, the first unit's shortcut from its "
+                  "pre-activation); the Keras CIFAR parts build pytorchcv's (stride on the "
+                  "3x3 conv, the first shortcut from the raw input). Compare per GMAC."]
     for plain, remat in REMAT_PAIRS:
         a, b = parts.get(plain, {}), parts.get(remat, {})
         if a.get("status") == b.get("status") == "ok":

@@ -9,7 +9,8 @@
 #   bash benchmarks/gpu_check.sh --cpu-smoke /tmp/gpucheck
 #
 # 1. Installs the wheels in .whl/ (Keras 3.15.1, namex, optree: copied from
-#    shared/device-wheels) into $GPU_CHECK_SITE (default /tmp/site), if .whl/ exists;
+#    shared/device-wheels; pytorchcv, pure Python: `pip download pytorchcv==VERSION
+#    --no-deps -d .whl`) into $GPU_CHECK_SITE (default /tmp/site), if .whl/ exists;
 #    a wheel that does not fit this Python is reported and left to the environment.
 # 2. Puts that folder and the checkout first on PYTHONPATH.
 # 3. Lets XLA allocate GPU memory on demand (XLA_PYTHON_CLIENT_PREALLOCATE=false), so
@@ -61,9 +62,10 @@ fi
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONUNBUFFERED=1
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-# Which Keras the parts will import (without importing it: no backend is chosen here).
+# Which Keras and pytorchcv the parts will import (without importing them: no backend
+# is chosen here).
 say "$("$PY" -c 'import sys, importlib.metadata as m, importlib.util as u
-s = u.find_spec("keras")
-print("python", sys.version.split()[0] + ",", "keras", m.version("keras") if s else "MISSING", "from", s.origin if s else "-")' 2>&1 | tail -n 1)"
+s, p = u.find_spec("keras"), u.find_spec("pytorchcv")
+print("python", sys.version.split()[0] + ",", "keras", m.version("keras") if s else "MISSING", "from", s.origin if s else "-", "- pytorchcv", m.version("pytorchcv") if p else "MISSING (its parts skip)")' 2>&1 | tail -n 1)"
 cd "$REPO"
 "$PY" "$HERE/gpu_check.py" ${ARGS[@]+"${ARGS[@]}"} --output "$OUT"

@@ -16,7 +16,10 @@ and have the same parameter counts:
   BN-ReLU, global average pooling, linear classifier.
 
 `build_model(..., impl="auto")` takes timm's `resnetv2_50` (the same network) for the
-ImageNet depth 50 where timm imports, and this file otherwise.
+ImageNet depth 50 where timm imports, and this file otherwise; `impl="pytorchcv"` builds
+osmr's pytorchcv CIFAR PreResNet (stride on the 3x3 conv, the first unit's shortcut
+from the raw input: `keras_preact.PreActResNet(**builder_arguments(...))` of its
+checkpoint is that network).
 """
 
 import torch
@@ -166,11 +169,21 @@ class PreActResNet(nn.Module):
 
 
 def build_model(depth, layout, classes, impl="auto"):
-    """Returns `(model, impl_used)`; impl in "auto"|"timm"|"reference"."""
-    if impl not in ("auto", "timm", "reference"):
+    """Returns `(model, impl_used)`; impl in "auto"|"timm"|"reference"|"pytorchcv"."""
+    if impl not in ("auto", "timm", "reference", "pytorchcv"):
         raise ValueError(
-            f"Unknown impl={impl!r}. Expected one of ['auto', 'timm', 'reference']."
+            f"Unknown impl={impl!r}. Expected one of ['auto', 'timm', 'reference', "
+            "'pytorchcv']."
         )
+    if impl == "pytorchcv":
+        if layout != "cifar":
+            raise ValueError(f"impl='pytorchcv' builds the CIFAR layout only; got {layout=!r}.")
+        # From its module: pytorchcv's model provider imports torchvision.
+        from pytorchcv.models.preresnet_cifar import get_preresnet_cifar
+
+        bottleneck = cifar_stages(depth)[0] == "bottleneck"
+        name = f"pytorchcv preresnet{depth}{'bn' if bottleneck else ''}_cifar{classes}"
+        return get_preresnet_cifar(classes, depth, bottleneck), name
     if impl in ("auto", "timm") and layout == "imagenet" and depth == 50:
         try:
             import timm

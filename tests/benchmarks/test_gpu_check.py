@@ -1,6 +1,9 @@
 """benchmarks/gpu_check.py: the one-shot GPU check runs every part on a CPU at toy
-sizes, keeps going past parts that time out or cannot run, and checks its arguments."""
+sizes (one of them under torch.compile), compares each Keras part with its network in
+PyTorch, keeps going past parts that time out or cannot run, and checks its
+arguments."""
 
+import importlib.util
 import json
 import math
 import os
@@ -26,8 +29,11 @@ only_in_jax_run = pytest.mark.skipif(
 )
 # timm imports torchvision, which CI's CPU-only torch does not have.
 TIMM_MISSING = [name for name in ("timm", "torchvision")
-                if __import__("importlib.util").util.find_spec(name) is None]
+                if importlib.util.find_spec(name) is None]
 HAS_TIMM = not TIMM_MISSING
+HAS_PYTORCHCV = importlib.util.find_spec("pytorchcv") is not None
+SMOKE_COMPILE_SKIP = ("CPU smoke: torch.compile takes minutes per network on a CPU; "
+                      "keras_torch_cifar164_compile runs the compiled path")
 
 
 def _cifar_folder(path, n_train=80, n_test=40):
@@ -76,7 +82,9 @@ def test_help_says_what_the_script_answers(capsys):
 def test_cpu_smoke_runs_every_part(tmp_path):
     data = _cifar_folder(tmp_path / "data")
     out = tmp_path / "out"
-    proc = _run("--cpu-smoke", "--output", out, "--data-dir", data)
+    # A budget that a busy 2-core machine does not exhaust (torch.compile takes minutes).
+    proc = _run("--cpu-smoke", "--output", out, "--data-dir", data, "--budget-s", 1500,
+                timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report, markdown = _load(out)
     parts = report["parts"]
@@ -97,11 +105,31 @@ def test_cpu_smoke_runs_every_part(tmp_path):
         assert row["runtime"]["platform"] == "cpu"
         assert row["dtype_policy" if row["framework"] == "keras" else "precision"] in (
             "mixed_bfloat16", "mixed")
-    # Parts that need timm or CUDA say so.
+        assert row["jit"] is (name.endswith("_compile") or row.get("backend") == "jax")
+        if row["framework"] == "keras":
+            assert "stage" not in row and len(row["warmup_step_s"]) == row["warmup"]
+    # One Keras part runs torch.compile; the other compile parts say why they do not.
+    compiled = parts["keras_torch_cifar164_compile"]
+    assert compiled["status"] == "ok" and compiled["backend"] == "torch"
+    assert compiled["warmup"] == 2  # timed after torch.compile's second compile
+    assert "keras_preact, torch (torch.compile)" in markdown
+    for name in ("keras_torch_imagenet50_compile", "torch_pytorchcv_cifar164_compile",
+                 "torch_ours_cifar164_compile"):
+        assert parts[name] == dict(parts[name], status="skipped", reason=SMOKE_COMPILE_SKIP)
+    # Parts that need timm or pytorchcv say so where it is missing.
     for name in ("torch_timm_resnetv2_50", "torch_timm_resnetv2_50_compile"):
         if not HAS_TIMM:
             assert parts[name] == dict(parts[name], status="skipped", reason=(
                 f"timm does not import: {' and '.join(TIMM_MISSING)} not installed"))
+    pytorchcv = parts["torch_pytorchcv_cifar164"]
+    if HAS_PYTORCHCV:
+        # The Keras CIFAR parts build pytorchcv's network: same parameters and work.
+        assert pytorchcv["implementation"] == "pytorchcv preresnet11bn_cifar100"
+        for key in ("trainable_params", "gmacs_per_image"):
+            assert pytorchcv[key] == parts["keras_torch_cifar164"][key], key
+    else:
+        assert pytorchcv["status"] == "skipped"
+        assert pytorchcv["reason"].startswith("pytorchcv does not import")
     for backend in ("jax", "torch"):
         assert parts[f"keras_{backend}_r1001_remat"]["remat"] is True
         assert parts[f"keras_{backend}_r1001"]["remat"] is False
@@ -115,9 +143,16 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     for point in real["curve"]:
         assert _finite(point["loss"]) and 0 <= point["val_top1"] <= 1
         assert point["learning_rate"] > 0
-    # Keras / PyTorch ratios for the CIFAR pair that ran on both sides.
+    # Keras / PyTorch ratios for every pair that ran on both sides.
     pairs = {(r["keras"], r["torch"]): r for r in report["ratios"]}
+    expected = {(k, t) for k, t in gpu_check.RATIO_PAIRS
+                if parts[k]["status"] == parts[t]["status"] == "ok"}
+    assert set(pairs) == expected
+    assert ("keras_torch_cifar164_compile", "torch_ours_cifar164") in pairs
+    if HAS_PYTORCHCV:
+        assert pairs[("keras_torch_cifar164", "torch_pytorchcv_cifar164")]["same_network"]
     r = pairs[("keras_jax_cifar164", "torch_ours_cifar164")]
+    assert r["same_network"] is False and "Same network \"no\"" in markdown
     ours = parts["torch_ours_cifar164"]["images_per_s"]
     assert r["keras_over_torch"] == pytest.approx(
         parts["keras_jax_cifar164"]["images_per_s"] / ours, rel=1e-2)
@@ -132,13 +167,22 @@ def test_cpu_smoke_runs_every_part(tmp_path):
 def test_a_part_past_its_cap_is_killed_and_the_next_one_runs(tmp_path):
     out = tmp_path / "out"
     proc = _run("--cpu-smoke", "--output", out, "--data-dir", tmp_path / "none",
-                "--parts", "keras_torch_cifar164,torch_ours_cifar164,real_cifar100_jax",
-                "--cap", "keras_torch_cifar164=1", timeout=300)
+                "--parts", "keras_torch_cifar164,keras_torch_cifar164_compile,"
+                "torch_ours_cifar164,real_cifar100_jax",
+                "--cap", "keras_torch_cifar164=1",
+                # Past the imports and the build, inside torch.compile's first step.
+                "--cap", "keras_torch_cifar164_compile=20", timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report, markdown = _load(out)
     parts = report["parts"]
     assert parts["keras_torch_cifar164"]["status"] == "timeout"
     assert "timeout after 1 s" in parts["keras_torch_cifar164"]["reason"]
+    # A part stopped while compiling keeps how far it got.
+    compiled = parts["keras_torch_cifar164_compile"]
+    assert compiled["status"] == "timeout" and compiled["stage"] == "warm-up step 1"
+    assert compiled["warmup_step_s"] == [] and compiled["build_s"] >= 0
+    assert ("timeout (timeout after 20 s (process group killed)), in warm-up step 1"
+            in markdown)
     assert parts["torch_ours_cifar164"]["status"] == "ok"
     assert parts["real_cifar100_jax"]["status"] == "skipped"
     assert "no CIFAR-100 data folder" in parts["real_cifar100_jax"]["reason"]
@@ -152,9 +196,10 @@ def test_out_of_budget_parts_are_skipped(tmp_path, capsys):
                                  "--data-dir", str(_cifar_folder(tmp_path / "d"))])
     report = gpu_check.Runner(args).run()
     assert report["status"] == "done"
+    missing = {"timm": not HAS_TIMM, "pytorchcv": not HAS_PYTORCHCV, "": False}
     for name, row in report["parts"].items():
         assert row["status"] == "skipped", name
-        if not (gpu_check.PARTS_BY_NAME[name].needs_timm and not HAS_TIMM):
+        if not missing[gpu_check.PARTS_BY_NAME[name].needs]:
             assert row["reason"].startswith("out of time budget"), row
     assert json.loads((tmp_path / "gpu_check.json").read_text())["status"] == "done"
     assert "skipped: out of time budget" in (tmp_path / "gpu_check.md").read_text()
@@ -165,34 +210,134 @@ def test_out_of_budget_parts_are_skipped(tmp_path, capsys):
 # Pieces.
 
 
+@pytest.mark.parametrize("missing, part, reason", [
+    ({"pytorchcv"}, "torch_pytorchcv_cifar164_compile",
+     "pytorchcv does not import: pytorchcv not installed (a pure-Python wheel: `pip "
+     "download pytorchcv --no-deps -d .whl` carries it)"),
+    ({"torchvision"}, "torch_timm_resnetv2_50",
+     "timm does not import: torchvision not installed"),
+    ({"timm", "torchvision"}, "torch_timm_resnetv2_50_compile",
+     "timm does not import: timm and torchvision not installed"),
+    ({"pytorchcv", "timm"}, "keras_torch_cifar164", None),
+])
+def test_parts_that_need_a_missing_package_say_which(missing, part, reason, monkeypatch,
+                                                      tmp_path):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec",
+                        lambda name: None if name in missing else find_spec(name))
+    runner = gpu_check.Runner(gpu_check.parse_args(["--output", str(tmp_path)]))
+    assert runner.skip_reason(gpu_check.PARTS_BY_NAME[part]) == reason
+
+
+def test_cpu_smoke_compiles_one_part_only(tmp_path):
+    runner = gpu_check.Runner(gpu_check.parse_args(["--output", str(tmp_path),
+                                                    "--cpu-smoke"]))
+    skipped = {p.name for p in gpu_check.PARTS
+               if runner.skip_reason(p) == SMOKE_COMPILE_SKIP}
+    assert {"keras_torch_imagenet50_compile", "torch_pytorchcv_cifar164_compile",
+            "torch_ours_cifar164_compile"} <= skipped
+    # (A missing timm is the reason its part gives first.)
+    assert skipped == {p.name for p in gpu_check.PARTS if p.name.endswith("_compile")} - {
+        "keras_torch_cifar164_compile", *([] if HAS_TIMM else ["torch_timm_resnetv2_50_compile"])}
+
+
 def test_ratios_keras_over_torch():
     parts = {
         "keras_jax_cifar164": dict(status="ok", images_per_s=300.0, gmacs_per_image=0.25),
         "keras_torch_cifar164": dict(status="ok", images_per_s=50.0, gmacs_per_image=0.25),
+        "keras_torch_cifar164_compile": dict(status="ok", images_per_s=150.0),
+        "torch_pytorchcv_cifar164": dict(status="ok", images_per_s=200.0),
+        "torch_pytorchcv_cifar164_compile": dict(status="ok", images_per_s=250.0),
         "torch_ours_cifar164": dict(status="ok", images_per_s=200.0, gmacs_per_image=0.2),
+        "torch_ours_cifar164_compile": dict(status="timeout", reason="timeout after 90 s"),
         "keras_jax_imagenet50": dict(status="ok", images_per_s=900.0),
+        "keras_torch_imagenet50_compile": dict(status="ok", images_per_s=600.0),
         "torch_timm_resnetv2_50": dict(status="timeout", reason="timeout after 45 s"),
+        "torch_timm_resnetv2_50_compile": dict(status="ok", images_per_s=800.0),
     }
-    ratios = gpu_check.compute_ratios(parts)
-    assert [(r["keras"], r["torch"]) for r in ratios] == [
-        ("keras_jax_cifar164", "torch_ours_cifar164"),
-        ("keras_torch_cifar164", "torch_ours_cifar164"),
-    ]
-    assert ratios[0]["keras_over_torch"] == 1.5
-    assert ratios[0]["keras_over_torch_per_gmac"] == 1.875  # 1.5 * 0.25 / 0.2
-    assert ratios[1]["keras_over_torch"] == 0.25
+    ratios = {(r["keras"], r["torch"]): r for r in gpu_check.compute_ratios(parts)}
+    # Every Keras part against its network in PyTorch, eager and compiled; a PyTorch
+    # part that did not finish gives no ratio.
+    assert list(ratios) == [
+        (keras_name, torch_name)
+        for keras_name in ("keras_jax_cifar164", "keras_torch_cifar164",
+                           "keras_torch_cifar164_compile")
+        for torch_name in ("torch_pytorchcv_cifar164", "torch_pytorchcv_cifar164_compile",
+                           "torch_ours_cifar164")
+    ] + [("keras_jax_imagenet50", "torch_timm_resnetv2_50_compile"),
+         ("keras_torch_imagenet50_compile", "torch_timm_resnetv2_50_compile")]
+    r = ratios[("keras_jax_cifar164", "torch_ours_cifar164")]
+    assert r["keras_over_torch"] == 1.5 and r["same_network"] is False
+    assert r["keras_over_torch_per_gmac"] == 1.875  # 1.5 * 0.25 / 0.2
+    r = ratios[("keras_torch_cifar164_compile", "torch_pytorchcv_cifar164_compile")]
+    assert r["keras_over_torch"] == 0.6 and r["same_network"] is True
+    assert "keras_over_torch_per_gmac" not in r
+    assert ratios[("keras_torch_imagenet50_compile",
+                   "torch_timm_resnetv2_50_compile")]["keras_over_torch"] == 0.75
 
 
 def test_part_configs():
-    args = gpu_check.parse_args(["--output", "/tmp/x"])
+    args = gpu_check.parse_args(["--output", "/tmp/x", "--warmup", "1"])
     configs = {p.name: gpu_check.part_config(p, args) for p in gpu_check.PARTS}
     shapes = {name: (c["depth"], c["batch"], c["image_size"], c["jit"])
               for name, c in configs.items() if "depth" in c and name != "real_cifar100_jax"}
     assert shapes["keras_jax_cifar164"] == (164, 128, 32, True)
+    assert shapes["keras_torch_cifar164"] == (164, 128, 32, False)
+    assert shapes["keras_torch_cifar164_compile"] == (164, 128, 32, True)
     assert shapes["keras_torch_imagenet50"] == (50, 256, 224, False)
+    assert shapes["keras_torch_imagenet50_compile"] == (50, 256, 224, True)
     assert shapes["torch_timm_resnetv2_50_compile"] == (50, 256, 224, True)
+    assert shapes["torch_pytorchcv_cifar164"] == (164, 128, 32, False)
+    assert shapes["torch_pytorchcv_cifar164_compile"] == (164, 128, 32, True)
+    assert shapes["torch_ours_cifar164_compile"] == (164, 128, 32, True)
+    assert {name: c["torch_impl"] for name, c in configs.items() if "torch_impl" in c} == {
+        "torch_pytorchcv_cifar164": "pytorchcv", "torch_pytorchcv_cifar164_compile": "pytorchcv",
+        "torch_timm_resnetv2_50": "timm", "torch_timm_resnetv2_50_compile": "timm",
+        "torch_ours_cifar164": "reference", "torch_ours_cifar164_compile": "reference"}
+    # The Keras CIFAR-164 parts build pytorchcv's network; the depth-1001 parts ours.
+    assert {name for name, c in configs.items() if c.get("network_of")} == {
+        "keras_jax_cifar164", "keras_torch_cifar164", "keras_torch_cifar164_compile"}
+    assert configs["keras_jax_cifar164"]["network_of"] == "pytorchcv/preresnet164bn_cifar100"
+    # torch.compile compiles Keras' step again in its second call: two warm-up steps.
+    assert configs["keras_torch_cifar164_compile"]["warmup"] == 2
+    assert configs["keras_torch_cifar164"]["warmup"] == 1
     assert configs["keras_jax_r1001_remat"]["remat"] and not configs["keras_jax_r1001"]["remat"]
     assert {c["policy"] for c in configs.values()} == {"mixed_bfloat16"}
+    # Within the budget the issue's parts come first, depth 1001 and real CIFAR last.
+    names = [p.name for p in gpu_check.PARTS]
+    assert names.index("keras_torch_cifar164_compile") < names.index("real_cifar100_jax")
+    assert all(names.index(n) > names.index("real_cifar100_jax") for n in names if "r1001" in n)
+    assert args.budget_s == 430
+
+
+@pytest.mark.skipif(not HAS_PYTORCHCV, reason="pytorchcv is not installed")
+def test_keras_cifar_parts_build_pytorchcvs_network():
+    """The Keras CIFAR-164 parts build exactly pytorchcv's preresnet164bn_cifar100:
+    with its weights they give its outputs (keras_preact's default layout would not:
+    it strides on the first 1x1 conv and pre-activates the first shortcut)."""
+    import torch
+
+    from keras_preact.pretrained import convert
+
+    torch_reference = load_benchmark("torch_reference")
+    args = gpu_check.parse_args(["--output", "/tmp/x"])
+    config = gpu_check.part_config(gpu_check.PARTS_BY_NAME["keras_torch_cifar164"], args)
+    model = gpu_check._build_keras_model(config)
+    torch.manual_seed(0)
+    torch_model, implementation = torch_reference.build_model(164, "cifar", 100, "pytorchcv")
+    assert implementation == "pytorchcv preresnet164bn_cifar100"
+    torch_model.eval()
+    model.set_weights(convert(torch_model.state_dict(), gpu_check.PYTORCHCV_NETWORK,
+                              input_normalization=None).get_weights())
+    # The pooled features (random weights saturate the softmax); the default layout's
+    # differ by far more than float32 rounding.
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
+    with torch.no_grad():
+        expected = torch.flatten(torch_model.features(torch.from_numpy(
+            x.transpose(0, 3, 1, 2))), 1).numpy()
+    features = keras.Model(model.input, model.get_layer("avg_pool").output)
+    got = keras.ops.convert_to_numpy(features(x, training=False))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
 def test_prepare_data(tmp_path):
