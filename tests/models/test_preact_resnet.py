@@ -335,13 +335,19 @@ _spec.loader.exec_module(saved_units)
 
 def saved_config(keras_file):
     """The model config of a `.keras` file (a path or a file object), without
-    Keras' per-save `shared_object_id`s and with the input layer's generated
-    name replaced."""
+    Keras' per-save `shared_object_id`s, with the input layer's generated
+    name replaced, and with `keras_preact.layers.Conv2D` written as
+    `keras.layers.Conv2D` (the same layer and config; only its torch call
+    differs)."""
     with zipfile.ZipFile(keras_file) as archive:
         text = archive.read("config.json").decode()
     text = re.sub(r'"input_layer(_\d+)?"', '"input_layer"', text)
     text = re.sub(r',?\s*"shared_object_id":\s*\d+', "", text)
-    return json.loads(text)["config"]
+    config = json.loads(text)["config"]
+    for layer in config["layers"]:
+        if layer.get("registered_name") == "keras_preact>Conv2D":
+            layer.update(module="keras.layers", registered_name=None)
+    return config
 
 
 # Each layout's defaults, spelled out.
