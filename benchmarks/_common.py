@@ -139,6 +139,12 @@ def machine_info():
     }
 
 
+def end_load(machine):
+    """`machine` with the load average at the end of the run: a load above the
+    core count while it ran means other work shared the cores."""
+    return dict(machine, load_average_at_end=[round(x, 2) for x in os.getloadavg()])
+
+
 def report_lines(report):
     """Markdown lines naming the machine, the date and the command(s) of a report."""
     machine = report["machine"]
@@ -149,7 +155,9 @@ def report_lines(report):
         f"- Machine: {machine['cpu']}, {machine['cpu_cores']} cores, "
         f"{machine.get('memory_gb')} GB RAM, {gpus}",
         f"- Date: {machine['date_utc']}, load average at start "
-        f"{machine.get('load_average', machine.get('load_average_at_start'))}",
+        f"{machine.get('load_average', machine.get('load_average_at_start'))}"
+        + (f", at end {machine['load_average_at_end']}"
+           if machine.get("load_average_at_end") else ""),
         f"- Versions: {versions}",
     ]
     commands = report.get("command") or []

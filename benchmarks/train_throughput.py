@@ -137,9 +137,15 @@ def run_keras(config):
                   jit_compile=config["jit_compile"])
     x, y = synthetic_batch(config)
     timing = _common.time_fit(model, x, y, config["warmup"], config["steps"])
+    threads = {}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        threads = dict(torch_threads=torch.get_num_threads())
     return dict(
         config,
         status="ok",
+        **threads,
         jit_compiled=bool(model.jit_compile),
         build_s=round(build_s, 2),
         trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
@@ -335,6 +341,9 @@ def render(report):
         + "; a Keras step is a step of `model.fit`; PyTorch eager, channels_last"
         + ("; each torch.compile column is compared with PyTorch under torch.compile"
            if settings.get("torch_compile") else "")
+        + "".join(sorted({f"; torch on {r['torch_threads']} CPU threads"
+                          for r in rows if r.get("torch_threads")
+                          and not report["machine"].get("gpus")}))
         + f"; {settings['steps']} timed steps after {settings['warmup']} warm-up; the "
         f"median of {settings['rounds']} interleaved rounds (the slower middle one for an "
         "even count); synthetic data.",
@@ -353,6 +362,7 @@ def main(argv=None):
     args = parse_args(argv)
     machine = _common.machine_info()
     rows = measure(build_configs(args), args.rounds, args.timeout)
+    machine = _common.end_load(machine)
     settings = {k: v for k, v in vars(args).items() if k != "output"}
     report = {"question": __doc__.splitlines()[0], "command": _common.command_line(SCRIPT, argv),
               "machine": machine, "settings": settings, "rows": rows}

@@ -18,8 +18,13 @@ TENSORFLOW_PRIVATE = {"_enable_check_health", "_check_health_interval",
                       "_check_health_timeout", "_check_health_initial_timeout"}
 # torch's multi-tensor kernels (torch.optim's "foreach" path, also Keras' own
 # torch optimizers'): PaperSGD's update on torch.
+# torch's test for hooks around a module (`Module._call_impl`'s fast path):
+# a residual unit calls its layers' `call` unless a hook needs `__call__`.
 TORCH_PRIVATE = {"_foreach_mul", "_foreach_mul_", "_foreach_add", "_foreach_add_",
-                 "_foreach_sub_"}
+                 "_foreach_sub_", "_forward_hooks", "_forward_pre_hooks",
+                 "_backward_hooks", "_backward_pre_hooks", "_global_forward_hooks",
+                 "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks"}
 
 
 def tiny_graph():

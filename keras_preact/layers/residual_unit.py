@@ -352,9 +352,12 @@ class ResidualUnit(keras.layers.Layer):
         shared compute dtype, and each one computes in its input's dtype.
         On TensorFlow and JAX the step is traced once, so the layers keep
         their `__call__`. So do the layers of a `remat` unit, whose
-        recomputation runs in the backward pass.
+        recomputation runs in the backward pass, and a layer with torch
+        module hooks (`register_forward_hook` and the like), which only
+        `__call__` runs.
         """
-        if self.remat or keras.backend.backend() != "torch":
+        if (self.remat or keras.backend.backend() != "torch"
+                or _has_torch_hooks(layer)):
             return layer(*args, **kwargs)
         return layer.call(*args, **kwargs)
 
@@ -521,3 +524,17 @@ class PreActBottleneckUnit(ResidualUnit):
     def __init__(self, filters, **kwargs):
         kwargs.pop("bottleneck", None)
         super().__init__(filters, bottleneck=True, **kwargs)
+
+
+def _has_torch_hooks(module):
+    """Whether `torch.nn.Module.__call__` would run hooks around `module`:
+    its own or global forward and backward hooks (torch's own test for its
+    fast path)."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or module._backward_hooks or module._backward_pre_hooks
+                or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks
+                or torch_module._global_backward_hooks
+                or torch_module._global_backward_pre_hooks)

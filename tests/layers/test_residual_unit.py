@@ -381,6 +381,43 @@ def test_layer_calls_of_a_unit(config, shape, training, remat, monkeypatch):
         np.testing.assert_array_equal(outputs, expected)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="torch module hooks")
+@pytest.mark.parametrize("register", ["forward", "forward_pre", "global_forward"])
+def test_torch_hooks_on_a_units_layers_run(register):
+    """A torch hook on a layer inside a unit runs, as on any torch module,
+    though the unit calls its other layers' `call` directly."""
+    import torch
+
+    unit = ResidualUnit(filters=8, name="unit")
+    unit.build((2, 6, 6, 8))
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 8)).astype("float32")
+    expected = keras.ops.convert_to_numpy(unit(x, training=True))
+    seen = []
+    if register == "forward":
+        handle = unit.preact_bn.register_forward_hook(
+            lambda module, args, output: seen.append(module.name))
+    elif register == "forward_pre":
+        handle = unit.convs[1].register_forward_pre_hook(
+            lambda module, args: seen.append(module.name))
+    else:
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda module, args, output: seen.append(module.name))
+    try:
+        outputs = keras.ops.convert_to_numpy(unit(x, training=True))
+    finally:
+        handle.remove()
+    if register == "forward":
+        assert seen == [unit.preact_bn.name]
+    elif register == "forward_pre":
+        assert seen == [unit.convs[1].name]
+    else:
+        assert {layer.name for layer in unit.convs} <= set(seen)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    seen.clear()
+    unit(x, training=True)
+    assert seen == []
+
+
 def unit_outputs(unit, x, training, stateless):
     """The unit's outputs on its variables' values: by `stateless_call`,
     which runs its `call` as Keras' trainers run a model's, or by
