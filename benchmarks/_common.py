@@ -338,6 +338,14 @@ def worker_main(run_config):
     print(_RESULT_MARKER + json.dumps(result), flush=True)
 
 
+# glibc's malloc told to keep freed memory (never to map large blocks, never to hand
+# the heap's top back). By default, whether a step's large tensors come back as fresh
+# pages (a page fault per 4 KiB touched) depends on each process's allocation
+# history, so two processes running the same kernels can differ by a third in step
+# time (docs/benchmarks.md, "Training throughput").
+STEADY_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
+
+
 def run_worker(script, config, timeout_s=None, env=None, stream_stderr=False):
     """Runs `config` in a fresh process of `script` (its own memory peaks, its own
     `KERAS_BACKEND` through `env`). `stream_stderr=True` lets the worker's progress
@@ -384,6 +392,30 @@ def atomic_write(path, data):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def publish(doc, script, argv, args, machine, render, ok=("ok",), settings=None,
+            **results):
+    """Assembles, writes and prints a script's report; returns its exit status.
+
+    The report holds the question (the first line of the script's docstring `doc`),
+    the command, `machine` (from `machine_info()` before the runs) with the load at
+    the end, the settings (`args` less `--output`, or `settings`) and `results` (for
+    example `rows=[...]`). It is written to `args.output` when given, and
+    `render(report)` is printed. Returns 0 when every row has a status in `ok`, else 1.
+    """
+    if settings is None:
+        settings = {k: v for k, v in vars(args).items() if k != "output"}
+    report = {"question": doc.splitlines()[0], "command": command_line(script, argv),
+              "machine": end_load(machine),
+              "settings": {k: str(v) if isinstance(v, os.PathLike) else v
+                           for k, v in settings.items()},
+              **results}
+    if args.output:
+        write_report(args.output, report)
+    print(render(report))
+    rows = [row for value in results.values() for row in value]
+    return 0 if all(row.get("status", "ok") in ok for row in rows) else 1
 
 
 def write_report(path, report):

@@ -112,15 +112,7 @@ def main(argv=None):
         result = _common.run_worker(SCRIPT, config, args.timeout,
                                     env={"KERAS_BACKEND": backend})
         rows += result["rows"] if result["status"] == "ok" else [result]
-    report = {"question": __doc__.splitlines()[0],
-              "command": _common.command_line(SCRIPT, argv),
-              "machine": machine,
-              "settings": {k: v for k, v in vars(args).items() if k != "output"},
-              "rows": rows}
-    if args.output:
-        _common.write_report(args.output, report)
-    print(render(report))
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+    return _common.publish(__doc__, SCRIPT, argv, args, machine, render, rows=rows)
 
 
 if __name__ == "__main__":

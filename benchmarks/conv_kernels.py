@@ -190,6 +190,7 @@ def main(argv=None):
     if argv is None and "--worker" in sys.argv:
         return _common.worker_main(run_config)
     args = build_parser().parse_args(argv)
+    machine = _common.machine_info()
     size = args.image_size or (32 if args.layout == "cifar" else 224)
     convolutions = network_convolutions(args.depth, args.layout, size, args.batch)
     results = []
@@ -200,13 +201,8 @@ def main(argv=None):
         results.append(_common.run_worker(SCRIPT, config, args.timeout))
     settings = {k: v for k, v in vars(args).items() if k != "output"}
     settings["image_size"] = size
-    report = {"question": __doc__.splitlines()[0],
-              "command": _common.command_line(SCRIPT, argv),
-              "machine": _common.machine_info(), "settings": settings, "results": results}
-    if args.output:
-        _common.write_report(args.output, report)
-    print(render(report))
-    return 0 if all(r["status"] == "ok" for r in results) else 1
+    return _common.publish(__doc__, SCRIPT, argv, args, machine, render,
+                           settings=settings, results=results)
 
 
 if __name__ == "__main__":

@@ -119,15 +119,7 @@ def main(argv=None):
     rows = cifar_rows(args.data_dir, args.batches, args.warmup, args.cifar_batch_size)
     rows += imagenet_rows(args.data_dir, args.imagenet_batches, args.warmup,
                           args.imagenet_batch_size)
-    report = {"question": __doc__.splitlines()[0],
-              "command": _common.command_line(SCRIPT, argv),
-              "machine": machine,
-              "settings": {k: str(v) if isinstance(v, Path) else v
-                           for k, v in vars(args).items() if k != "output"},
-              "rows": rows}
-    if args.output:
-        _common.write_report(args.output, report)
-    print(render(report))
+    _common.publish(__doc__, SCRIPT, argv, args, machine, render, rows=rows)
     return 0
 
 

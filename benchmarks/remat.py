@@ -102,15 +102,7 @@ def main(argv=None):
     args = parse_args(argv)
     machine = _common.machine_info()
     rows = train_throughput.measure(build_configs(args), 1, args.timeout)
-    report = {"question": __doc__.splitlines()[0],
-              "command": _common.command_line(SCRIPT, argv),
-              "machine": machine,
-              "settings": {k: v for k, v in vars(args).items() if k != "output"},
-              "rows": rows}
-    if args.output:
-        _common.write_report(args.output, report)
-    print(render(report))
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+    return _common.publish(__doc__, SCRIPT, argv, args, machine, render, rows=rows)
 
 
 if __name__ == "__main__":

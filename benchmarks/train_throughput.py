@@ -71,6 +71,10 @@ def build_parser():
                         help="leave out the PyTorch reference")
     parser.add_argument("--no-resnet50v2", dest="resnet50v2", action="store_false",
                         help="leave out keras.applications.ResNet50V2")
+    parser.add_argument("--default-malloc", dest="steady_malloc", action="store_false",
+                        help="run the workers with glibc's default malloc settings, which "
+                        "return freed memory to the system (default: every worker keeps "
+                        "it, so no step pays page faults for memory it freed)")
     parser.add_argument("--warmup", type=positive, default=2)
     parser.add_argument("--steps", type=positive, default=5)
     parser.add_argument("--rounds", type=positive, default=2)
@@ -251,7 +255,7 @@ def build_configs(args):
     return configs
 
 
-def measure(configs, rounds, timeout_s):
+def measure(configs, rounds, timeout_s, steady_malloc=True):
     """Runs every config `rounds` times, interleaved, each in its own process; returns
     one row per config: its median round by images/s (the slower middle one for an
     even count: the slower of two) and every round's images/s."""
@@ -261,7 +265,9 @@ def measure(configs, rounds, timeout_s):
             _common.progress(f"round {r + 1}/{rounds}, {i + 1}/{len(configs)}: "
                              f"{config['runtime']} {label(config)}")
             backend = "torch" if config["runtime"] == "torch_compile" else config["runtime"]
-            env = {"KERAS_BACKEND": backend} if backend in _common.BACKENDS else None
+            env = {"KERAS_BACKEND": backend} if backend in _common.BACKENDS else {}
+            if steady_malloc:
+                env.update(_common.STEADY_MALLOC)
             row = _common.run_worker(SCRIPT, config, timeout_s, env=env)
             _common.progress(f"  {row.get('images_per_s', row.get('error'))}")
             results.append(row)
@@ -344,6 +350,7 @@ def render(report):
         + "".join(sorted({f"; torch on {r['torch_threads']} CPU threads"
                           for r in rows if r.get("torch_threads")
                           and not report["machine"].get("gpus")}))
+        + ("; glibc malloc keeps freed memory" if settings.get("steady_malloc") else "")
         + f"; {settings['steps']} timed steps after {settings['warmup']} warm-up; the "
         f"median of {settings['rounds']} interleaved rounds (the slower middle one for an "
         "even count); synthetic data.",
@@ -361,15 +368,8 @@ def main(argv=None):
         return _common.worker_main(run_config)
     args = parse_args(argv)
     machine = _common.machine_info()
-    rows = measure(build_configs(args), args.rounds, args.timeout)
-    machine = _common.end_load(machine)
-    settings = {k: v for k, v in vars(args).items() if k != "output"}
-    report = {"question": __doc__.splitlines()[0], "command": _common.command_line(SCRIPT, argv),
-              "machine": machine, "settings": settings, "rows": rows}
-    if args.output:
-        _common.write_report(args.output, report)
-    print(render(report))
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+    rows = measure(build_configs(args), args.rounds, args.timeout, args.steady_malloc)
+    return _common.publish(__doc__, SCRIPT, argv, args, machine, render, rows=rows)
 
 
 if __name__ == "__main__":

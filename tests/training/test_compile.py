@@ -101,3 +101,31 @@ def test_torch_compile_keeps_the_check():
     assert np.isfinite(model.fit(x, np.array([0, 1, 2, 1]), verbose=0).history["loss"][0])
     with pytest.raises(ValueError, match=r"Label 3 is outside \[0, 3\) for a model with 3"):
         model.fit(x, np.array([0, 1, 2, 3]), verbose=0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.compile is torch's")
+def test_torch_compile_trains_like_eager():
+    """`jit_compile=True` on torch (Keras compiles the train step with
+    `torch.compile`) takes the same steps as eager: losses, weights and BN
+    statistics, through bottleneck units, projection shortcuts and drop path."""
+    import keras_preact
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 1, 0, 2, 2, 1])
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras_preact.PreActResNet(11, layout="cifar", input_shape=(8, 8, 3),
+                                          classes=3, drop_path_rate=0.2)
+        compile_for_paper(model, 0.1, jit_compile=jit_compile)
+        history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        assert model.jit_compile is jit_compile
+        results.append((history.history["loss"],
+                        [keras.ops.convert_to_numpy(w) for w in model.weights]))
+    (eager_loss, eager_weights), (compiled_loss, compiled_weights) = results
+    np.testing.assert_allclose(compiled_loss, eager_loss, rtol=1e-4)
+    assert len(compiled_weights) == len(eager_weights)
+    for compiled, eager in zip(compiled_weights, eager_weights):
+        np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-5)
