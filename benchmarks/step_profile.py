@@ -9,11 +9,12 @@ kind of kernel per step:
   norm's reductions and element-wise work);
 - torch (the Keras backend) and pytorch (`benchmarks/torch_reference.py`, PyTorch
   eager, channels_last, `torch.optim.SGD`): `torch.profiler`'s self CPU time per aten op.
-A kernel that runs on several threads counts its wall time once per thread it was
-recorded on, so a column can exceed the step's time; compare kinds, not totals.
+JAX's thunks run on several threads at once, so its column can sum to more than the
+step's time: compare its kinds, not its total. torch's profiler counts each aten op
+once, on the thread that calls it.
 
 Example:
-    python benchmarks/step_profile.py --runtimes jax torch pytorch --output benchmarks/results/step_profile.json
+    python benchmarks/step_profile.py --output benchmarks/results/step_profile.json
 """
 
 import collections

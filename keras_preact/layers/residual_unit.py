@@ -352,12 +352,13 @@ class ResidualUnit(keras.layers.Layer):
         shared compute dtype, and each one computes in its input's dtype.
         On TensorFlow and JAX the step is traced once, so the layers keep
         their `__call__`. So do the layers of a `remat` unit, whose
-        recomputation runs in the backward pass, and a layer with torch
-        module hooks (`register_forward_hook` and the like), which only
-        `__call__` runs.
+        recomputation runs in the backward pass; a layer with torch module
+        hooks (`register_forward_hook` and the like), which only `__call__`
+        runs; and every layer while `torch.compile` traces the step, which
+        it then runs without Python.
         """
         if (self.remat or keras.backend.backend() != "torch"
-                or _has_torch_hooks(layer)):
+                or _needs_module_call(layer)):
             return layer(*args, **kwargs)
         return layer.call(*args, **kwargs)
 
@@ -526,12 +527,16 @@ class PreActBottleneckUnit(ResidualUnit):
         super().__init__(filters, bottleneck=True, **kwargs)
 
 
-def _has_torch_hooks(module):
-    """Whether `torch.nn.Module.__call__` would run hooks around `module`:
-    its own or global forward and backward hooks (torch's own test for its
-    fast path)."""
+def _needs_module_call(module):
+    """Whether `module` must run through `torch.nn.Module.__call__`: while
+    `torch.compile` traces (its guards then follow each layer's hooks), or
+    when torch would run hooks around it: its own or global forward and
+    backward hooks (torch's own test for its fast path)."""
+    import torch
     from torch.nn.modules import module as torch_module
 
+    if torch.compiler.is_compiling():
+        return True
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or module._backward_hooks or module._backward_pre_hooks
                 or torch_module._global_forward_hooks

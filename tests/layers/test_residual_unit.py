@@ -418,6 +418,44 @@ def test_torch_hooks_on_a_units_layers_run(register):
     assert seen == []
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "torch", reason="torch module hooks under torch.compile")
+def test_torch_hooks_on_a_units_layers_run_under_torch_compile():
+    """Under `torch.compile(model)` a hook on a layer inside a unit runs at
+    every call, as it does on Keras' own layers (the compiled graph must not
+    keep a unit's direct path that skipped it)."""
+    import torch
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 8))
+    units = [PreActBasicUnit(8) for _ in range(3)]
+    x = inputs
+    for unit in units:
+        x = unit(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    data = torch.rand(2, 16, 16, 8)
+    plain = model(data, training=False).detach().clone()
+    count = {"calls": 0}
+
+    def zero_output(module, args, output):
+        count["calls"] += 1
+        return output * 0
+
+    handle = units[1].convs[0].register_forward_hook(zero_output)
+    try:
+        hooked = model(data, training=False).detach().clone()
+        assert not torch.allclose(hooked, plain)
+        count["calls"] = 0
+        compiled = torch.compile(model)
+        for call in range(1, 4):
+            outputs = compiled(data, training=False).detach()
+            assert count["calls"] == call
+            assert torch.allclose(outputs, hooked, rtol=1e-5, atol=1e-6)
+    finally:
+        handle.remove()
+
+
 def unit_outputs(unit, x, training, stateless):
     """The unit's outputs on its variables' values: by `stateless_call`,
     which runs its `call` as Keras' trainers run a model's, or by
